@@ -1,0 +1,155 @@
+"""The crawl manifest: JSON Lines, one record per input row or crawled item.
+
+The crawler appends a record as each item completes; ``processing.build_h5``
+reads any number of manifests. ``path`` is stored relative to the manifest's
+own folder so a crawl directory can be moved or shared between machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from . import reasons
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Record:
+    source: str                      # crawler that produced it: "loc_archive", "imgur", ...
+    source_id: str                   # the row's id within that source (Meme ID, imgur id)
+    status: str                      # "ok" or a reason from processing.reasons
+    label: int = 1                   # 1 meme, 0 non-meme
+    path: str | None = None          # stored original bytes, relative to the manifest folder
+    sha256: str | None = None        # of the stored bytes
+    md5: str | None = None           # of the stored bytes
+    expected_md5: str | None = None  # what the input row promised, when it did
+    url: str | None = None           # the URL the input row pointed at
+    capture_url: str | None = None   # the URL the bytes finally came from
+    template: str | None = None      # base meme name: the group for leakage-free splits
+    alt_text: str | None = None
+    title: str | None = None
+    tags: list[str] | None = None
+    width: int | None = None
+    height: int | None = None
+    size: int | None = None
+    animated: bool | None = None
+    detail: str | None = None        # human-readable context for a failure
+    time: float = field(default_factory=time.time)
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, str(self.source_id))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == reasons.OK
+
+    @property
+    def final(self) -> bool:
+        return reasons.is_final(self.status)
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Record":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class ManifestWriter:
+    """Append-only JSONL writer; every record is flushed as it is written.
+
+    A process killed mid-write can leave at most one torn last line, which the
+    reader skips and counts.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: Record) -> None:
+        if record.path and os.path.isabs(record.path):
+            record.path = os.path.relpath(record.path, self.path.parent)
+        self._fh.write(record.to_json() + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass
+class ManifestSet:
+    """The resolved view of many manifests: one record per (source, source_id)."""
+
+    records: dict[tuple[str, str], Record]
+    torn_lines: int = 0
+    files: list[Path] = field(default_factory=list)
+
+    def final_keys(self) -> set[tuple[str, str]]:
+        return {k for k, r in self.records.items() if r.final}
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Manifest arguments may be files or folders of ``*.jsonl`` files."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(p.glob("*.jsonl")))
+        else:
+            out.append(p)
+    return out
+
+
+def iter_records(path: Path) -> Iterator[Record | None]:
+    """Records of one manifest with absolute paths; ``None`` for a torn line."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = Record.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                yield None
+                continue
+            if rec.path and not os.path.isabs(rec.path):
+                rec.path = os.path.normpath(os.path.join(path.parent, rec.path))
+            yield rec
+
+
+def _better(new: Record, old: Record) -> bool:
+    """A stored image beats any failure; otherwise the newer record wins."""
+    if new.ok != old.ok:
+        return new.ok
+    return new.time >= old.time
+
+
+def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:
+    files = expand_paths(paths)
+    result = ManifestSet(records={}, files=files)
+    for path in files:
+        for rec in iter_records(path):
+            if rec is None:
+                result.torn_lines += 1
+                continue
+            old = result.records.get(rec.key)
+            if old is None or _better(rec, old):
+                result.records[rec.key] = rec
+    return result

@@ -1,0 +1,168 @@
+"""Streaming, resumable HDF5 writer.
+
+Rows are appended in batches to resizable datasets; after each batch the file
+is flushed and ``rows_committed`` advanced, so a build stopped between batches
+can ``--resume`` by truncating to the last commit. The file only gets its final
+name once ``finalize`` has written the splits and attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .split import SPLIT_NAMES
+
+SCHEMA_VERSION = 1
+LABEL_NAMES = ("non_meme", "meme")
+STR = h5py.string_dtype("utf-8")
+
+# name -> (dtype, per-row shape); images get their shape from the size
+_ROW_FIELDS = {
+    "labels": (np.uint8, ()),
+    "source": (STR, ()),
+    "source_id": (STR, ()),
+    "group": (STR, ()),
+    "sha256": ("S64", ()),
+    "animated": (np.uint8, ()),
+}
+_SKIP_FIELDS = {"source": STR, "source_id": STR, "reason": STR, "label": np.uint8}
+
+
+class PartialBuildError(Exception):
+    pass
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+class H5Writer:
+    def __init__(self, out: Path, *, size: int, compression: str | None, params: dict, resume: bool):
+        self.out = Path(out)
+        self.path = partial_path(self.out)
+        self.size = size
+        self.params = params
+        if resume and self.path.exists():
+            self._open_existing()
+        else:
+            self._create(compression)
+        self._pending_rows: list = []
+        self._pending_skips: list = []
+
+    # ---- setup -------------------------------------------------------------
+    def _create(self, compression: str | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = h5py.File(self.path, "w")
+        s = self.size
+        kw = {"compression": compression} if compression else {}
+        self.f.create_dataset("images", shape=(0, s, s, 3), maxshape=(None, s, s, 3), dtype=np.uint8,
+                              chunks=(1, s, s, 3), **kw)
+        for name, (dtype, shape) in _ROW_FIELDS.items():
+            self.f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(4096,))
+        skipped = self.f.create_group("skipped")
+        for name, dtype in _SKIP_FIELDS.items():
+            skipped.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
+        self.f.attrs["params"] = json.dumps(self.params, sort_keys=True)
+        self.f.attrs["rows_committed"] = 0
+        self.f.attrs["skips_committed"] = 0
+        self.f.flush()
+
+    def _open_existing(self) -> None:
+        try:
+            self.f = h5py.File(self.path, "r+")
+            stored = json.loads(self.f.attrs["params"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise PartialBuildError(f"partial build {self.path} is unreadable ({exc}); start over with --overwrite") from None
+        if stored != self.params:
+            raise PartialBuildError(f"partial build {self.path} used other parameters; rerun with the same options or --overwrite")
+        rows, skips = int(self.f.attrs["rows_committed"]), int(self.f.attrs["skips_committed"])
+        for name in ("images", *_ROW_FIELDS):
+            self.f[name].resize(rows, axis=0)
+        for name in _SKIP_FIELDS:
+            self.f["skipped"][name].resize(skips, axis=0)
+
+    # ---- state -------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return int(self.f.attrs["rows_committed"])
+
+    def done_keys(self) -> set[tuple[str, str]]:
+        keys = set(zip(_strings(self.f["source"]), _strings(self.f["source_id"])))
+        sk = self.f["skipped"]
+        keys.update(zip(_strings(sk["source"]), _strings(sk["source_id"])))
+        return keys
+
+    def sha256s(self) -> set[str]:
+        return {s.decode() for s in self.f["sha256"][:]}
+
+    # ---- appending ---------------------------------------------------------
+    def add_row(self, image, label, source, source_id, group, sha256, animated) -> None:
+        self._pending_rows.append((image, label, source, source_id, group or "", sha256, animated))
+
+    def add_skip(self, source, source_id, reason, label) -> None:
+        self._pending_skips.append((source, source_id, reason, label))
+
+    def commit(self) -> None:
+        """Write what is pending, then advance the committed counters and flush."""
+        if self._pending_rows:
+            n0 = self.rows
+            _append(self.f, ("images", *_ROW_FIELDS), self._pending_rows, n0)
+            self.f.attrs["rows_committed"] = n0 + len(self._pending_rows)
+            self._pending_rows = []
+        if self._pending_skips:
+            m0 = int(self.f.attrs["skips_committed"])
+            _append(self.f["skipped"], tuple(_SKIP_FIELDS), self._pending_skips, m0)
+            self.f.attrs["skips_committed"] = m0 + len(self._pending_skips)
+            self._pending_skips = []
+        self.f.flush()
+
+    # ---- finishing ---------------------------------------------------------
+    def finalize(self, splits: np.ndarray, attrs: dict) -> None:
+        self.commit()
+        if "split" in self.f:
+            del self.f["split"]
+        ds = self.f.create_dataset("split", data=splits.astype(np.uint8), chunks=True)
+        ds.attrs["names"] = json.dumps(SPLIT_NAMES)
+        a = self.f.attrs
+        a["schema_version"] = SCHEMA_VERSION
+        a["label_names"] = json.dumps(LABEL_NAMES)
+        a["split_names"] = json.dumps(SPLIT_NAMES)
+        a["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        a["tool_version"] = f"meme-recognition {__version__}"
+        for k, v in attrs.items():
+            a[k] = v if isinstance(v, (int, float, str)) else json.dumps(v, sort_keys=True)
+        self.f.close()
+        os.replace(self.path, self.out)
+
+    def close(self) -> None:
+        if self.f.id.valid:
+            self.f.close()
+
+    def labels(self) -> np.ndarray:
+        return self.f["labels"][:]
+
+    def column(self, name: str) -> list[str]:
+        return _strings(self.f[name])
+
+
+def _append(group, names, rows: list[tuple], start: int) -> None:
+    for name, values in zip(names, zip(*rows)):
+        ds = group[name]
+        ds.resize(start + len(rows), axis=0)
+        if name == "images":
+            ds[start:] = np.stack(values)
+        elif h5py.check_vlen_dtype(ds.dtype) is str:
+            ds[start:] = np.array(values, dtype=object)
+        else:
+            ds[start:] = np.asarray(values, dtype=ds.dtype)
+
+
+def _strings(ds) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else s for s in ds[:]]

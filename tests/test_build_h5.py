@@ -1,0 +1,206 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, SHARED, image_bytes, needs_shared, picture, save
+from processing import build_h5
+from processing.cifar import write_cifar100_tarball
+from processing.manifest import ManifestWriter, Record
+from processing.transform import fit_square, tiny_to_input
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """Memes in template folders, a manifest, tiny pictures, CIFAR, and bad files."""
+    memes = tmp_path / "memes"
+    for t in range(4):
+        for i in range(5):
+            save(picture(250, 250, seed=t * 10 + i), memes / f"template{t}" / f"{i}.jpg")
+    save(picture(250, 250, seed=0), memes / "template0" / "copy_of_0.jpg")   # exact duplicate of 0.jpg? no: re-encode
+    (memes / "template0" / "copy_of_0.jpg").write_bytes((memes / "template0" / "0.jpg").read_bytes())
+    save(picture(100, 300, seed=99), memes / "template1" / "small.png")       # too small
+    (memes / "template2" / "fake.jpg").write_bytes(b"<html>404</html>")        # not an image
+    data = image_bytes(picture(300, 300, seed=98), "JPEG")
+    (memes / "template3" / "cut.jpg").write_bytes(data[: len(data) // 2])    # truncated
+
+    crawl = tmp_path / "crawl"
+    files = crawl / "files"
+    with ManifestWriter(crawl / "manifests" / "loc_archive-host-1.jsonl") as w:
+        for i in range(3):
+            p = save(picture(400, 300, seed=200 + i), files / f"{i}.png")
+            w.write(Record(source="loc_archive", source_id=str(i), status="ok", path=str(p),
+                           sha256=hashlib.sha256(p.read_bytes()).hexdigest(), template="Crawled Cat"))
+        w.write(Record(source="loc_archive", source_id="3", status="http_404"))
+        w.write(Record(source="loc_archive", source_id="4", status="md5_mismatch"))
+
+    tiny = tmp_path / "tiny"
+    for c in ("cat", "dog"):
+        for i in range(6):
+            save(picture(32, 32, seed=300 + i + (c == "dog") * 50, caption=None), tiny / c / f"{i}.png")
+    save(picture(40, 40, seed=1, caption=None), tiny / "cat" / "wrong.png")
+
+    rng = np.random.default_rng(7)
+    cifar_md5 = write_cifar100_tarball(tmp_path / "cifar-100-python.tar.gz",
+                                       rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8))
+    return {"root": tmp_path, "memes": memes, "manifest": crawl / "manifests", "tiny": tiny,
+            "cifar": tmp_path / "cifar-100-python.tar.gz", "cifar_md5": cifar_md5}
+
+
+def args_for(c, out, *extra):
+    return ["--memes", str(c["memes"]), "--manifest", str(c["manifest"]), "--tiny", str(c["tiny"]),
+            "--cifar", str(c["cifar"]), "--cifar-md5", c["cifar_md5"], "--cifar-count", "8",
+            "--out", str(out), "--no-progress", *extra]
+
+
+def test_every_input_accounted_for(corpus, tmp_path):
+    out = tmp_path / "ds.h5"
+    assert build_h5.main(args_for(corpus, out, "--workers", "2")) == 0
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    # 24 meme files + 5 manifest rows + 13 tiny + 8 cifar
+    assert summary["inputs"] == 24 + 5 + 13 + 8
+    assert summary["rows"] + summary["skipped_total"] == summary["inputs"]
+    assert summary["skipped"] == {"duplicate": 1, "http_404": 1, "md5_mismatch": 1, "not_an_image": 1,
+                                  "too_small": 1, "truncated": 1, "wrong_size": 1}
+    assert summary["by_label"] == {"meme": 20 + 3, "non_meme": 12 + 8}
+    with h5py.File(out) as f:
+        assert f["images"].shape == (43, 128, 128, 3) and f["images"].dtype == np.uint8
+        assert f["images"].chunks == (1, 128, 128, 3) and f["images"].compression == "lzf"
+        assert f.attrs["schema_version"] == 1 and json.loads(f.attrs["label_names"]) == ["non_meme", "meme"]
+        assert f.attrs["fit"] == "square" and "created" in f.attrs and "tool_version" in f.attrs
+        assert len(set(f["sha256"][:].tolist())) == 43                 # exact duplicates stored once
+        sources = [s.decode() for s in f["source"][:]]
+        ids = [s.decode() for s in f["source_id"][:]]
+        # the stored tensor is exactly the transform of the decoded file
+        i = ids.index("template1/2.jpg")
+        rgb = np.asarray(Image.open(corpus["memes"] / "template1" / "2.jpg").convert("RGB"))
+        assert np.array_equal(f["images"][i], fit_square(rgb))
+        j = ids.index("cat/3.png")
+        tiny = np.asarray(Image.open(corpus["tiny"] / "cat" / "3.png"))
+        assert np.array_equal(f["images"][j], tiny_to_input(tiny))
+        assert sources.count("cifar100") == 8 and sources.count("loc_archive") == 3
+        assert set(f["split"][:].tolist()) <= {0, 1, 2}
+        assert sorted(s.decode() for s in f["skipped"]["reason"][:]).count("http_404") == 1
+
+
+def test_workers_do_not_change_the_result(corpus, tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    build_h5.main(args_for(corpus, a, "--workers", "1"))
+    build_h5.main(args_for(corpus, b, "--workers", "2"))
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in ("images", "labels", "split", "sha256", "source_id"):
+            assert np.array_equal(fa[name][:], fb[name][:])
+
+
+def test_group_by_template_keeps_templates_in_one_split(corpus, tmp_path):
+    out = tmp_path / "g.h5"
+    build_h5.main(args_for(corpus, out, "--group-by", "template", "--split", "0.5,0.25,0.25"))
+    with h5py.File(out) as f:
+        groups = [g.decode() for g in f["group"][:]]
+        split = f["split"][:]
+        labels = f["labels"][:]
+    seen = {}
+    for g, s, lab in zip(groups, split, labels):
+        if lab == 1 and g:
+            seen.setdefault(g, set()).add(int(s))
+    assert len(seen) == 5 and all(len(v) == 1 for v in seen.values())
+
+
+def test_seed_fit_is_recorded(corpus, tmp_path):
+    out = tmp_path / "s.h5"
+    build_h5.main(["--memes", str(corpus["memes"]), "--fit", "seed", "--out", str(out), "--no-progress"])
+    with h5py.File(out) as f:
+        assert f.attrs["fit"] == "seed"
+        assert json.loads(f.attrs["params"])["fit"] == "seed"
+
+
+def run_cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "processing.build_h5", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("make_args,expect", [
+    (lambda c, t: ["--memes", str(t / "nope"), "--out", str(t / "o.h5")], "input not found"),
+    (lambda c, t: ["--out", str(t / "o.h5")], "no inputs"),
+    (lambda c, t: ["--cifar", str(c["cifar"]), "--out", str(t / "o.h5")], "MD5"),
+    (lambda c, t: ["--memes", str(c["memes"]), "--split", "0.5,0.5", "--out", str(t / "o.h5")], "--split"),
+])
+def test_bad_input_one_line_exit_2(corpus, tmp_path, make_args, expect):
+    r = run_cli(*make_args(corpus, tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert expect in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_existing_output_refused_unless_overwrite(corpus, tmp_path):
+    out = tmp_path / "o.h5"
+    out.write_bytes(b"keep me")
+    r = run_cli("--memes", str(corpus["memes"]), "--out", str(out), "--no-progress")
+    assert r.returncode == 2 and "--overwrite" in r.stderr and out.read_bytes() == b"keep me"
+    r = run_cli("--memes", str(corpus["memes"]), "--out", str(out), "--overwrite", "--no-progress")
+    assert r.returncode == 0 and h5py.is_hdf5(out)
+
+
+def test_corrupt_partial_is_a_clear_error(corpus, tmp_path):
+    out = tmp_path / "o.h5"
+    (tmp_path / "o.h5.partial").write_bytes(b"garbage")
+    r = run_cli("--memes", str(corpus["memes"]), "--out", str(out), "--resume")
+    assert r.returncode == 2 and "unreadable" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_interrupted_build_resumes(tmp_path):
+    """SIGTERM mid-build leaves only a .partial; --resume finishes it to the same dataset."""
+    memes = tmp_path / "memes"
+    for i in range(700):
+        save(picture(512, 512, seed=i, caption=str(i)), memes / f"t{i % 7}" / f"{i}.png")
+    out = tmp_path / "ds.h5"
+    args = ["--memes", str(memes), "--out", str(out), "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "processing.build_h5", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "ds.h5.partial"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            with h5py.File(partial, "r", locking=False) as f:
+                if f.attrs["rows_committed"] >= 256:
+                    break
+        except (OSError, KeyError):
+            pass
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and not out.exists() and partial.exists()
+
+    assert build_h5.main([*args, "--resume"]) == 0
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["resumed_rows"] >= 256 and summary["rows"] == 700 and not partial.exists()
+
+    ref = tmp_path / "ref.h5"
+    build_h5.main(["--memes", str(memes), "--out", str(ref), "--workers", "2", "--no-progress"])
+    with h5py.File(out) as a, h5py.File(ref) as b:
+        order_a, order_b = np.argsort(a["sha256"][:]), np.argsort(b["sha256"][:])
+        assert np.array_equal(a["sha256"][:][order_a], b["sha256"][:][order_b])
+        assert np.array_equal(a["split"][:][order_a], b["split"][:][order_b])
+        assert np.array_equal(a["images"][:][order_a], b["images"][:][order_b])
+
+
+@needs_shared
+def test_real_memes_and_photos(tmp_path):
+    out = tmp_path / "real.h5"
+    assert build_h5.main(["--memes", str(SHARED / "memes" / "advice-animals"),
+                          "--non-memes", str(SHARED / "photos"),
+                          "--tiny", str(SHARED / "tiny" / "cifar10-test"), "--tiny-count", "200",
+                          "--group-by", "template", "--out", str(out), "--no-progress"]) == 0
+    s = json.loads(out.with_suffix(".summary.json").read_text())
+    assert s["rows"] + s["skipped_total"] == s["inputs"] == 322 + 200 + 200
+    assert s["by_label"]["meme"] >= 300

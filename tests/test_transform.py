@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from processing.transform import (area_resize, block_mean_pool, fit_seed, fit_square, seed_square_side,
+                                  tiny_to_input, upsample_repeat)
+
+
+def seed_reference(rgb: np.ndarray) -> np.ndarray:
+    """The original project's method, loop for loop: /255, per-block np.mean."""
+    a = rgb.astype(np.float64) / 255
+    side = (min(a.shape[:2]) // 128) * 128
+    k = side // 128
+    out = np.zeros((128, 128, 3))
+    for i in range(128):
+        for j in range(128):
+            out[i, j] = np.mean(a[i * k:(i + 1) * k, j * k:(j + 1) * k], axis=(0, 1))
+    return out
+
+
+@pytest.mark.parametrize("h,w", [(128, 128), (255, 300), (384, 257), (513, 1024), (1000, 130)])
+def test_fit_seed_equals_per_block_mean(h, w):
+    rgb = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ours = fit_seed(rgb)
+    ref = seed_reference(rgb)
+    assert ours.shape == (128, 128, 3) and ours.dtype == np.uint8
+    assert np.abs(ours.astype(float) - ref * 255).max() <= 0.5 + 1e-9  # rounding only
+
+
+def test_block_mean_pool_rounds_half_up():
+    a = np.array([[0, 1], [0, 0]], dtype=np.uint8)[:, :, None]   # mean 0.25 -> 0
+    b = np.array([[1, 1], [0, 0]], dtype=np.uint8)[:, :, None]   # mean 0.5  -> 1
+    assert block_mean_pool(a, 2).item() == 0 and block_mean_pool(b, 2).item() == 1
+
+
+@pytest.mark.parametrize("h,w,side", [(127, 500, 0), (128, 128, 128), (1, 1000, 0), (300, 129, 128),
+                                      (256, 999, 256), (5000, 4000, 3968)])
+def test_seed_square_side(h, w, side):
+    assert seed_square_side(h, w) == side
+
+
+def test_fit_seed_keeps_top_left_only():
+    rgb = np.zeros((256, 256, 3), np.uint8)
+    rgb[128:, :] = 255  # bottom half white: the seed's 2x2 pooling keeps all of it
+    assert fit_seed(rgb)[64:].min() == 255
+    rgb = np.zeros((250, 250, 3), np.uint8)
+    rgb[128:, :] = 255  # a 250px thumbnail: the seed keeps only its top-left 128x128
+    assert fit_seed(rgb).max() == 0
+
+
+def test_fit_square_keeps_the_whole_thumbnail():
+    rgb = np.zeros((250, 250, 3), np.uint8)
+    rgb[200:, :] = 255  # the bottom caption survives the default fit
+    out = fit_square(rgb)
+    assert out[-20:].mean() > 200 and out[:90].max() == 0
+
+
+def test_fit_square_is_top_anchored_and_centred():
+    rgb = np.zeros((600, 300, 3), np.uint8)   # tall: keep the top square
+    rgb[:300] = 100
+    assert (fit_square(rgb) == 100).all()
+    rgb = np.zeros((256, 512, 3), np.uint8)   # wide: keep the centre square
+    rgb[:, 128:384] = 50
+    assert (fit_square(rgb) == 50).all()
+
+
+def test_area_resize_matches_box_filter_reference():
+    rgb = np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    ref = np.asarray(Image.fromarray(rgb).resize((128, 128), Image.Resampling.BOX))
+    assert np.array_equal(area_resize(rgb, 128), ref)
+    # integer factors take the exact block-mean path
+    big = np.random.default_rng(2).integers(0, 256, (384, 384, 3), dtype=np.uint8)
+    assert np.array_equal(area_resize(big, 128), block_mean_pool(big, 3))
+
+
+def test_one_pixel_wide_and_huge():
+    assert fit_square(np.full((1, 1000, 3), 7, np.uint8)).shape == (128, 128, 3)
+    huge = np.full((4100, 6000, 3), 9, np.uint8)
+    assert (fit_seed(huge) == 9).all() and (fit_square(huge) == 9).all()
+
+
+def test_upsample_repeat_is_pixel_repetition():
+    tiny = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    up = tiny_to_input(tiny)
+    assert up.shape == (128, 128, 3)
+    for i in (0, 5, 127):
+        for j in (0, 63, 126):
+            assert (up[i, j] == tiny[i // 4, j // 4]).all()
+    assert np.array_equal(upsample_repeat(tiny, 1), tiny)
+    with pytest.raises(ValueError):
+        tiny_to_input(np.zeros((30, 30, 3), np.uint8))
