@@ -57,10 +57,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             if w * h > max_pixels:
                 raise Rejected(DECOMPRESSION_BOMB, f"{w}x{h} exceeds {max_pixels} pixels")
             animated = getattr(img, "n_frames", 1) > 1
+            fmt = img.format
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img)
-            return Decoded(rgb=to_rgb(img), animated=animated, format=img.format)
+            return Decoded(rgb=to_rgb(img), animated=animated, format=fmt)
     except Rejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,0 +1,129 @@
+"""Item pipelines: store original image bytes, then append the manifest record."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from itemadapter import ItemAdapter
+from scrapy.pipelines.files import FilesPipeline
+from scrapy.pipelines.media import FileException
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.threads import deferToThread
+
+from processing import reasons
+from processing.decode import DEFAULT_MAX_PIXELS, probe_image
+from processing.manifest import ManifestWriter, Record
+from processing.reasons import Rejected
+
+from .faults import is_challenge, reason_for_failure
+
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+REMOVED_PATH = "/removed.png"
+
+
+def _rejected(url: str, reason: str, detail: str = "") -> dict:
+    return {"url": url, "status": "rejected", "reason": reason, "detail": detail}
+
+
+class MemeFilesPipeline(FilesPipeline):
+    """Scrapy's FilesPipeline, keeping the original bytes (no re-encode).
+
+    * Files are content-addressed: ``full/<sha256[:2]>/<sha256>.<ext>``.
+    * Bytes the spider already fetched (``item["body"]``, the loc_archive
+      case where the spider must see them to verify MD5) are persisted through
+      the ``media_to_download`` hook instead of being fetched twice.
+    * Every file is fully decoded in a worker thread (never on the reactor)
+      to prove it is an image; a failure becomes the item's ``status``.
+    """
+
+    def __init__(self, store_uri, *, crawler):
+        super().__init__(store_uri, crawler=crawler)
+        self.max_pixels = crawler.settings.getint("IMAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+        self.local_root = None if "://" in str(store_uri) else Path(store_uri).resolve()
+
+    async def media_to_download(self, request, info, *, item=None):
+        body = ItemAdapter(item).get("body")
+        if body is None:
+            return None  # no cached copy: download (resume is decided before any request)
+        return await self._persist(body, request.url, info)
+
+    async def media_downloaded(self, response, request, info, *, item=None):
+        if response.status != 200:
+            reason = reasons.BLOCKED if is_challenge(response) else reasons.http_reason(response.status)
+            return _rejected(response.url, reason)
+        if urlsplit(response.url).path.endswith(REMOVED_PATH):
+            return _rejected(response.url, reasons.REMOVED)
+        return await self._persist(response.body, response.url, info)
+
+    def media_failed(self, failure, request, info):
+        raise FileException(reason_for_failure(failure))
+
+    async def _persist(self, body: bytes, url: str, info) -> dict:
+        try:
+            width, height, fmt, animated = await maybe_deferred_to_future(
+                deferToThread(probe_image, body, max_pixels=self.max_pixels))
+        except Rejected as exc:
+            return _rejected(url, exc.reason, exc.detail)
+        sha256 = hashlib.sha256(body).hexdigest()
+        path = f"full/{sha256[:2]}/{sha256}.{_EXTENSIONS.get(fmt, 'img')}"
+        await maybe_deferred_to_future(deferToThread(self.store.persist_file, path, BytesIO(body), info))
+        self.inc_stats("downloaded")
+        return {"url": url, "path": path, "checksum": hashlib.md5(body).hexdigest(), "status": "downloaded",
+                "sha256": sha256, "width": width, "height": height, "animated": animated, "size": len(body)}
+
+    def item_completed(self, results, item, info):
+        adapter = ItemAdapter(item)
+        adapter.pop("body", None)
+        if not adapter.get("file_urls"):
+            return item  # a failure record from the spider: nothing to store
+        ok, result = results[0]
+        if not ok:
+            adapter["status"] = str(result.value) or reasons.CONNECTION_ERROR
+        elif result["status"] == "rejected":
+            adapter["status"] = result["reason"]
+            adapter["detail"] = result.get("detail") or None
+        else:
+            stored = self.local_root / result["path"] if self.local_root else result["path"]
+            adapter.update(status=reasons.OK, path=str(stored), sha256=result["sha256"], md5=result["checksum"],
+                           width=result["width"], height=result["height"], animated=result["animated"],
+                           size=result["size"], capture_url=result["url"])
+        return item
+
+
+def worker_manifest_name(spider_name: str) -> str:
+    """One manifest per process: many workers can share a folder without locks."""
+    return f"{spider_name}-{socket.gethostname()}-{os.getpid()}.jsonl"
+
+
+class ManifestPipeline:
+    """Append one JSON Lines record per item as soon as it completes."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.dir = Path(crawler.settings.get("MANIFEST_DIR"))
+        self.writer: ManifestWriter | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def open_spider(self, spider=None):
+        spider = self.crawler.spider
+        self.writer = ManifestWriter(self.dir / worker_manifest_name(spider.name))
+
+    def close_spider(self, spider=None):
+        if self.writer:
+            self.writer.close()
+
+    def process_item(self, item, spider=None):
+        data = ItemAdapter(item).asdict()
+        data.pop("body", None)
+        record = Record.from_dict(data)
+        self.writer.write(record)
+        self.crawler.stats.inc_value(f"manifest/{record.status}")
+        return item

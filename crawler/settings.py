@@ -1,0 +1,66 @@
+"""Scrapy settings for the meme-recognition crawlers.
+
+The real sites are the defaults; tests and the demo point ``LOC_ARCHIVE`` and
+``IMGUR_API`` at a local mirror with ``-s``. Setting ``REDIS_URL`` makes every
+spider distributed (see crawler/distributed.py).
+"""
+
+import os
+
+BOT_NAME = "meme_recognition"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+COMMANDS_MODULE = "crawler.commands"
+
+# ---- where things are ------------------------------------------------------
+LOC_ARCHIVE = "https://webarchive.loc.gov/all"
+LOC_CSV = "datasets/meme_generator_sample.tsv"       # hand-made rows in the official format
+LOC_DEFAULT_TIMESTAMP = "20160901235959"             # end of the data set's capture window
+IMGUR_API = "https://api.imgur.com"
+IMGUR_CLIENT_ID = os.environ.get("IMGUR_CLIENT_ID", "")
+IMGUR_QUOTA_RESERVE = 10      # stop paging with this many API requests left
+IMGUR_QUOTA_SLOWDOWN = 100    # start spacing API requests out below this
+
+FILES_STORE = "data/crawl/files"
+MANIFEST_DIR = "data/crawl/manifests"
+IMAGE_MAX_PIXELS = 64_000_000
+
+# ---- manners ---------------------------------------------------------------
+USER_AGENT = "meme-recognition/0.1 (research crawler; Scrapy)"
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.25
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 60.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+DOWNLOAD_TIMEOUT = 60
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
+
+# ---- faults ----------------------------------------------------------------
+RETRY_ENABLED = True
+RETRY_TIMES = 3
+RETRY_HTTP_CODES = [429, 500, 502, 503, 504, 522, 524, 408]
+RETRY_AFTER_MAX = 120.0
+REDIRECT_ALLOWED_PRIVATE_HOSTS = []   # tests allow 127.0.0.1
+MEDIA_ALLOW_REDIRECTS = True
+
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+    "crawler.middlewares.SafeRedirectMiddleware": 600,
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.middlewares.RetryAfterMiddleware": 550,
+    "crawler.middlewares.ImgurQuotaMiddleware": 560,
+}
+SPIDER_MIDDLEWARES = {
+    "crawler.resume.ResumeMiddleware": 950,
+}
+ITEM_PIPELINES = {
+    "crawler.pipelines.MemeFilesPipeline": 300,
+    "crawler.pipelines.ManifestPipeline": 800,
+}
+
+FEED_EXPORT_ENCODING = "utf-8"
+LOG_LEVEL = "INFO"

@@ -1,0 +1,308 @@
+"""A local stand-in for the Library of Congress web archive and imgur's API.
+
+Serves on 127.0.0.1 only. It behaves like the real sites where the crawlers
+care: raw ``id_`` captures, redirects to the nearest capture, calendar pages
+with ``.day a`` links, imgur gallery pages with albums and rate-limit headers,
+and injected faults (404, flaky 503, 429 with Retry-After, wrong bytes,
+truncated bodies, HTML served as .jpg, challenge pages, slow answers).
+
+Tests build a ``Mirror`` in-process; the demo and benchmarks run
+``python -m datasets.mirror --spec spec.json`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+# faults for a LoC item (what its raw id_ request does)
+LOC_FAULTS = ("calendar", "404", "flaky503", "429", "truncated", "html_as_jpg", "challenge", "slow", "hang",
+              "redirect_private")
+
+CHALLENGE_HTML = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
+                  b"<div id='cf-chl-widget'>Checking your browser</div><script src='/cdn-cgi/challenge-platform/'>"
+                  b"</script></body></html>")
+
+
+@dataclass
+class Capture:
+    timestamp: str
+    body: bytes
+    content_type: str = "image/jpeg"
+
+
+@dataclass
+class LocItem:
+    original: str
+    captures: list[Capture]
+    fault: str | None = None
+
+
+@dataclass
+class ImgurImage:
+    id: str
+    body: bytes | None            # None: removed (redirects to removed.png)
+    content_type: str = "image/jpeg"
+
+
+@dataclass
+class ImgurSite:
+    client_id: str = "demo-client-id"
+    tag: str = "meme"
+    pages: list[list[dict]] = field(default_factory=list)   # gallery items per page; "{base}" in links
+    albums: dict[str, list[dict]] = field(default_factory=dict)
+    images: dict[str, ImgurImage] = field(default_factory=dict)
+    quota: int = 12500                                       # client requests left
+    throttle_pages: set[int] = field(default_factory=set)   # answer 429 once
+    malformed_pages: set[int] = field(default_factory=set)
+
+
+def _ts_seconds(ts: str) -> float:
+    ts = (ts + "00000000000000")[:14]
+    return time.mktime(time.strptime(ts[:4] + max(ts[4:6], "01") + max(ts[6:8], "01") + ts[8:], "%Y%m%d%H%M%S"))
+
+
+class Mirror:
+    """Thread-served mirror; ``hits`` counts requests per path."""
+
+    def __init__(self, loc: list[LocItem] | None = None, imgur: ImgurSite | None = None, *,
+                 latency: float = 0.0, slow_seconds: float = 1.5, retry_after: int = 1):
+        self.loc = {item.original: item for item in (loc or [])}
+        self.imgur = imgur or ImgurSite()
+        self.latency = latency
+        self.slow_seconds = slow_seconds
+        self.retry_after = retry_after
+        self.hits: Counter[str] = Counter()
+        self.bytes_sent = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # ---- lifecycle ---------------------------------------------------------
+    def start(self, port: int = 0) -> str:
+        mirror = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.mirror = mirror
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def archive_url(self) -> str:
+        return self.base_url + "/all"
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            self.hits[path] += 1
+            return self.hits[path]
+
+    # ---- spec files (for subprocesses) -------------------------------------
+    @classmethod
+    def from_spec(cls, spec_path: str | Path) -> "Mirror":
+        spec = json.loads(Path(spec_path).read_text())
+        read = lambda p: Path(p).read_bytes() if p else None  # noqa: E731
+        loc = [LocItem(i["original"], [Capture(c["timestamp"], read(c["file"]), c.get("content_type", "image/jpeg"))
+                                       for c in i["captures"]], i.get("fault")) for i in spec.get("loc", [])]
+        im = spec.get("imgur", {})
+        imgur = ImgurSite(client_id=im.get("client_id", "demo-client-id"), tag=im.get("tag", "meme"),
+                          pages=im.get("pages", []), albums=im.get("albums", {}),
+                          images={k: ImgurImage(k, read(v.get("file")), v.get("content_type", "image/jpeg"))
+                                  for k, v in im.get("images", {}).items()},
+                          quota=im.get("quota", 12500))
+        return cls(loc, imgur, latency=spec.get("latency", 0.0))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    mirror: Mirror
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        m = self.mirror
+        path = unquote(self.path)
+        n = m.count(path)
+        if m.latency:
+            time.sleep(m.latency)
+        if path == "/robots.txt":
+            return self.send(200, b"User-agent: *\nAllow: /\n", "text/plain")
+        if path.startswith("/all/"):
+            return self.loc(path[len("/all/"):], n)
+        if path.startswith("/3/"):
+            return self.imgur_api(path[len("/3/"):], n)
+        if path.startswith("/i/"):
+            return self.imgur_image(path[len("/i/"):])
+        if path == "/removed.png":
+            return self.send(200, _REMOVED_PNG, "image/png")
+        return self.send(404, b"not found", "text/plain")
+
+    def send(self, status: int, body: bytes, ctype: str, headers: dict | None = None, declared: int | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(declared if declared is not None else len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        with self.mirror._lock:
+            self.mirror.bytes_sent += len(body)
+        if declared is not None and declared != len(body):
+            self.close_connection = True
+
+    def redirect(self, location: str):
+        self.send(302, b"", "text/plain", {"Location": location})
+
+    # ---- LoC archive -------------------------------------------------------
+    def loc(self, rest: str, n: int):
+        stamp, _, original = rest.partition("/")
+        original = original.replace(":/", "://", 1) if ":/" in original and "://" not in original else original
+        item = self.mirror.loc.get(original)
+        if "*" in stamp:
+            return self.calendar(item, original)
+        if not stamp.endswith("id_"):
+            return self.redirect(f"/all/{stamp}id_/{original}")
+        ts = stamp[:-3]
+        if item is None or not item.captures:
+            return self.send(404, b"<html><body>Not in archive</body></html>", "text/html")
+        fault = item.fault
+        if fault == "404":
+            return self.send(404, b"<html><body>Not in archive</body></html>", "text/html")
+        if fault == "flaky503" and n <= 2:
+            return self.send(503, b"<html><body>Service unavailable</body></html>", "text/html")
+        if fault == "429" and n <= 1:
+            return self.send(429, b"slow down", "text/plain", {"Retry-After": self.mirror.retry_after})
+        if fault == "challenge":
+            return self.send(403, CHALLENGE_HTML, "text/html", {"cf-ray": "8a1b2c3d4e5f-IAD"})
+        if fault == "redirect_private":
+            return self.redirect(f"http://127.0.0.2:9/all/{ts}id_/{original}")
+        if fault in ("slow", "hang"):
+            time.sleep(self.mirror.slow_seconds if fault == "slow" else 30)
+        exact = next((c for c in item.captures if c.timestamp == ts), None)
+        if exact is None and fault == "calendar":   # a query page instead of a redirect
+            return self.calendar(item, original)
+        if exact is None:
+            nearest = min(item.captures, key=lambda c: abs(_ts_seconds(c.timestamp) - _ts_seconds(ts)))
+            return self.redirect(f"/all/{nearest.timestamp}id_/{original}")
+        if fault == "html_as_jpg":
+            return self.send(200, b"<html><body>Image not archived</body></html>", "image/jpeg")
+        if fault == "truncated":
+            return self.send(200, exact.body[: len(exact.body) // 2], exact.content_type, declared=len(exact.body))
+        return self.send(200, exact.body, exact.content_type,
+                         {"Memento-Datetime": exact.timestamp, "Link": f"<{original}>; rel=\"original\""})
+
+    def calendar(self, item: LocItem | None, original: str):
+        days = "".join(
+            f'<div class="day"><a href="/all/{c.timestamp}/{html.escape(original)}">{c.timestamp[6:8]}</a></div>'
+            for c in (item.captures if item else []))
+        body = (f"<!DOCTYPE html><html><head><title>Calendar: {html.escape(original)}</title></head><body>"
+                f'<div class="calendar"><div class="month">{days}</div></div></body></html>').encode()
+        self.send(200, body, "text/html; charset=utf-8")
+
+    # ---- imgur -------------------------------------------------------------
+    def imgur_api(self, rest: str, n: int):
+        site = self.mirror.imgur
+        if self.headers.get("Authorization") != f"Client-ID {site.client_id}":
+            return self.send(401, b'{"data":{"error":"Authentication required"},"success":false,"status":401}',
+                             "application/json")
+        with self.mirror._lock:
+            site.quota -= 1
+            remaining = site.quota
+        headers = {"X-RateLimit-ClientLimit": 12500, "X-RateLimit-ClientRemaining": remaining,
+                   "X-RateLimit-UserLimit": 2000, "X-RateLimit-UserRemaining": max(remaining, 0),
+                   "X-RateLimit-UserReset": int(time.time()) + 3600}
+        if remaining < 0:
+            return self.send(429, b'{"data":{"error":"Too Many Requests"},"success":false,"status":429}',
+                             "application/json", headers)
+        parts = rest.strip("/").split("/")
+        if parts[:2] == ["gallery", "t"] and len(parts) == 6:
+            page = int(parts[5])
+            if page in site.throttle_pages and n <= 1:
+                return self.send(429, b'{"data":{"error":"slow down"},"success":false,"status":429}',
+                                 "application/json", {**headers, "Retry-After": self.mirror.retry_after})
+            if page in site.malformed_pages:
+                return self.send(200, b'{"data": {"items": [ {"id": "broken"', "application/json", headers)
+            items = site.pages[page] if page < len(site.pages) else []
+            data = {"name": parts[2], "display_name": parts[2], "total_items": sum(map(len, site.pages)),
+                    "items": self.links(items)}
+            return self.json(data, headers)
+        if parts[0] == "album" and len(parts) == 3 and parts[2] == "images":
+            if parts[1] not in site.albums:
+                return self.send(404, b'{"data":{"error":"Not found"},"success":false,"status":404}',
+                                 "application/json", headers)
+            return self.json(self.links(site.albums[parts[1]]), headers)
+        return self.send(404, b'{"success":false,"status":404}', "application/json", headers)
+
+    def links(self, obj):
+        return json.loads(json.dumps(obj).replace("{base}", self.mirror.base_url))
+
+    def json(self, data, headers):
+        self.send(200, json.dumps({"data": data, "success": True, "status": 200}).encode(), "application/json", headers)
+
+    def imgur_image(self, name: str):
+        image = self.mirror.imgur.images.get(name.rsplit(".", 1)[0])
+        if image is None or image.body is None:
+            return self.redirect("/removed.png")
+        self.send(200, image.body, image.content_type)
+
+
+# imgur's "removed" placeholder stands in as a tiny valid PNG
+_REMOVED_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
+                b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00"
+                b"IEND\xaeB`\x82")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m datasets.mirror", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", required=True, help="JSON spec written by datasets.democorpus")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    p.add_argument("--port-file", help="write the chosen port here once listening")
+    args = p.parse_args(argv)
+    mirror = Mirror.from_spec(args.spec)
+    url = mirror.start(args.port)
+    if args.port_file:
+        Path(args.port_file).write_text(str(mirror._server.server_address[1]))
+    print(f"mirror listening on {url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mirror.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

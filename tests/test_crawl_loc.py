@@ -1,0 +1,177 @@
+"""`scrapy crawl loc_archive` against a local archive that misbehaves like the real one."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SHARED, needs_shared
+from crawl_fixtures import (CDN, TS, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv)
+from crawler import archive
+from crawler.meme_csv import read_meme_csv
+from crawler.middlewares import redirect_allowed, retry_after_seconds
+from datasets.mirror import Mirror
+
+FAULT_ROWS = [("1", None), ("2", "calendar"), ("3", "404"), ("4", "flaky503"), ("5", "429"), ("6", "truncated"),
+              ("7", "html_as_jpg"), ("8", "challenge"), ("9", "md5_wrong_then_right"), ("10", "md5_wrong"),
+              ("11", "no_capture"), ("12", "redirect_private"), ("13", "slow"), ("14", "hang")]
+EXPECTED = {"1": "ok", "2": "ok", "3": "http_404", "4": "ok", "5": "ok", "6": "truncated", "7": "not_an_image",
+            "8": "blocked", "9": "ok", "10": "md5_mismatch", "11": "no_capture", "12": "redirect_refused",
+            "13": "ok", "14": "timeout"}
+
+
+@pytest.fixture(scope="module")
+def fault_crawl(tmp_path_factory):
+    work = tmp_path_factory.mktemp("loc")
+    items, rows = loc_corpus(FAULT_ROWS)
+    write_csv(work / "memes.tsv", rows)
+    with Mirror(items, slow_seconds=0.5) as mirror:
+        r = run_crawl("loc_archive", mirror, work, {"csv": work / "memes.tsv"},
+                      DOWNLOAD_TIMEOUT="2", RETRY_TIMES="2")
+        hits = dict(mirror.hits)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return work, rows, manifest_records(work), hits, r.stderr
+
+
+def test_every_row_has_one_record_with_the_right_status(fault_crawl):
+    _, rows, records, _, _ = fault_crawl
+    assert sorted(r["source_id"] for r in records) == sorted(r["Meme ID"] for r in rows)
+    assert {r["source_id"]: r["status"] for r in records} == EXPECTED
+
+
+def test_stored_files_are_the_original_bytes(fault_crawl):
+    work, rows, records, _, _ = fault_crawl
+    md5_by_id = {r["Meme ID"]: r["MD5 Hash"] for r in rows}
+    for rec in records:
+        if rec["status"] != "ok":
+            assert "path" not in rec
+            continue
+        data = (work / "manifests" / rec["path"]).read_bytes()
+        assert hashlib.md5(data).hexdigest() == md5_by_id[rec["source_id"]] == rec["md5"]
+        assert hashlib.sha256(data).hexdigest() == rec["sha256"]
+        assert rec["path"].endswith(f"{rec['sha256']}.jpg")          # content-addressed, original format
+        assert rec["width"] == 250 and rec["template"].startswith("Template") and rec["alt_text"]
+        assert "id_/" in rec["capture_url"]
+
+
+def test_fewest_requests(fault_crawl):
+    _, _, records, hits, _ = fault_crawl
+    direct = f"/all/{TS}id_/{CDN.format(1)}"
+    assert hits[direct] == 1 and not any(CDN.format(1) in p for p in hits if p != direct)
+    # the calendar row: its query page, then only the nearest verifying capture
+    assert hits[f"/all/20150601000000id_/{CDN.format(2)}"] == 1
+    assert hits.get(f"/all/20120101000000id_/{CDN.format(2)}", 0) == 0
+    # wrong MD5 on the nearest capture: the calendar offers an older one that verifies
+    assert hits[f"/all/*/{CDN.format(9)}"] == 1 and hits[f"/all/20140101000000id_/{CDN.format(9)}"] == 1
+    # 503 twice then success; 429 once with Retry-After then success
+    assert hits[f"/all/{TS}id_/{CDN.format(4)}"] == 3 and hits[f"/all/{TS}id_/{CDN.format(5)}"] == 2
+    # the private redirect target was never contacted (it is not even served by the mirror)
+    assert not any("127.0.0.2" in p for p in hits)
+
+
+def test_resume_skips_done_rows_without_a_request(fault_crawl, tmp_path):
+    work, rows, records, _, _ = fault_crawl
+    items, _ = loc_corpus(FAULT_ROWS)
+    with Mirror(items, slow_seconds=0.5) as mirror:
+        r = run_crawl("loc_archive", mirror, work, {"csv": work / "memes.tsv"}, DOWNLOAD_TIMEOUT="2", RETRY_TIMES="0")
+        hits = dict(mirror.hits)
+    assert r.returncode == 0
+    # only the transient failure (timeout) is tried again
+    assert {p for p in hits if p != "/robots.txt"} <= {f"/all/{TS}id_/{CDN.format(14)}", f"/all/*/{CDN.format(14)}"}
+    assert "'resume/skipped': 13" in r.stderr
+
+
+def test_utf8_csv_with_calendar_urls_and_jobdir(tmp_path):
+    items, rows = loc_corpus([("21", None), ("22", None), ("23", None)], calendar_form=True)
+    write_csv(tmp_path / "memes.csv", rows, utf16_tsv=False)
+    with Mirror(items) as mirror:
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.csv", "limit": 2},
+                      JOBDIR=str(tmp_path / "job"))
+        hits = dict(mirror.hits)
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = manifest_records(tmp_path)
+    assert sorted(x["source_id"] for x in records) == ["21", "22"] and all(x["status"] == "ok" for x in records)
+    # a range URL uses the default timestamp; the archive redirects to the nearest capture
+    assert hits[f"/all/20160901235959id_/{CDN.format(21)}"] == 1 and hits[f"/all/{TS}id_/{CDN.format(21)}"] == 1
+    assert (tmp_path / "job").is_dir()
+
+
+def test_killed_crawl_resumes_with_nothing_lost_or_fetched_twice(tmp_path):
+    ids = [str(100 + i) for i in range(60)]
+    items, rows = loc_corpus([(i, None) for i in ids])
+    write_csv(tmp_path / "memes.tsv", rows)
+    with Mirror(items, latency=0.1) as mirror:
+        proc = subprocess.Popen(scrapy_cmd("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.tsv"},
+                                           CONCURRENT_REQUESTS_PER_DOMAIN="2"),
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(manifest_records(tmp_path)) < 10:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        first = {r["source_id"] for r in manifest_records(tmp_path)}
+        assert 10 <= len(first) < 60
+        first_hits = dict(mirror.hits)
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.tsv"})
+        assert r.returncode == 0
+        hits = dict(mirror.hits)
+    records = manifest_records(tmp_path)
+    assert sorted({x["source_id"] for x in records}) == sorted(ids)
+    assert len(records) == 60 and all(x["status"] == "ok" for x in records)
+    for meme_id in first:   # rows done before the kill were not requested again
+        path = f"/all/{TS}id_/{CDN.format(meme_id)}"
+        assert hits[path] == first_hits[path] == 1
+
+
+@pytest.mark.parametrize("content,expect", [
+    (None, "CSV not found"),
+    ("a,b\n1,2\n", "missing column(s) 'Meme ID'"),
+])
+def test_bad_csv_one_line_exit_2(tmp_path, content, expect):
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_text(content)
+    with Mirror([]) as mirror:
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": path})
+    assert r.returncode == 2 and expect in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "manifests").exists()
+
+
+def test_archive_url_grammar():
+    assert archive.parse_archived_url(
+        "http://webarchive.loc.gov/all/20150508184553/http://cdn.meme.am/instances/1.jpg") == \
+        ("20150508184553", None, "http://cdn.meme.am/instances/1.jpg")
+    assert archive.parse_archived_url(
+        "http://webarchive.loc.gov/all/19960101000000-20160901235959*/http://cdn.meme.am/i/2.jpg") == \
+        (None, "19960101000000-20160901235959", "http://cdn.meme.am/i/2.jpg")
+    assert archive.parse_archived_url("http://webarchive.loc.gov/all/0/http://cdn.meme.am/i/3.jpg") == \
+        (None, None, "http://cdn.meme.am/i/3.jpg")
+    assert archive.nearest_first(["20100101000000", "20150601000000", "20150401000000"], "20150508184553") == \
+        ["20150601000000", "20150401000000", "20100101000000"]
+
+
+def test_redirect_and_retry_after_rules():
+    assert redirect_allowed("https://webarchive.loc.gov/x", set())
+    for url in ("http://127.0.0.1/x", "http://10.1.2.3/x", "http://192.168.0.1/", "http://[::1]/", "http://localhost/",
+                "ftp://example.org/x", "http://169.254.169.254/latest"):
+        assert not redirect_allowed(url, set())
+    assert redirect_allowed("http://127.0.0.1:8000/x", {"127.0.0.1"})
+    assert retry_after_seconds(b"7") == 7
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10
+    assert retry_after_seconds(b"soon") is None
+
+
+@needs_shared
+@pytest.mark.parametrize("name,count", [("memegenerator_utf16_sample.csv", 4666), ("memegenerator_arrange.csv", 12869),
+                                        ("memegenerator_arrange_15000.csv", 1770)])
+def test_real_csv_files_parse(name, count):
+    rows = list(read_meme_csv(SHARED / "csv" / name))
+    assert len(rows) == count
+    for row in rows:
+        ts, rng, original = archive.parse_archived_url(row.archived_url)
+        assert original.startswith("http://") and row.meme_id and len(row.md5) == 32
+        assert ts is None or len(ts) == 14
