@@ -173,5 +173,5 @@ def test_real_csv_files_parse(name, count):
     assert len(rows) == count
     for row in rows:
         ts, rng, original = archive.parse_archived_url(row.archived_url)
-        assert original.startswith("http://") and row.meme_id and len(row.md5) == 32
+        assert original.startswith(("http://", "https://")) and row.meme_id and len(row.md5) == 32
         assert ts is None or len(ts) == 14
