@@ -173,5 +173,7 @@ def test_real_csv_files_parse(name, count):
     assert len(rows) == count
     for row in rows:
         ts, rng, original = archive.parse_archived_url(row.archived_url)
-        assert original.startswith(("http://", "https://")) and row.meme_id and len(row.md5) == 32
+        assert original.startswith(("http://", "https://")) and row.meme_id
         assert ts is None or len(ts) == 14
+        assert len(row.md5) in (0, 32)   # a few real rows lack the hash: any image then verifies
+    assert sum(len(r.md5) == 32 for r in rows) > 0.95 * count
