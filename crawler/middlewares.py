@@ -134,4 +134,5 @@ class ImgurQuotaMiddleware:
             slot = self.crawler.engine.downloader.slots.get(request.meta.get("download_slot") or urlsplit(request.url).hostname)
             if slot is not None:
                 slot.delay = max(slot.delay, self.slowdown / max(low, 1))
+                self.crawler.stats.inc_value("imgur/quota_slowdowns")
         return response

@@ -63,7 +63,7 @@ class ImgurMemeSpider(scrapy.Spider):
         return scrapy.Request(f"{self.settings.get('IMGUR_API').rstrip('/')}/3/{path}", callback=callback,
                               errback=self.on_api_error, dont_filter=True,
                               headers={"Authorization": f"Client-ID {client_id(self.settings)}"},
-                              meta={"imgur_api": True, **meta})
+                              meta={"imgur_api": True, "download_slot": "imgur-api", **meta})
 
     def page_request(self, page: int):
         return self.api_request(f"gallery/t/{self.tag}/{self.sort}/{self.window}/{page}", self.parse_page, page=page)
