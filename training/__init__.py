@@ -1,0 +1,5 @@
+"""Train, evaluate and apply the any-size meme classifier (Keras 3, any backend)."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console

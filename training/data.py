@@ -1,0 +1,173 @@
+"""Stream one split of a ``processing.build_h5`` file into Keras, batch by batch.
+
+Each batch reads a sorted set of indices, coalesced into contiguous slices
+(one-image chunks make scattered reads cheap; h5py fancy indexing is not).
+The file is opened lazily in whichever process or thread reads, so no h5py
+handle crosses a fork. Shuffling is a fresh seeded permutation per epoch;
+every random choice is seeded by (seed, epoch, batch), so results do not
+depend on which worker thread ran a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+
+import h5py
+import keras
+import numpy as np
+from PIL import Image
+
+from processing.transform import block_mean_pool, upsample_repeat
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(Exception):
+    pass
+
+
+def open_dataset(path) -> h5py.File:
+    """Open and check a dataset file; DatasetError with a clear message if it is not one."""
+    if not os.path.exists(path):
+        raise DatasetError(f"dataset not found: {path} (build one with python -m processing.build_h5)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"{path} is not a readable HDF5 file ({exc}); rebuild it with processing.build_h5") from None
+    missing = [k for k in ("images", "labels", "split") if k not in f]
+    if missing:
+        f.close()
+        raise DatasetError(f"{path} lacks {', '.join(missing)}: not a finished processing.build_h5 dataset")
+    return f
+
+
+def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    with open_dataset(path) as f:
+        names = json.loads(f.attrs.get("split_names", json.dumps(SPLITS)))
+        if split not in names:
+            raise DatasetError(f"unknown split {split!r}; the file has {names}")
+        idx = np.flatnonzero(f["split"][:] == names.index(split))
+        return idx, f["labels"][:][idx]
+
+
+def read_rows(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` (sorted) as one array, reading each contiguous run as a slice."""
+    out = np.empty((len(idx), *ds.shape[1:]), dtype=ds.dtype)
+    if len(idx) == 0:
+        return out
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(idx)]])
+    for s, e in zip(starts, ends):
+        ds.read_direct(out, np.s_[idx[s]:idx[s] + (e - s)], np.s_[s:e])
+    return out
+
+
+def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""
+    return upsample_repeat(block_mean_pool(image, factor), factor)
+
+
+def is_repeated(image: np.ndarray, factor: int = 4) -> bool:
+    return np.array_equal(upsample_repeat(image[::factor, ::factor], factor), image)
+
+
+def smooth_upsample(image: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Re-upsample a pixel-repeated picture bilinearly (no blocks)."""
+    small = Image.fromarray(np.ascontiguousarray(image[::factor, ::factor]))
+    return np.asarray(small.resize(image.shape[:2][::-1], Image.Resampling.BILINEAR))
+
+
+def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
+    if x.shape[1] == size:
+        return x
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR)) for im in x])
+
+
+class H5Batches(keras.utils.PyDataset):
+    """(pixels uint8, labels int, sample weights) batches of one split."""
+
+    def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
+                 augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
+                 sizes=(128,), class_weight: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.path, self.split, self.batch_size = str(path), split, batch_size
+        self.shuffle, self.seed, self.augment = shuffle, seed, augment
+        self.degrade_memes, self.smooth_tiny = degrade_memes, smooth_tiny
+        self.sizes = tuple(sizes)
+        self.indices, self.labels = split_indices(path, split)
+        if len(self.indices) == 0:
+            raise DatasetError(f"split {split!r} of {path} is empty")
+        self.class_weight = class_weight
+        self.epoch = 0
+        self._order = self._permutation()
+        self._local = threading.local()
+
+    # ---- file handle: one per thread and process ---------------------------
+    def _images(self) -> h5py.Dataset:
+        handle = getattr(self._local, "handle", None)
+        if handle is None or handle[0] != os.getpid():
+            f = h5py.File(self.path, "r")
+            self._local.handle = handle = (os.getpid(), f, f["images"])
+        return handle[2]
+
+    # ---- Keras interface ---------------------------------------------------
+    def __len__(self) -> int:
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    @property
+    def num_batches(self) -> int:
+        return len(self)
+
+    def _permutation(self) -> np.ndarray:
+        n = len(self.indices)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._order = self._permutation()
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+    @property
+    def size(self) -> int:
+        return self.sizes[self.epoch % len(self.sizes)]
+
+    def __getitem__(self, i: int):
+        pos = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
+        x = read_rows(self._images(), self.indices[pos])
+        y = self.labels[pos].astype(np.int32)
+        if self.augment or self.degrade_memes or self.smooth_tiny:
+            x = self._transform(x, y, np.random.default_rng([self.seed, self.epoch, i]))
+        x = resize_batch(x, self.size)
+        if self.class_weight is None:
+            return x, y
+        w = np.array([self.class_weight[int(v)] for v in y], dtype=np.float32)
+        return x, y, w
+
+    def _transform(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = x.copy()
+        for k in range(len(x)):
+            if y[k] == 1 and rng.random() < self.degrade_memes:
+                x[k] = degrade(x[k])
+            elif y[k] == 0 and rng.random() < self.smooth_tiny and is_repeated(x[k]):
+                x[k] = smooth_upsample(x[k])
+            if self.augment:
+                if rng.random() < 0.5:
+                    x[k] = x[k, :, ::-1]
+                dy, dx = rng.integers(-8, 9, size=2)
+                x[k] = np.roll(x[k], (dy, dx), axis=(0, 1))
+        return x
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights, normalised so the mean weight is 1."""
+    n = len(labels)
+    counts = np.bincount(labels, minlength=2)
+    return {c: (n / (2 * counts[c]) if counts[c] else 0.0) for c in (0, 1)}

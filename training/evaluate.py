@@ -1,0 +1,142 @@
+"""python -m training.evaluate MODEL (--data DATASET.h5 [--split test] | --memes DIR... --non-memes DIR...)
+
+Scores a trained model on a dataset split, or on folders of labelled images
+of any size preprocessed exactly as in training, and writes report.json with
+accuracy, precision, recall, F1, ROC-AUC and the confusion matrix, plus PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from processing.cliutil import UsageError, atomic_write_json, run_main
+from processing.prepare import Options, prepare
+from processing.sources import MEME, NON_MEME, from_folder
+
+from . import plots
+from .data import DatasetError, H5Batches
+from .metrics import binary_report
+
+GRID = 9
+
+
+def load_classifier(path: str | Path):
+    """A run folder or a .keras file; returns (model, preprocessing dict)."""
+    import keras
+
+    from . import spp  # noqa: F401  (registers the SPP layer for loading)
+
+    path = Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise UsageError(f"model not found: {model_path} (train one with python -m training.run)")
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as exc:  # noqa: BLE001  (any failure to load is the same user error)
+        raise UsageError(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from None
+    pre_path = model_path.with_name("preprocess.json")
+    pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {"fit": "square", "size": 128, "threshold": 0.5}
+    return model, pre
+
+
+def predict_probs(model, batches) -> np.ndarray:
+    """Meme probability for each image of an iterable of uint8 batches."""
+    out = [np.asarray(model.predict_on_batch(x))[:, 1] for x in batches]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def evaluate_split(model, data: str, split: str, batch_size: int = 64):
+    ds = H5Batches(data, split, batch_size)
+    probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
+    grid = ds[0][0][:GRID]
+    return ds.labels.astype(int), probs, grid
+
+
+def evaluate_folders(model, pre: dict, memes: list[str], non_memes: list[str], batch_size: int = 64):
+    """Labelled folders through the training preprocessing; unreadable files are counted."""
+    options = Options(fit=pre.get("fit", "square"), size=pre.get("size", 128), min_side=1)
+    jobs = [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
+    images, labels, skipped = [], [], {}
+    for job in jobs:
+        row = prepare(job, options)
+        if row.reason:
+            skipped[row.reason] = skipped.get(row.reason, 0) + 1
+            continue
+        images.append(row.image)
+        labels.append(job.label)
+    if not images:
+        raise UsageError("no readable images in the given folders")
+    x = np.stack(images)
+    probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+    order = np.random.default_rng(0).permutation(len(x))[:GRID]
+    return np.array(labels), probs, x[order], np.array(labels)[order], probs[order], skipped
+
+
+def write_report(out: Path, y, probs, grid, grid_y, grid_p, threshold: float, title: str, extra: dict) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    report = {**binary_report(y, probs, threshold), **extra}
+    atomic_write_json(out / "report.json", report)
+    plots.roc(y, probs, report["roc_auc"], out / "roc.png", title=f"ROC: {title}")
+    plots.confusion(report["confusion_matrix"]["rows_true_cols_pred"], out / "confusion.png", title=title)
+    plots.prediction_grid(grid, grid_y, grid_p, out / "predictions.png", threshold)
+    return report
+
+
+def format_summary(report: dict) -> str:
+    auc = report["roc_auc"]
+    (tn, fp), (fn, tp) = report["confusion_matrix"]["rows_true_cols_pred"]
+    return (f"{report['count']} images ({report['memes']} memes): accuracy {report['accuracy']:.4f}, "
+            f"precision {report['precision']:.4f}, recall {report['recall']:.4f}, F1 {report['f1']:.4f}, "
+            f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; confusion [[tn {tn}, fp {fp}], [fn {fn}, tp {tp}]]")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="run folder (with model.keras) or a .keras file")
+    p.add_argument("--data", help="HDF5 dataset from processing.build_h5")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--memes", action="append", default=[], metavar="DIR", help="folder of memes; repeatable")
+    p.add_argument("--non-memes", action="append", default=[], metavar="DIR", help="folder of non-memes; repeatable")
+    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the model's, 0.5)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", type=Path, help="write report.json and PNGs here")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if bool(args.data) == bool(args.memes or args.non_memes):
+        raise UsageError("give either --data, or --memes/--non-memes folders")
+    for d in [*args.memes, *args.non_memes]:
+        if not Path(d).is_dir():
+            raise UsageError(f"folder not found: {d}")
+    model, pre = load_classifier(args.model)
+    threshold = args.threshold if args.threshold is not None else pre.get("threshold", 0.5)
+    try:
+        if args.data:
+            y, probs, grid = evaluate_split(model, args.data, args.split, args.batch_size)
+            grid_y, grid_p, extra = y[:GRID], probs[:GRID], {"data": args.data, "split": args.split}
+        else:
+            y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(model, pre, args.memes, args.non_memes,
+                                                                      args.batch_size)
+            extra = {"memes": args.memes, "non_memes": args.non_memes, "skipped": skipped}
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    if args.out:
+        report = write_report(args.out, y, probs, grid, grid_y, grid_p, threshold, args.split if args.data else "folders",
+                              extra)
+    else:
+        report = {**binary_report(y, probs, threshold), **extra}
+    print(json.dumps(report, sort_keys=True) if args.json else format_summary(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("evaluate", main))

@@ -1,0 +1,182 @@
+"""python -m training.run --data dataset.h5 --out runs/NAME
+
+Trains the SPP classifier on the ``train`` split, streaming from HDF5,
+early-stops on ``val``, checkpoints every epoch (``--resume`` continues a
+killed run), then evaluates on ``test`` and writes report.json and PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from processing.cliutil import UsageError, atomic_write_json, run_main
+
+from .model import ARCHS
+
+CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
+BEST = "best.keras"               # lowest validation loss so far
+STATE = "state.json"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m training.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="HDF5 dataset from processing.build_h5")
+    p.add_argument("--out", required=True, type=Path, help="run folder (model, logs, report)")
+    p.add_argument("--arch", choices=ARCHS, default="memenet", help="memenet (default) or seed (the original)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs without val_loss gain)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="flips and shifts")
+    p.add_argument("--degrade-memes", type=float, default=0.0, metavar="P",
+                   help="pass a meme through 32x32 and back with probability P (kills the blockiness shortcut)")
+    p.add_argument("--smooth-tiny", type=float, default=0.0, metavar="P",
+                   help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P")
+    p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
+    p.add_argument("--workers", type=int, default=2, help="reader threads")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    return p.parse_args(argv)
+
+
+def make_optimizer(name: str, lr: float):
+    import keras
+    return {"adam": lambda: keras.optimizers.Adam(lr), "adamw": lambda: keras.optimizers.AdamW(lr),
+            "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[name]()
+
+
+def make_checkpointer(out: Path):
+    import keras
+
+    class AtomicCheckpoint(keras.callbacks.Callback):
+        """Saves checkpoint/best models via temp file + rename, then the epoch state."""
+
+        def __init__(self, best_loss):
+            super().__init__()
+            self.best_loss = best_loss
+
+        def _save(self, name: str):
+            tmp = out / f".{name}.tmp.keras"
+            self.model.save(tmp)
+            os.replace(tmp, out / name)
+
+        def on_epoch_end(self, epoch, logs=None):
+            val = (logs or {}).get("val_loss")
+            if val is not None and val < self.best_loss:
+                self.best_loss = float(val)
+                self._save(BEST)
+            self._save(CHECKPOINT)
+            atomic_write_json(out / STATE, {"epoch": epoch, "best_val_loss": self.best_loss})
+
+    return AtomicCheckpoint
+
+
+def prepare_out(args) -> dict | None:
+    """The saved state when resuming, else None; refuses to clobber a run."""
+    state_path = args.out / STATE
+    if args.resume:
+        if not state_path.exists() or not (args.out / CHECKPOINT).exists():
+            raise UsageError(f"nothing to resume in {args.out}: no {CHECKPOINT} (start without --resume)")
+        return json.loads(state_path.read_text())
+    if args.out.exists() and any(args.out.iterdir()):
+        if not args.overwrite:
+            raise UsageError(f"{args.out} already holds a run: pass --resume to continue it or --overwrite")
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def train(args) -> dict:
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if not sizes or min(sizes) < 16:
+        raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")
+    import keras
+
+    from .data import DatasetError, H5Batches, class_weights, open_dataset
+    from .model import build_model
+
+    try:
+        with open_dataset(args.data) as f:
+            fit = str(f.attrs.get("fit", "square"))
+            size = int(f["images"].shape[1])
+        state = prepare_out(args)
+        keras.utils.set_random_seed(args.seed)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+            tf.config.experimental.enable_op_determinism()
+        train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
+                             degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny, sizes=sizes,
+                             workers=args.workers, use_multiprocessing=False)
+        train_ds.class_weight = class_weights(train_ds.labels)
+        val_ds = H5Batches(args.data, "val", args.batch_size, workers=args.workers, use_multiprocessing=False)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+
+    initial_epoch = 0
+    if state is not None:
+        from . import spp  # noqa: F401
+        model = keras.saving.load_model(args.out / CHECKPOINT)
+        initial_epoch = state["epoch"] + 1
+        train_ds.set_epoch(initial_epoch)
+        best = state["best_val_loss"]
+        print(f"resuming {args.out} at epoch {initial_epoch + 1}", file=sys.stderr)
+    else:
+        model = build_model(args.arch)
+        model.compile(optimizer=make_optimizer(args.optimizer, args.lr),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        best = float("inf")
+    atomic_write_json(args.out / "preprocess.json",
+                      {"fit": fit, "size": size, "threshold": 0.5, "arch": args.arch, "label_names": ["non_meme", "meme"]})
+    atomic_write_json(args.out / "args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+
+    callbacks = [
+        keras.callbacks.CSVLogger(str(args.out / "log.csv"), append=state is not None),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
+        make_checkpointer(args.out)(best),
+    ]
+    t0 = time.time()
+    if initial_epoch < args.epochs:
+        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=args.verbose)
+    train_seconds = time.time() - t0
+    return finish(args, train_seconds)
+
+
+def finish(args, train_seconds: float) -> dict:
+    """Best model -> model.keras, then the test-split report and plots."""
+    from . import plots
+    from .evaluate import GRID, evaluate_split, format_summary, load_classifier, write_report
+
+    best = args.out / (BEST if (args.out / BEST).exists() else CHECKPOINT)
+    shutil.copyfile(best, args.out / ".model.keras.tmp")
+    os.replace(args.out / ".model.keras.tmp", args.out / "model.keras")
+    model, pre = load_classifier(args.out)
+    y, probs, grid = evaluate_split(model, args.data, "test", args.batch_size)
+    report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre["threshold"], "test split",
+                          {"data": str(args.data), "split": "test", "arch": args.arch,
+                           "train_seconds": round(train_seconds, 1),
+                           "epochs_run": json.loads((args.out / STATE).read_text())["epoch"] + 1})
+    plots.learning_curves(args.out / "log.csv", args.out / "learning_curves.png")
+    print(f"test: {format_summary(report)}")
+    print(f"model: {args.out / 'model.keras'}; report: {args.out / 'report.json'}; plots: {args.out}/*.png")
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("training.run", main))
