@@ -3,3 +3,5 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
+
+ARCHS = ("memenet", "seed")  # see training.model

@@ -10,7 +10,6 @@ depend on which worker thread ran a batch.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -22,49 +21,7 @@ from PIL import Image
 
 from processing.transform import block_mean_pool, upsample_repeat
 
-SPLITS = ("train", "val", "test")
-
-
-class DatasetError(Exception):
-    pass
-
-
-def open_dataset(path) -> h5py.File:
-    """Open and check a dataset file; DatasetError with a clear message if it is not one."""
-    if not os.path.exists(path):
-        raise DatasetError(f"dataset not found: {path} (build one with python -m processing.build_h5)")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{path} is not a readable HDF5 file ({exc}); rebuild it with processing.build_h5") from None
-    missing = [k for k in ("images", "labels", "split") if k not in f]
-    if missing:
-        f.close()
-        raise DatasetError(f"{path} lacks {', '.join(missing)}: not a finished processing.build_h5 dataset")
-    return f
-
-
-def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    with open_dataset(path) as f:
-        names = json.loads(f.attrs.get("split_names", json.dumps(SPLITS)))
-        if split not in names:
-            raise DatasetError(f"unknown split {split!r}; the file has {names}")
-        idx = np.flatnonzero(f["split"][:] == names.index(split))
-        return idx, f["labels"][:][idx]
-
-
-def read_rows(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` (sorted) as one array, reading each contiguous run as a slice."""
-    out = np.empty((len(idx), *ds.shape[1:]), dtype=ds.dtype)
-    if len(idx) == 0:
-        return out
-    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(idx)]])
-    for s, e in zip(starts, ends):
-        ds.read_direct(out, np.s_[idx[s]:idx[s] + (e - s)], np.s_[s:e])
-    return out
-
+from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
 
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""

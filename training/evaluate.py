@@ -19,7 +19,7 @@ from processing.prepare import Options, prepare
 from processing.sources import MEME, NON_MEME, from_folder
 
 from . import plots
-from .data import DatasetError, H5Batches
+from .h5file import DatasetError, open_dataset
 from .metrics import binary_report
 
 GRID = 9
@@ -27,14 +27,14 @@ GRID = 9
 
 def load_classifier(path: str | Path):
     """A run folder or a .keras file; returns (model, preprocessing dict)."""
-    import keras
-
-    from . import spp  # noqa: F401  (registers the SPP layer for loading)
-
     path = Path(path)
     model_path = path / "model.keras" if path.is_dir() else path
     if not model_path.is_file():
         raise UsageError(f"model not found: {model_path} (train one with python -m training.run)")
+    import keras
+
+    from . import spp  # noqa: F401  (registers the SPP layer for loading)
+
     try:
         model = keras.saving.load_model(model_path)
     except Exception as exc:  # noqa: BLE001  (any failure to load is the same user error)
@@ -51,6 +51,8 @@ def predict_probs(model, batches) -> np.ndarray:
 
 
 def evaluate_split(model, data: str, split: str, batch_size: int = 64):
+    from .data import H5Batches
+
     ds = H5Batches(data, split, batch_size)
     probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
     grid = ds[0][0][:GRID]
@@ -117,6 +119,11 @@ def main(argv=None) -> int:
     for d in [*args.memes, *args.non_memes]:
         if not Path(d).is_dir():
             raise UsageError(f"folder not found: {d}")
+    if args.data:
+        try:
+            open_dataset(args.data).close()
+        except DatasetError as exc:
+            raise UsageError(str(exc)) from None
     model, pre = load_classifier(args.model)
     threshold = args.threshold if args.threshold is not None else pre.get("threshold", 0.5)
     try:
@@ -126,7 +133,7 @@ def main(argv=None) -> int:
         else:
             y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(model, pre, args.memes, args.non_memes,
                                                                       args.batch_size)
-            extra = {"memes": args.memes, "non_memes": args.non_memes, "skipped": skipped}
+            extra = {"meme_dirs": args.memes, "non_meme_dirs": args.non_memes, "skipped": skipped}
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     if args.out:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from . import ARCHS
 from .spp import SpatialPyramidPooling
-
-ARCHS = ("memenet", "seed")
 
 
 def seed_model(levels=(1, 2, 4)) -> keras.Model:

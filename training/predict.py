@@ -19,7 +19,7 @@ from PIL import Image
 
 from processing.cliutil import UsageError, run_main
 from processing.decode import decode_image
-from processing.reasons import Rejected
+from processing.reasons import MISSING_FILE, Rejected
 from processing.transform import fit_image
 
 
@@ -45,6 +45,8 @@ def cap_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
 def load_pixels(path: Path, pre: dict, native: bool, max_side: int) -> np.ndarray:
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise Rejected(MISSING_FILE) from None
     except OSError as exc:
         raise Rejected("unreadable", exc.strerror or str(exc)) from None
     rgb = decode_image(data).rgb
@@ -71,7 +73,6 @@ def main(argv=None) -> int:
     from .evaluate import load_classifier
 
     files = expand(args.paths)
-    missing = [p for p in map(Path, args.paths) if not p.exists()]
     model, pre = load_classifier(args.model)
     threshold = args.threshold if args.threshold is not None else pre.get("threshold", 0.5)
     failed = 0
@@ -86,9 +87,6 @@ def main(argv=None) -> int:
         else:
             print(f"{path}\t{prob:.4f}\t{'meme' if prob >= threshold else 'not_meme'}")
 
-    for path in missing:
-        failed += 1
-        emit(path, error="missing_file")
     batch: list[tuple[Path, np.ndarray]] = []
 
     def flush():

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
 
-from .model import ARCHS
+from . import ARCHS
+from .h5file import DatasetError, open_dataset
 
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
 BEST = "best.keras"               # lowest validation loss so far
@@ -100,16 +101,20 @@ def train(args) -> dict:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if not sizes or min(sizes) < 16:
         raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")
-    import keras
-
-    from .data import DatasetError, H5Batches, class_weights, open_dataset
-    from .model import build_model
-
     try:
         with open_dataset(args.data) as f:
             fit = str(f.attrs.get("fit", "square"))
             size = int(f["images"].shape[1])
-        state = prepare_out(args)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    state = prepare_out(args)
+
+    import keras
+
+    from .data import H5Batches, class_weights
+    from .model import build_model
+
+    try:
         keras.utils.set_random_seed(args.seed)
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf

@@ -1,0 +1,188 @@
+"""training.run / evaluate / predict end to end on a small generated dataset, plus the data stream."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT, image_bytes, picture, save
+from processing import build_h5
+from processing.transform import tiny_to_input
+from training.data import H5Batches, class_weights, degrade, is_repeated, read_rows, smooth_upsample
+from training.metrics import binary_report, roc_auc
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """40 captioned 'memes' and 60 tiny noise pictures, built by the real builder."""
+    root = tmp_path_factory.mktemp("train")
+    for i in range(40):
+        save(picture(200, 200, seed=i, caption="ONE DOES NOT SIMPLY"), root / "memes" / f"t{i % 4}" / f"{i}.jpg")
+    for i in range(60):
+        save(picture(32, 32, seed=1000 + i, caption=None), root / "tiny" / f"c{i % 3}" / f"{i}.png")
+    out = root / "ds.h5"
+    assert build_h5.main(["--memes", str(root / "memes"), "--tiny", str(root / "tiny"), "--out", str(out),
+                          "--split", "0.6,0.2,0.2", "--no-progress", "--workers", "1"]) == 0
+    return out
+
+
+def cli(module, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "seed"
+    r = cli("training.run", "--data", dataset, "--out", out, "--arch", "seed", "--epochs", "3", "--batch-size", "16",
+            "--lr", "3e-3", "--verbose", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_run_writes_model_report_and_plots(trained):
+    out, stdout = trained
+    for name in ("model.keras", "checkpoint.keras", "log.csv", "report.json", "preprocess.json", "roc.png",
+                 "confusion.png", "predictions.png", "learning_curves.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "count"):
+        assert key in report
+    assert report["count"] == 20 and report["memes"] == 8
+    assert report["accuracy"] >= 0.9          # captions on noise vs blocky noise: easy
+    assert "test: 20 images" in stdout and "ROC-AUC" in stdout
+    assert json.loads((out / "preprocess.json").read_text())["fit"] == "square"
+    with open(out / "log.csv") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 1, 2]
+
+
+def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
+    out, _ = trained
+    r = cli("training.run", "--data", dataset, "--out", out)
+    assert r.returncode == 2 and "already holds a run" in r.stderr.splitlines()[-1]
+    r = cli("training.run", "--data", tmp_path / "none.h5", "--out", tmp_path / "r")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"training.run: error: dataset not found: {tmp_path / 'none.h5'} (build one with python -m processing.build_h5)")
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    for module, args in (("training.run", ["--data", bad, "--out", tmp_path / "r"]),
+                         ("training.evaluate", [out, "--data", bad])):
+        r = cli(module, *args)
+        assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_killed_run_resumes_from_its_checkpoint(dataset, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training.run", "--data", str(dataset), "--out", str(out), "--arch", "seed",
+           "--epochs", "4", "--batch-size", "8", "--verbose", "0", "--patience", "10"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "state.json").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] < 3 and not (out / "report.json").exists()
+    r = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming {out} at epoch {state['epoch'] + 2}" in r.stderr
+    with open(out / "log.csv") as fh:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(fh)]
+    assert epochs[-1] == 3 and sorted(set(epochs)) == [0, 1, 2, 3]
+    assert (out / "report.json").is_file()
+
+
+def test_predict_any_size_and_bad_files(trained, tmp_path):
+    out, _ = trained
+    save(picture(333, 517, seed=1), tmp_path / "imgs" / "odd.png")
+    save(picture(1, 640, seed=2, caption=None), tmp_path / "imgs" / "line.png")
+    save(picture(2000, 1500, seed=3), tmp_path / "imgs" / "big.jpg")
+    (tmp_path / "imgs" / "fake.jpg").write_bytes(b"<html>nope</html>")
+    r = cli("training.predict", out, tmp_path / "imgs", tmp_path / "missing.jpg")
+    assert r.returncode == 1
+    lines = dict(line.split("\t", 1) for line in r.stdout.strip().splitlines())
+    assert lines[str(tmp_path / "imgs" / "fake.jpg")] == "error\tnot_an_image"
+    assert lines[str(tmp_path / "missing.jpg")] == "error\tmissing_file"
+    for name in ("odd.png", "line.png", "big.jpg"):
+        prob, label = lines[str(tmp_path / "imgs" / name)].split("\t")
+        assert 0 <= float(prob) <= 1 and label in ("meme", "not_meme")
+    r = cli("training.predict", out, tmp_path / "imgs" / "odd.png", tmp_path / "imgs" / "big.jpg", "--json",
+            "--native-size", "--max-side", "300", "--threshold", "0")
+    assert r.returncode == 0
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["label"] for x in recs] == ["meme", "meme"] and all(0 <= x["meme_probability"] <= 1 for x in recs)
+
+
+def test_evaluate_split_and_folders(trained, dataset, tmp_path):
+    out, _ = trained
+    r = cli("training.evaluate", out, "--data", dataset, "--json")
+    assert r.returncode == 0, r.stderr
+    split_report = json.loads(r.stdout)
+    run_report = json.loads((out / "report.json").read_text())
+    for key in ("accuracy", "f1", "roc_auc", "confusion_matrix", "count"):
+        assert split_report[key] == run_report[key]
+    memes = dataset.parent / "memes"
+    photos = tmp_path / "photos"
+    for i in range(5):
+        save(picture(300, 200, seed=50 + i, caption=None), photos / f"{i}.png")
+    (photos / "broken.png").write_bytes(b"xx")
+    r = cli("training.evaluate", out, "--memes", memes, "--non-memes", photos, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["count"] == 45 and report["memes"] == 40 and report["skipped"] == {"not_an_image": 1}
+    assert (tmp_path / "ev" / "roc.png").is_file()
+
+
+def test_read_rows_matches_fancy_indexing(dataset):
+    with h5py.File(dataset) as f:
+        idx = np.array([0, 1, 2, 5, 9, 10, 11, 40])
+        assert np.array_equal(read_rows(f["images"], idx), f["images"][list(idx)])
+
+
+def test_batches_are_deterministic_and_cover_the_split(dataset):
+    a = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, degrade_memes=0.5)
+    b = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, degrade_memes=0.5)
+    for i in range(len(a)):
+        xa, ya = a[len(a) - 1 - i][:2]
+        xb, yb = b[len(a) - 1 - i][:2]
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    plain = H5Batches(dataset, "train", 8)
+    assert sum(len(plain[i][1]) for i in range(len(plain))) == len(plain.indices) == 60
+    first = a._order.copy()
+    a.on_epoch_end()
+    assert not np.array_equal(first, a._order) and sorted(first) == sorted(a._order)
+    multi = H5Batches(dataset, "train", 8, sizes=(96, 160))
+    assert multi[0][0].shape[1:] == (96, 96, 3)
+    multi.on_epoch_end()
+    assert multi[0][0].shape[1:] == (160, 160, 3)
+
+
+def test_degrade_is_the_cifar_path_and_smoothing_removes_blocks():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    d = degrade(img)
+    assert is_repeated(d) and not is_repeated(img)
+    tiny = tiny_to_input(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert is_repeated(tiny) and not is_repeated(smooth_upsample(tiny))
+    assert class_weights(np.array([0, 0, 0, 1])) == {0: 4 / 6, 1: 2.0}
+
+
+def test_metrics_against_brute_force():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.random(200), 1)  # ties on purpose
+    pos, neg = s[y == 1], s[y == 0]
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert roc_auc(y, s) == pytest.approx(brute)
+    r = binary_report([1, 1, 0, 0, 1], [0.9, 0.4, 0.6, 0.1, 0.8])
+    assert r["confusion_matrix"]["rows_true_cols_pred"] == [[1, 1], [1, 2]]
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert r["accuracy"] == pytest.approx(0.6) and r["roc_auc"] == pytest.approx(5 / 6)
