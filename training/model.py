@@ -30,11 +30,11 @@ def memenet(levels=(1, 2, 4), widths=(32, 64, 128, 256), dropout: float = 0.3) -
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
     for filters in widths:
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Conv2D(widths[-1], 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = SpatialPyramidPooling(levels)(x)
     x = layers.Dropout(dropout)(x)

@@ -38,10 +38,12 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs without val_loss gain)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="flips and shifts")
-    p.add_argument("--degrade-memes", type=float, default=0.0, metavar="P",
-                   help="pass a meme through 32x32 and back with probability P (kills the blockiness shortcut)")
-    p.add_argument("--smooth-tiny", type=float, default=0.0, metavar="P",
-                   help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P")
+    p.add_argument("--degrade-memes", type=float, default=0.5, metavar="P",
+                   help="pass a meme through 32x32 and back with probability P, so blockiness stops being a "
+                        "label shortcut (default 0.5; 0 turns it off)")
+    p.add_argument("--smooth-tiny", type=float, default=0.5, metavar="P",
+                   help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P "
+                        "(default 0.5; 0 turns it off)")
     p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
     p.add_argument("--workers", type=int, default=2, help="reader threads")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")

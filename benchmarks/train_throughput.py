@@ -1,0 +1,100 @@
+"""Training throughput from the HDF5 stream vs the same data already in memory; predict throughput.
+
+    python benchmarks/train_throughput.py [--data DATASET.h5] [--arch memenet] [--steps 30]
+
+Without --data a synthetic dataset of random pixels is built in a temp
+folder. Both training measurements use the same compiled model, batch size
+and number of steps, after a warm-up (compilation) pass. Set KERAS_BACKEND=jax
+on the GPU machine. Prints one JSON object last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import h5py  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def synthetic(path: Path, n: int) -> Path:
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8),
+                         chunks=(1, 128, 128, 3), compression="lzf")
+        f.create_dataset("labels", data=(np.arange(n) % 4 == 0).astype(np.uint8))
+        f.create_dataset("split", data=np.zeros(n, np.uint8))
+    return path
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path)
+    p.add_argument("--arch", default="memenet", choices=("memenet", "seed"))
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--predict-limit", type=int, default=522, help="real images to score (0: skip)")
+    args = p.parse_args()
+
+    import keras
+
+    from training.data import H5Batches
+    from training.model import build_model
+    from training.predict import expand, load_pixels
+
+    tmp = tempfile.TemporaryDirectory()
+    data = args.data or synthetic(Path(tmp.name) / "synthetic.h5", args.batch_size * (args.steps + 2))
+    stream = H5Batches(data, "train", args.batch_size, shuffle=True, augment=False, workers=args.workers,
+                       use_multiprocessing=False)
+    steps = min(args.steps, len(stream) - 1)
+    batches = [stream[i] for i in range(steps)]
+    x_mem = np.concatenate([b[0] for b in batches])
+    y_mem = np.concatenate([b[1] for b in batches])
+
+    model = build_model(args.arch)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x_mem[: args.batch_size * 2], y_mem[: args.batch_size * 2], batch_size=args.batch_size, epochs=1,
+              verbose=0)  # compile
+
+    def timed(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return steps * args.batch_size / (time.perf_counter() - t0)
+
+    in_memory = timed(lambda: model.fit(x_mem, y_mem, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False))
+    streamed = timed(lambda: model.fit(stream, epochs=1, steps_per_epoch=steps, verbose=0))
+    in_memory2 = timed(lambda: model.fit(x_mem, y_mem, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False))
+    in_memory = max(in_memory, in_memory2)
+    result = {"backend": keras.backend.backend(), "arch": args.arch, "batch_size": args.batch_size, "steps": steps,
+              "train_img_s_in_memory": round(in_memory, 1), "train_img_s_hdf5_stream": round(streamed, 1),
+              "stream_over_memory": round(streamed / in_memory, 3)}
+
+    files = (expand([str(SHARED / "memes"), str(SHARED / "photos")]) if SHARED.exists() else [])[: args.predict_limit]
+    if files:
+        pre = {"fit": "square", "size": 128}
+        model.predict_on_batch(np.zeros((64, 128, 128, 3), np.uint8))
+        t0 = time.perf_counter()
+        for i in range(0, len(files), 64):
+            model.predict_on_batch(np.stack([load_pixels(f, pre, False, 1024) for f in files[i:i + 64]]))
+        result["predict_img_s_real_files"] = round(len(files) / (time.perf_counter() - t0), 1)
+        result["predict_files"] = len(files)
+    print(f"train from HDF5 stream: {result['train_img_s_hdf5_stream']} img/s; from memory: "
+          f"{result['train_img_s_in_memory']} img/s; ratio {result['stream_over_memory']} (target >= 0.9)")
+    if files:
+        print(f"predict (decode + fit + model) on {len(files)} real files: {result['predict_img_s_real_files']} img/s")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
