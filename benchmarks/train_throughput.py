@@ -27,10 +27,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def synthetic(path: Path, n: int) -> Path:
+    """Random pixels in build_h5's default layout (one uncompressed image per chunk)."""
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         f.create_dataset("images", data=rng.integers(0, 256, (n, 128, 128, 3), dtype=np.uint8),
-                         chunks=(1, 128, 128, 3), compression="lzf")
+                         chunks=(1, 128, 128, 3))
         f.create_dataset("labels", data=(np.arange(n) % 4 == 0).astype(np.uint8))
         f.create_dataset("split", data=np.zeros(n, np.uint8))
     return path

@@ -14,7 +14,7 @@ COMMANDS_MODULE = "crawler.commands"
 
 # ---- where things are ------------------------------------------------------
 LOC_ARCHIVE = "https://webarchive.loc.gov/all"
-LOC_CSV = "datasets/meme_generator_sample.tsv"       # hand-made rows in the official format
+LOC_CSV = ""                  # the Meme Generator data set file; or -a csv=PATH
 LOC_DEFAULT_TIMESTAMP = "20160901235959"             # end of the data set's capture window
 IMGUR_API = "https://api.imgur.com"
 IMGUR_CLIENT_ID = os.environ.get("IMGUR_CLIENT_ID", "")

@@ -64,7 +64,7 @@ def args_for(c, out, *extra):
 
 def test_every_input_accounted_for(corpus, tmp_path):
     out = tmp_path / "ds.h5"
-    assert build_h5.main(args_for(corpus, out, "--workers", "2")) == 0
+    assert build_h5.main(args_for(corpus, out, "--workers", "2", "--compression", "lzf")) == 0
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     # 24 meme files + 5 manifest rows + 13 tiny + 8 cifar
     assert summary["inputs"] == 24 + 5 + 13 + 8

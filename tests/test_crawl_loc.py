@@ -177,3 +177,13 @@ def test_real_csv_files_parse(name, count):
         assert ts is None or len(ts) == 14
         assert len(row.md5) in (0, 32)   # a few real rows lack the hash: any image then verifies
     assert sum(len(r.md5) == 32 for r in rows) > 0.95 * count
+
+
+def test_handmade_sample_is_in_the_official_format():
+    path = ROOT / "datasets" / "meme_generator_handmade.tsv"
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xff\xfe") and "\t" in raw.decode("utf-16") and "\r\n" in raw.decode("utf-16")
+    rows = list(read_meme_csv(path))
+    assert [r.meme_id for r in rows] == ["1000001", "1000002", "1000003"] and rows[0].alt_text
+    assert [archive.parse_archived_url(r.archived_url)[:2] for r in rows] == [
+        (None, "19960101000000-20160901235959"), ("20150508184553", None), (None, None)]

@@ -23,6 +23,8 @@ from processing.transform import block_mean_pool, upsample_repeat
 
 from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
 
+BLOCK = 16  # rows that stay neighbours within one epoch's shuffle
+
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""
     return upsample_repeat(block_mean_pool(image, factor), factor)
@@ -80,10 +82,19 @@ class H5Batches(keras.utils.PyDataset):
         return len(self)
 
     def _permutation(self) -> np.ndarray:
+        """Block shuffle: runs of BLOCK neighbouring rows, in a fresh random order each epoch.
+
+        A batch is then a handful of near-contiguous runs, which read at
+        slice speed instead of one chunk lookup per image; a random offset
+        moves the block boundaries every epoch so no two rows stay paired.
+        """
         n = len(self.indices)
         if not self.shuffle:
             return np.arange(n)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        offset = int(rng.integers(BLOCK))
+        blocks = np.split(np.arange(n), np.arange(offset or BLOCK, n, BLOCK))
+        return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -23,13 +23,16 @@ from pathlib import Path
 from processing.cliutil import UsageError, atomic_write_json, atomic_write_text, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_AUG = ["--degrade-memes", "0", "--smooth-tiny", "0"]
 # name, dataset, arch, training flags beyond the defaults, what it shows
 RUNS = [
-    ("default", "main", "memenet", [], "default architecture and settings"),
+    ("default", "main", "memenet", [], "default architecture and settings; BSD100 photos among the non-memes"),
     ("seed-arch", "main", "seed", [], "the original architecture, same data and training"),
-    ("no-anti-shortcut", "main", "memenet", ["--degrade-memes", "0", "--smooth-tiny", "0"],
-     "default architecture without the anti-blockiness augmentations"),
     ("unseen-templates", "templates", "memenet", [], "test memes from templates never trained on"),
+    ("no-photos", "nophotos", "memenet", [], "no photo in training: non-memes are all 32px pictures"),
+    ("no-photos-seed-arch", "nophotos", "seed", [], "the same with the original architecture"),
+    ("no-photos-no-augment", "nophotos", "memenet", NO_AUG,
+     "no photos and no anti-blockiness augmentation: the original's setting"),
 ]
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -51,16 +54,16 @@ def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str) -
             raise UsageError(f"real data not found: {d} (see ../shared/data/MANIFEST.md)")
     common = ["--memes", str(memes), "--tiny", str(tiny), "--tiny-count", str(tiny_count),
               "--compression", compression, "--overwrite", "--no-progress"]
-    timings = {
-        "build main.h5": sh([py, "-m", "processing.build_h5", *common, "--out", str(out / "main.h5")],
-                            out / "build_main.log"),
-        "build templates.h5": sh([py, "-m", "processing.build_h5", *common, "--group-by", "template",
-                                  "--out", str(out / "templates.h5")], out / "build_templates.log"),
-        "build photos.h5": sh([py, "-m", "processing.build_h5", "--non-memes", str(photos), "--split", "0,0,1",
-                               "--compression", compression, "--overwrite", "--no-progress",
-                               "--out", str(out / "photos.h5")], out / "build_photos.log"),
+    train_photos = ["--non-memes", str(photos / "BSD100")]
+    builds = {
+        "main": [*common, *train_photos],
+        "templates": [*common, *train_photos, "--group-by", "template"],
+        "nophotos": common,
+        "heldout": ["--non-memes", str(photos / "Urban100"), "--split", "0,0,1", "--compression", compression,
+                    "--overwrite", "--no-progress"],
     }
-    return timings
+    return {f"build {name}.h5": sh([py, "-m", "processing.build_h5", *args, "--out", str(out / f"{name}.h5")],
+                                   out / f"build_{name}.log") for name, args in builds.items()}
 
 
 def train_and_evaluate(data_dir: Path, out: Path, epochs: int, runs: list[str]) -> tuple[dict, dict]:
@@ -74,7 +77,7 @@ def train_and_evaluate(data_dir: Path, out: Path, epochs: int, runs: list[str]) 
                                        "--out", str(run), "--arch", arch, "--epochs", str(epochs), "--overwrite",
                                        *flags], out / f"train_{name}.log")
         timings[f"photos {name}"] = sh([py, "-m", "training.evaluate", str(run), "--data",
-                                        str(data_dir / "photos.h5"), "--split", "test", "--out", str(run / "photos")],
+                                        str(data_dir / "heldout.h5"), "--split", "test", "--out", str(run / "photos")],
                                        out / f"photos_{name}.log")
         test = json.loads((run / "report.json").read_text())
         photos = json.loads((run / "photos" / "report.json").read_text())
@@ -85,7 +88,7 @@ def train_and_evaluate(data_dir: Path, out: Path, epochs: int, runs: list[str]) 
 
 
 def markdown_table(results: dict) -> str:
-    rows = ["| run | what it shows | test accuracy | precision | recall | F1 | ROC-AUC | photos called non-meme |",
+    rows = ["| run | what it shows | test accuracy | precision | recall | F1 | ROC-AUC | held-out photos called non-meme |",
             "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         t = r["test"]
@@ -97,7 +100,7 @@ def markdown_table(results: dict) -> str:
 
 def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: dict) -> str:
     counts = {}
-    for name in ("main", "templates", "photos"):
+    for name in ("main", "templates", "nophotos", "heldout"):
         summary = data_dir / f"{name}.summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
@@ -105,9 +108,10 @@ def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: 
     atomic_write_json(out / "report.json", {"meta": meta, "datasets": counts, "runs": results, "timings_s": timings})
     lines = [f"# Real-data report ({meta['created']})", "",
              f"Backend `{meta['backend']}`, {meta['epochs']} epochs max (early stopping on validation loss), "
-             f"data from `{meta['shared']}`. Test sets: 10% of the memes and of the CIFAR stand-in pictures; "
-             f"photos: {results[next(iter(results))]['photos_count'] if results else 0} full-resolution BSD100/Urban100 "
-             "photos never used in training, processed through the meme path.", "",
+             f"data from `{meta['shared']}`. Test split: 10% of the memes, of the CIFAR stand-in pictures and (where "
+             "trained with photos) of the BSD100 photos. The last column is the bias check: the "
+             f"{results[next(iter(results))]['photos_count'] if results else 0} full-resolution Urban100 photos, "
+             "never used in any training, processed through the meme path.", "",
              markdown_table(results), "", "## Datasets", ""]
     for name, c in counts.items():
         lines.append(f"- `{name}.h5`: {c['rows']} rows, {c['by_label']}, splits {c['by_split']}, skipped {c['skipped']}")
@@ -136,7 +140,7 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("reports/real-data"))
     p.add_argument("--prebuilt", type=Path, help="use main/templates/photos .h5 already built in this folder")
     p.add_argument("--tiny-count", type=int, default=1000, help="CIFAR stand-in pictures (default 1000)")
-    p.add_argument("--compression", default="lzf", choices=("lzf", "gzip", "none"))
+    p.add_argument("--compression", default="none", choices=("none", "lzf", "gzip"))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--runs", default="", help="comma-separated subset of: " + ", ".join(r[0] for r in RUNS))
     p.add_argument("--build-only", action="store_true", help="only build the datasets")

@@ -36,6 +36,8 @@ class LocArchiveSpider(scrapy.Spider):
     def validate_arguments(cls, settings, args: dict) -> None:
         """Called by ``scrapy crawl`` before the crawl starts (one-line errors, exit 2)."""
         path = args.get("csv") or settings.get("LOC_CSV")
+        if not path:
+            raise UsageError("no input: pass -a csv=PATH (the Meme Generator data set file; see datasets/meme_generator.md)")
         try:
             validate_csv(path)
         except CsvError as exc:
