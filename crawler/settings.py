@@ -62,5 +62,10 @@ ITEM_PIPELINES = {
     "crawler.pipelines.ManifestPipeline": 800,
 }
 
+# ---- scale-out -------------------------------------------------------------
+# REDIS_URL = "redis://host:6379/0"   # set it (or -s REDIS_URL=...) to crawl from a shared Redis queue
+ADDONS = {"crawler.distributed.RedisAddon": 0}
+MAX_IDLE_TIME_BEFORE_CLOSE = 30       # a distributed worker stops after this many idle seconds
+
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"

@@ -16,6 +16,7 @@ from scrapy.exceptions import CloseSpider, UsageError
 
 from processing import reasons
 
+from ..distributed import RedisJobsMixin
 from ..faults import reason_for_failure
 
 SOURCE = "imgur"
@@ -29,7 +30,7 @@ def client_id(settings) -> str:
     return settings.get("IMGUR_CLIENT_ID") or os.environ.get("IMGUR_CLIENT_ID", "")
 
 
-class ImgurMemeSpider(scrapy.Spider):
+class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
     name = "imgur_meme"
 
     def __init__(self, tag="meme", sort="viral", window="week", max_items=None, max_pages=None,
@@ -57,7 +58,18 @@ class ImgurMemeSpider(scrapy.Spider):
     async def start(self):
         if not client_id(self.settings):
             raise CloseSpider("no_client_id")
+        if self.distributed:
+            for request in self.distributed_start():
+                yield request
+            return
         yield self.page_request(0)
+
+    @staticmethod
+    def job_for_page(page: int) -> dict:
+        return {"page": page}
+
+    def request_for_job(self, job: dict):
+        return self.page_request(int(job["page"]), chain=False)
 
     def api_request(self, path: str, callback, **meta):
         return scrapy.Request(f"{self.settings.get('IMGUR_API').rstrip('/')}/3/{path}", callback=callback,
@@ -65,8 +77,10 @@ class ImgurMemeSpider(scrapy.Spider):
                               headers={"Authorization": f"Client-ID {client_id(self.settings)}"},
                               meta={"imgur_api": True, "download_slot": "imgur-api", **meta})
 
-    def page_request(self, page: int):
-        return self.api_request(f"gallery/t/{self.tag}/{self.sort}/{self.window}/{page}", self.parse_page, page=page)
+    def page_request(self, page: int, chain: bool = True):
+        """``chain``: request the next page after this one (off when the feeder hands out pages)."""
+        return self.api_request(f"gallery/t/{self.tag}/{self.sort}/{self.window}/{page}", self.parse_page, page=page,
+                                chain=chain)
 
     def parse_page(self, response):
         page = response.meta["page"]
@@ -83,7 +97,7 @@ class ImgurMemeSpider(scrapy.Spider):
         if data is not None and not items:
             self.logger.info("page %d is empty: end of the gallery", page)
             return
-        if self.full() or (self.max_pages is not None and page + 1 >= self.max_pages):
+        if not response.meta["chain"] or self.full() or (self.max_pages is not None and page + 1 >= self.max_pages):
             return
         yield self.page_request(page + 1)
 
@@ -105,9 +119,8 @@ class ImgurMemeSpider(scrapy.Spider):
     def images(self, entries, album=None):
         for img in entries:
             image_id = str(img.get("id", ""))
-            if not image_id or image_id in self.seen or self.full():
+            if not image_id or self.full() or not self.claim(image_id, self.seen):
                 continue
-            self.seen.add(image_id)
             self.emitted += 1
             item = {"source": SOURCE, "source_id": image_id, "label": 1, "status": reasons.OK,
                     "url": img.get("link"), "title": img.get("title") or (album or {}).get("title"),

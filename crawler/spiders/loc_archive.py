@@ -9,6 +9,7 @@ verified bytes, or a failure status.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import scrapy
@@ -17,13 +18,14 @@ from scrapy.exceptions import UsageError
 from processing import reasons
 
 from .. import archive
+from ..distributed import RedisJobsMixin
 from ..faults import looks_like_html, reason_for_failure
 from ..meme_csv import CsvError, MemeRow, read_meme_csv, validate_csv
 
 SOURCE = "loc_archive"
 
 
-class LocArchiveSpider(scrapy.Spider):
+class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
     name = SOURCE
 
     def __init__(self, csv: str | None = None, limit: str | None = None, ids: str | None = None, **kwargs):
@@ -35,6 +37,8 @@ class LocArchiveSpider(scrapy.Spider):
     @classmethod
     def validate_arguments(cls, settings, args: dict) -> None:
         """Called by ``scrapy crawl`` before the crawl starts (one-line errors, exit 2)."""
+        if settings.get("REDIS_URL"):
+            return  # a worker: the rows come from the feeder
         path = args.get("csv") or settings.get("LOC_CSV")
         if not path:
             raise UsageError("no input: pass -a csv=PATH (the Meme Generator data set file; see datasets/meme_generator.md)")
@@ -48,6 +52,15 @@ class LocArchiveSpider(scrapy.Spider):
     async def start(self):
         self.archive = self.settings.get("LOC_ARCHIVE")
         self.default_ts = self.settings.get("LOC_DEFAULT_TIMESTAMP")
+        if self.distributed:
+            for request in self.distributed_start():
+                yield request
+            return
+        for row in self.rows():
+            yield self.first_request(row)
+
+    def rows(self):
+        """The selected CSV rows (``limit``/``ids``); the feeder uses the same selection."""
         rows = read_meme_csv(self.csv_path or self.settings.get("LOC_CSV"))
         taken = 0
         for row in rows:
@@ -56,7 +69,14 @@ class LocArchiveSpider(scrapy.Spider):
             if self.limit is not None and taken >= self.limit:
                 break
             taken += 1
-            yield self.first_request(row)
+            yield row
+
+    @staticmethod
+    def job_for_row(row: MemeRow) -> dict:
+        return {"row": dataclasses.asdict(row)}
+
+    def request_for_job(self, job: dict):
+        return self.first_request(MemeRow(**job["row"]))
 
     # ---- requests ----------------------------------------------------------
     def first_request(self, row: MemeRow):
