@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from . import reasons
 from .cifar import CIFAR100_MD5, CifarError
 from .cliutil import UsageError, atomic_write_json, run_main
 from .decode import DEFAULT_MAX_PIXELS
+from .distribute import run_shards, shard_argv, shard_dir, shard_of, stitch
 from .prepare import Options, Row, prepare, prepare_chunk, prepare_pixels
 from .sources import MEME, NON_MEME, Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import SPLIT_NAMES, assign_splits, parse_fractions, split_counts
@@ -66,7 +68,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue an interrupted build")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    scale = p.add_argument_group("scale-out (see processing/distribute.py)")
+    scale.add_argument("--shards", type=int, default=1, metavar="N",
+                       help="build N deterministic shards in parallel and stitch them with a virtual dataset")
+    scale.add_argument("--scheduler", metavar="ADDR", help="run shard tasks on this Dask scheduler (tcp://host:8786)")
+    p.add_argument("--shard-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--shard-count", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def check_args(args) -> tuple[float, float, float]:
@@ -83,8 +93,10 @@ def check_args(args) -> tuple[float, float, float]:
         raise UsageError(f"{args.out} exists: pass --overwrite to replace it")
     if partial_path(args.out).exists() and not (args.resume or args.overwrite):
         raise UsageError(f"an interrupted build left {partial_path(args.out)}: pass --resume to continue or --overwrite to start over")
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
+    if args.workers < 1 or args.shards < 1:
+        raise UsageError("--workers and --shards must be at least 1")
+    if args.scheduler and args.shards < 2:
+        raise UsageError("--scheduler runs shard tasks: give --shards N (N >= 2) too")
     return fractions
 
 
@@ -103,6 +115,8 @@ def collect_inputs(args) -> list[Input]:
             inputs.extend(from_cifar(args.cifar, args.cifar_count, args.cifar_md5))
         except CifarError as exc:
             raise UsageError(str(exc)) from None
+    if args.shard_count:
+        inputs = [x for x in inputs if shard_of(x.key, args.shard_count) == args.shard_index]
     return inputs
 
 
@@ -115,6 +129,7 @@ def build_params(args, fractions) -> dict:
         "inputs": {"manifest": args.manifest, "memes": args.memes, "non_memes": args.non_memes,
                    "tiny": args.tiny, "tiny_count": args.tiny_count,
                    "cifar": args.cifar, "cifar_count": args.cifar_count if args.cifar else None},
+        **({"shard": [args.shard_index, args.shard_count]} if args.shard_count else {}),
     }
 
 
@@ -195,7 +210,26 @@ def summary_path(out: Path) -> Path:
     return out.with_suffix(".summary.json")
 
 
+def build_sharded(args) -> dict:
+    t0 = time.time()
+    fractions = check_args(args)
+    if args.overwrite:
+        shutil.rmtree(shard_dir(args.out), ignore_errors=True)
+        args.out.unlink(missing_ok=True)
+    shard_dir(args.out).mkdir(parents=True, exist_ok=True)
+    argvs = [shard_argv(args.argv, args.out, i, args.shards) for i in range(args.shards)]
+    paths = run_shards(argvs, args.scheduler, args.workers)
+    params = build_params(args, fractions)
+    summary = stitch([Path(p) for p in paths], args.out, fractions=fractions, seed=args.seed, group_by=args.group_by,
+                     params=params)
+    summary.update(seconds=round(time.time() - t0, 2), params=params)
+    atomic_write_json(summary_path(args.out), summary)
+    return summary
+
+
 def build(args) -> dict:
+    if args.shards > 1:
+        return build_sharded(args)
     fractions = check_args(args)
     params = build_params(args, fractions)
     if args.overwrite:

@@ -204,3 +204,49 @@ def test_real_memes_and_photos(tmp_path):
     s = json.loads(out.with_suffix(".summary.json").read_text())
     assert s["rows"] + s["skipped_total"] == s["inputs"] == 322 + 200 + 200
     assert s["by_label"]["meme"] >= 300
+
+
+def rows_by_sha(path):
+    with h5py.File(path) as f:
+        sha = f["sha256"][:]
+        order = np.argsort(sha)
+        return {name: f[name][:][order] for name in ("sha256", "labels", "split", "images")}
+
+
+def assert_same_dataset(a, b):
+    ta, tb = rows_by_sha(a), rows_by_sha(b)
+    for name in ta:
+        assert np.array_equal(ta[name], tb[name]), name
+
+
+def test_sharded_build_equals_one_piece(corpus, tmp_path):
+    one, sharded = tmp_path / "one.h5", tmp_path / "sharded.h5"
+    assert build_h5.main(args_for(corpus, one, "--workers", "1")) == 0
+    assert build_h5.main(args_for(corpus, sharded, "--shards", "3", "--workers", "2")) == 0
+    assert_same_dataset(one, sharded)
+    s1 = json.loads(one.with_suffix(".summary.json").read_text())
+    s3 = json.loads(sharded.with_suffix(".summary.json").read_text())
+    assert (s3["inputs"], s3["rows"], s3["skipped"]) == (s1["inputs"], s1["rows"], s1["skipped"])
+    with h5py.File(sharded) as f:
+        assert f["images"].is_virtual and len(json.loads(f.attrs["shards"])) == 3
+    # a finished shard is not rebuilt on re-run
+    shards = sorted((tmp_path / "sharded.h5.shards").glob("*.h5"))
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    sharded.unlink()
+    assert build_h5.main(args_for(corpus, sharded, "--shards", "3")) == 0
+    assert [p.stat().st_mtime_ns for p in shards] == mtimes
+    assert_same_dataset(one, sharded)
+
+
+def test_sharded_build_on_a_dask_cluster(corpus, tmp_path):
+    from dask.distributed import LocalCluster
+
+    one, dist = tmp_path / "one.h5", tmp_path / "dask.h5"
+    build_h5.main(args_for(corpus, one, "--workers", "1", "--group-by", "template"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        assert build_h5.main(args_for(corpus, dist, "--shards", "4", "--group-by", "template",
+                                      "--scheduler", cluster.scheduler_address)) == 0
+    assert_same_dataset(one, dist)
+    from training.data import H5Batches   # training reads the stitched file like any other
+    assert sum(len(H5Batches(dist, s, 8).indices) for s in ("train", "val", "test")) == rows_by_sha(one)["labels"].size
