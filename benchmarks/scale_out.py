@@ -1,0 +1,116 @@
+"""Scale-out: crawl rows/s with 1 vs 2 Redis-fed workers; Redis round-trips per row; sharded builds on Dask.
+
+    python benchmarks/scale_out.py [--rows 400] [--latency 0.05]
+
+Needs redis-server on the PATH (it is started on 127.0.0.1, a free port).
+The machine has 2 cores: the ratios say where one machine saturates, not how
+a cluster scales (see the written model in benchmarks/README.md). Prints one
+JSON object last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from crawl_fixtures import manifest_records, scrapy_cmd, write_csv  # noqa: E402
+from crawl_loc import corpus  # noqa: E402
+from datasets.mirror import Mirror  # noqa: E402
+from test_distributed import free_port  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def redis_calls(client) -> int:
+    return sum(v["calls"] for k, v in client.info("commandstats").items())
+
+
+def crawl(n_workers: int, rows, items, url: str, latency: float) -> dict:
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    work = Path(tempfile.mkdtemp())
+    write_csv(work / "rows.tsv", rows)
+    with Mirror(items, latency=latency) as mirror:
+        subprocess.run([sys.executable, "-m", "crawler.feed", "loc_archive", "--csv", str(work / "rows.tsv"),
+                        "--redis-url", url, "--manifest-dir", str(work / "manifests")], cwd=ROOT, check=True,
+                       capture_output=True)
+        client.config_resetstat()
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(scrapy_cmd("loc_archive", mirror, work, None, REDIS_URL=url,
+                                             MAX_IDLE_TIME_BEFORE_CLOSE="1", LOG_LEVEL="WARNING",
+                                             CONCURRENT_REQUESTS="32", CONCURRENT_REQUESTS_PER_DOMAIN="32"),
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for _ in range(n_workers)]
+        for p in procs:
+            p.wait()
+        seconds = time.perf_counter() - t0
+    ok = sum(r["status"] == "ok" for r in manifest_records(work))
+    return {"rows_ok": ok, "seconds": round(seconds, 2), "rows_s": round(ok / seconds, 1),
+            "redis_calls_per_row": round(redis_calls(client) / ok, 2)}
+
+
+def build(shards_workers: int, out: Path) -> float:
+    from dask.distributed import LocalCluster
+
+    args = ["--memes", str(SHARED / "memes" / "advice-animals"), "--non-memes", str(SHARED / "photos"),
+            "--out", str(out), "--no-progress", "--overwrite", "--shards", "4"]
+    with LocalCluster(n_workers=shards_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "processing.build_h5", *args, "--scheduler", cluster.scheduler_address],
+                       cwd=ROOT, check=True, capture_output=True)
+        seconds = time.perf_counter() - t0
+    return json.loads(out.with_suffix(".summary.json").read_text())["inputs"] / seconds
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=400)
+    p.add_argument("--latency", type=float, default=0.05)
+    args = p.parse_args()
+    exe = shutil.which("redis-server")
+    if not exe:
+        print("redis-server not found (apt-get install redis-server)")
+        return 0
+    port = free_port()
+    server = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        items, rows = corpus(args.rows)
+        res = {"rows": args.rows, "latency_s": args.latency,
+               "crawl_1_worker": crawl(1, rows, items, url, args.latency),
+               "crawl_2_workers": crawl(2, rows, items, url, args.latency)}
+        res["crawl_2_over_1"] = round(res["crawl_2_workers"]["rows_s"] / res["crawl_1_worker"]["rows_s"], 2)
+        if SHARED.exists():
+            tmp = Path(tempfile.mkdtemp())
+            res["build_img_s_1_dask_worker"] = round(build(1, tmp / "a.h5"), 1)
+            res["build_img_s_2_dask_workers"] = round(build(2, tmp / "b.h5"), 1)
+            res["build_2_over_1"] = round(res["build_img_s_2_dask_workers"] / res["build_img_s_1_dask_worker"], 2)
+    finally:
+        server.terminate()
+    print(f"crawl: 1 worker {res['crawl_1_worker']['rows_s']} rows/s, 2 workers {res['crawl_2_workers']['rows_s']} "
+          f"rows/s (x{res['crawl_2_over_1']}); Redis calls per row: {res['crawl_2_workers']['redis_calls_per_row']}")
+    if "build_2_over_1" in res:
+        print(f"build_h5 on Dask: 1 worker {res['build_img_s_1_dask_worker']} img/s, 2 workers "
+              f"{res['build_img_s_2_dask_workers']} img/s (x{res['build_2_over_1']})")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
