@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+from scrapy.utils.misc import load_object
 from scrapy_redis.scheduler import Scheduler as RedisScheduler
 from scrapy_redis.spiders import RedisMixin
 
@@ -37,7 +38,20 @@ class RedisAddon:
 
 
 class Scheduler(RedisScheduler):
-    """scrapy-redis's scheduler, counting stats the way current Scrapy expects (no ``spider=``)."""
+    """scrapy-redis's scheduler, with the calls current Scrapy deprecates (``spider=`` in stats, ``Spider.log``)
+    replaced."""
+
+    def open(self, spider):
+        self.spider = spider
+        self.queue = load_object(self.queue_cls)(server=self.server, spider=spider,
+                                                 key=self.queue_key % {"spider": spider.name},
+                                                 serializer=self.serializer)
+        if not self.df:
+            self.df = load_object(self.dupefilter_cls).from_spider(spider)
+        if self.flush_on_start:
+            self.flush()
+        if len(self.queue):
+            spider.logger.info("joining a crawl with %d requests already queued", len(self.queue))
 
     def enqueue_request(self, request):
         if not request.dont_filter and self.df.request_seen(request):

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from processing.cliutil import UsageError, run_main
+from processing.cliutil import run_main
 from processing.manifest import read_manifests
 
 from .democorpus import make_corpus, write_site

@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 USAGE_ERROR = 2
 
@@ -15,7 +16,7 @@ class UsageError(Exception):
     """Bad input the user can fix; printed as one line, exit code 2."""
 
 
-def fail(prog: str, message: str) -> "NoReturn":  # noqa: F821
+def fail(prog: str, message: str) -> NoReturn:
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(USAGE_ERROR)
 

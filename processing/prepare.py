@@ -65,6 +65,10 @@ def prepare_pixels(job: PixelJob, options: Options) -> Row:
     return Row(job, image=tiny_to_input(pixels, options.size), sha256=hashlib.sha256(pixels.tobytes()).hexdigest())
 
 
-def prepare_chunk(jobs: list[Job], options: Options) -> list[Row]:
+def prepare_any(job: Job | PixelJob, options: Options) -> Row:
+    return prepare_pixels(job, options) if isinstance(job, PixelJob) else prepare(job, options)
+
+
+def prepare_chunk(jobs: list[Job | PixelJob], options: Options) -> list[Row]:
     """Process-pool entry point: a chunk amortises the inter-process round trip."""
-    return [prepare(job, options) for job in jobs]
+    return [prepare_any(job, options) for job in jobs]

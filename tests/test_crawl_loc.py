@@ -1,11 +1,9 @@
 """`scrapy crawl loc_archive` against a local archive that misbehaves like the real one."""
 
 import hashlib
-import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from processing.cliutil import UsageError, run_main
+from processing.cliutil import run_main
 from processing.decode import decode_image
 from processing.reasons import MISSING_FILE, Rejected
 from processing.transform import fit_image

@@ -131,7 +131,6 @@ def train(args) -> dict:
 
     initial_epoch = 0
     if state is not None:
-        from . import spp  # noqa: F401
         model = keras.saving.load_model(args.out / CHECKPOINT)
         initial_epoch = state["epoch"] + 1
         train_ds.set_epoch(initial_epoch)
