@@ -34,18 +34,12 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 from processing.decode import decode_image  # noqa: E402
+from processing.reference import seed_block_means  # noqa: E402
 
 
 def seed_method(path: Path) -> np.ndarray:
-    """The original project's preprocessing of one meme, loop for loop."""
-    a = np.asarray(Image.open(path).convert("RGB")) / 255
-    side = (min(a.shape[:2]) // 128) * 128
-    k = side // 128
-    out = np.zeros((128, 128, 3))
-    for i in range(128):
-        for j in range(128):
-            out[i, j] = np.mean(a[i * k:(i + 1) * k, j * k:(j + 1) * k], axis=(0, 1))
-    return out
+    """The original project's preprocessing of one meme: Pillow decode, then the reference loop."""
+    return seed_block_means(np.asarray(Image.open(path).convert("RGB")))
 
 
 def decode_file(path: str) -> int:
