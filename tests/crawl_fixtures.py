@@ -37,6 +37,10 @@ def loc_corpus(rows: list[tuple[str, str | None]], calendar_form: bool = False):
             fault = None
         elif fault == "calendar":              # answers with a calendar, not a redirect
             captures = [Capture("20120101000000", meme_jpeg(seed + 2000)), Capture("20150601000000", body)]
+        elif fault == "too_large":              # over DOWNLOAD_MAXSIZE
+            body = expected = image_bytes(picture(600, 600, seed=seed, caption=None), "PNG")
+            captures = [Capture(TS, body, "image/png")]
+            fault = None
         elif fault == "no_capture":
             captures = []
             fault = None

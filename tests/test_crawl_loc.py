@@ -16,10 +16,10 @@ from datasets.mirror import Mirror
 
 FAULT_ROWS = [("1", None), ("2", "calendar"), ("3", "404"), ("4", "flaky503"), ("5", "429"), ("6", "truncated"),
               ("7", "html_as_jpg"), ("8", "challenge"), ("9", "md5_wrong_then_right"), ("10", "md5_wrong"),
-              ("11", "no_capture"), ("12", "redirect_private"), ("13", "slow"), ("14", "hang")]
+              ("11", "no_capture"), ("12", "redirect_private"), ("13", "slow"), ("14", "hang"), ("15", "too_large")]
 EXPECTED = {"1": "ok", "2": "ok", "3": "http_404", "4": "ok", "5": "ok", "6": "truncated", "7": "not_an_image",
             "8": "blocked", "9": "ok", "10": "md5_mismatch", "11": "no_capture", "12": "redirect_refused",
-            "13": "ok", "14": "timeout"}
+            "13": "ok", "14": "timeout", "15": "too_large"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def fault_crawl(tmp_path_factory):
     write_csv(work / "memes.tsv", rows)
     with Mirror(items, slow_seconds=0.5) as mirror:
         r = run_crawl("loc_archive", mirror, work, {"csv": work / "memes.tsv"},
-                      DOWNLOAD_TIMEOUT="2", RETRY_TIMES="2")
+                      DOWNLOAD_TIMEOUT="2", RETRY_TIMES="2", DOWNLOAD_MAXSIZE="500000")
         hits = dict(mirror.hits)
     assert r.returncode == 0, r.stderr[-3000:]
     return work, rows, manifest_records(work), hits, r.stderr
@@ -80,7 +80,7 @@ def test_resume_skips_done_rows_without_a_request(fault_crawl, tmp_path):
     assert r.returncode == 0
     # only the transient failure (timeout) is tried again
     assert {p for p in hits if p != "/robots.txt"} <= {f"/all/{TS}id_/{CDN.format(14)}", f"/all/*/{CDN.format(14)}"}
-    assert "'resume/skipped': 13" in r.stderr
+    assert "'resume/skipped': 14" in r.stderr
 
 
 def test_utf8_csv_with_calendar_urls_and_jobdir(tmp_path):
