@@ -118,3 +118,23 @@ def test_without_redis_url_nothing_changes(tmp_path):
     assert plain["SCHEDULER"] == "scrapy.core.scheduler.Scheduler"
     assert dist["SCHEDULER"] == "crawler.distributed.Scheduler"
     assert dist["DUPEFILTER_CLASS"] == "scrapy_redis.dupefilter.RFPDupeFilter"
+
+
+def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
+    from crawl_fixtures import imgur_site
+    redis.Redis.from_url(redis_url).flushdb()
+    r = subprocess.run([sys.executable, "-m", "crawler.feed", "imgur_meme", "--pages", "6", "--redis-url", redis_url],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and "pushed 6 jobs" in r.stdout
+    with Mirror(imgur=imgur_site(), latency=0.05) as mirror:
+        cmd = scrapy_cmd("imgur_meme", mirror, tmp_path, None, REDIS_URL=redis_url, MAX_IDLE_TIME_BEFORE_CLOSE="2",
+                         IMGUR_CLIENT_ID="test-client")
+        workers = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for _ in range(2)]
+        assert [w.wait(timeout=180) for w in workers] == [0, 0]
+        hits = dict(mirror.hits)
+    per_id = Counter(r["source_id"] for r in manifest_records(tmp_path))
+    assert set(per_id) == {*(f"img{i}" for i in range(1, 10)), "gif1", "vid1", "gone"}
+    assert max(per_id.values()) == 1                     # img1 is on two pages: claimed once across workers
+    assert all(v == 1 for k, v in hits.items() if k.startswith("/i/"))
+    assert hits["/3/gallery/t/meme/viral/week/5"] == 1   # each page handed out once, no chaining
