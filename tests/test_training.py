@@ -185,3 +185,17 @@ def test_metrics_against_brute_force():
     assert r["confusion_matrix"]["rows_true_cols_pred"] == [[1, 1], [1, 2]]
     assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
     assert r["accuracy"] == pytest.approx(0.6) and r["roc_auc"] == pytest.approx(5 / 6)
+
+
+def test_same_seed_same_model_on_cpu(dataset, tmp_path):
+    import keras
+
+    import training.spp  # noqa: F401  (registers the layer for loading)
+
+    for name in ("a", "b"):
+        r = cli("training.run", "--data", dataset, "--out", tmp_path / name, "--arch", "seed", "--epochs", "2",
+                "--batch-size", "8", "--seed", "7", "--verbose", "0")
+        assert r.returncode == 0, r.stderr[-2000:]
+    wa = keras.saving.load_model(tmp_path / "a" / "checkpoint.keras").get_weights()
+    wb = keras.saving.load_model(tmp_path / "b" / "checkpoint.keras").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
