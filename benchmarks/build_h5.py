@@ -114,12 +114,13 @@ def main() -> int:
     res["peak_rss_mb_4x"] = round(peak4 / 2**20)
     res["builder_img_s_4x"] = round(4 * len(files) / summary4["seconds"], 1)
 
+    quad_files = [str(f) for f in sorted(quad.rglob("*")) if f.is_file()] or files * 4
     t0 = time.perf_counter()
-    chunks = [files[i:i + 16] for i in range(0, len(files), 16)]
+    chunks = [quad_files[i:i + 16] for i in range(0, len(quad_files), 16)]
     with ProcessPoolExecutor(args.workers) as pool:
         list(pool.map(decode_chunk, chunks))
-    res["decode_only_img_s"] = round(len(files) / (time.perf_counter() - t0), 1)
-    res["builder_over_decode_only"] = round(res["builder_img_s"] / res["decode_only_img_s"], 3)
+    res["decode_only_img_s"] = round(len(quad_files) / (time.perf_counter() - t0), 1)
+    res["builder_over_decode_only"] = round(res["builder_img_s_4x"] / res["decode_only_img_s"], 3)
 
     sample = files[:: max(1, len(files) // args.seed_sample)][: args.seed_sample]
     sample = [f for f in sample if min(Image.open(f).size) >= 128]
@@ -129,7 +130,7 @@ def main() -> int:
     seed_s = (time.perf_counter() - t0) / len(sample)
     res["seed_ms_per_image"] = round(seed_s * 1000, 1)
     res["seed_img_s"] = round(1 / seed_s, 2)
-    res["builder_over_seed"] = round(res["builder_img_s"] / res["seed_img_s"], 1)
+    res["builder_over_seed"] = round(res["builder_img_s_4x"] / res["seed_img_s"], 1)
     one, _ = build({"--memes": [memes], "--non-memes": [photos]}, tmp / "w1.h5", 1)
     res["builder_1_worker_over_seed"] = round(len(files) / one["seconds"] / res["seed_img_s"], 1)
 
@@ -140,11 +141,12 @@ def main() -> int:
         res[f"file_mb_{c}"] = round(out.stat().st_size / 2**20, 1)
         res[f"stream_img_s_{c}"] = round(stream_read_speed(out))
 
-    print(f"builder: {res['builder_img_s']} img/s on {len(files)} real files with {args.workers} workers "
-          f"({res['builder_img_s_4x']} img/s at 4x input)")
+    print(f"builder: {res['builder_img_s']} img/s on {len(files)} real files with {args.workers} workers, "
+          f"{res['builder_img_s_4x']} img/s on 4x that input (start-up amortised; the ratios below use it)")
     print(f"  vs the original per-image method ({res['seed_ms_per_image']} ms/img): x{res['builder_over_seed']} "
           f"(x{res['builder_1_worker_over_seed']} with one worker; target >= 50)")
-    print(f"  vs decode-only with the same workers ({res['decode_only_img_s']} img/s): "
+    print(f"  vs decode-only with the same workers ({res['decode_only_img_s']} img/s, = x"
+          f"{round(res['decode_only_img_s'] / res['seed_img_s'], 1)} the original): "
           f"{res['builder_over_decode_only']} (target >= 0.8)")
     print(f"  peak memory: {res['peak_rss_mb_1x']} MB at 1x input, {res['peak_rss_mb_4x']} MB at 4x (target: flat)")
     print("  compression (memes + 10,000 tiny): " + "; ".join(

@@ -135,7 +135,7 @@ def build_params(args, fractions) -> dict:
 
 
 def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iterator[Row]:
-    """Rows in job order; at most ``2 * workers`` chunks in flight (bounded memory)."""
+    """Rows in job order; at most ``4 * workers`` chunks in flight (bounded memory)."""
     if workers == 1:
         for job in jobs:
             yield prepare_any(job, options)
@@ -145,7 +145,7 @@ def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iter
         in_flight: deque = deque()
         for chunk in chunks:
             in_flight.append(pool.submit(prepare_chunk, chunk, options))
-            if len(in_flight) >= 2 * workers:
+            if len(in_flight) >= 4 * workers:
                 yield from in_flight.popleft().result()
         while in_flight:
             yield from in_flight.popleft().result()

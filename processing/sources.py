@@ -78,7 +78,7 @@ def from_manifests(paths: list[str]) -> Iterator[Input]:
 
 def _walk_files(root: Path) -> list[Path]:
     files = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
     return files
