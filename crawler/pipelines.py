@@ -24,6 +24,7 @@ from .faults import is_challenge, reason_for_failure
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 REMOVED_PATH = "/removed.png"
+STORE_ERROR = "store_error"  # the bytes were fine but could not be written
 
 
 def _rejected(url: str, reason: str, detail: str = "") -> dict:
@@ -71,10 +72,16 @@ class MemeFilesPipeline(FilesPipeline):
             return _rejected(url, exc.reason, exc.detail)
         sha256 = hashlib.sha256(body).hexdigest()
         path = f"full/{sha256[:2]}/{sha256}.{_EXTENSIONS.get(fmt, 'img')}"
-        await maybe_deferred_to_future(deferToThread(self.store.persist_file, path, BytesIO(body), info))
+        await maybe_deferred_to_future(deferToThread(self._write, path, body, info))
         self.inc_stats("downloaded")
         return {"url": url, "path": path, "checksum": hashlib.md5(body).hexdigest(), "status": "downloaded",
                 "sha256": sha256, "width": width, "height": height, "animated": animated, "size": len(body)}
+
+    def _write(self, path: str, body: bytes, info) -> None:
+        if self.local_root is not None:
+            # FSFilesStore's own mkdir is check-then-create, which races between writer threads
+            (self.local_root / path).parent.mkdir(parents=True, exist_ok=True)
+        self.store.persist_file(path, BytesIO(body), info)
 
     def item_completed(self, results, item, info):
         adapter = ItemAdapter(item)
@@ -83,7 +90,10 @@ class MemeFilesPipeline(FilesPipeline):
             return item  # a failure record from the spider: nothing to store
         ok, result = results[0]
         if not ok:
-            adapter["status"] = str(result.value) or reasons.CONNECTION_ERROR
+            if isinstance(result.value, FileException):   # raised by media_failed with a reason
+                adapter["status"] = str(result.value) or reasons.CONNECTION_ERROR
+            else:
+                adapter.update(status=STORE_ERROR, detail=f"{type(result.value).__name__}: {result.value}")
         elif result["status"] == "rejected":
             adapter["status"] = result["reason"]
             adapter["detail"] = result.get("detail") or None

@@ -185,3 +185,17 @@ def test_handmade_sample_is_in_the_official_format():
     assert [r.meme_id for r in rows] == ["1000001", "1000002", "1000003"] and rows[0].alt_text
     assert [archive.parse_archived_url(r.archived_url)[:2] for r in rows] == [
         (None, "19960101000000-20160901235959"), ("20150508184553", None), (None, None)]
+
+
+def test_parallel_writes_into_one_new_folder(tmp_path):
+    """Writer threads racing to create the same content-addressed folder must all succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scrapy.utils.test import get_crawler
+
+    from crawler.pipelines import MemeFilesPipeline
+
+    pipe = MemeFilesPipeline.from_crawler(get_crawler(settings_dict={"FILES_STORE": str(tmp_path)}))
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: pipe._write(f"full/ab/{i}.jpg", b"x" * i, None), range(64)))
+    assert len(list((tmp_path / "full" / "ab").iterdir())) == 64
