@@ -248,3 +248,23 @@ def test_sharded_build_on_a_dask_cluster(corpus, tmp_path):
     assert_same_dataset(one, dist)
     from training.data import H5Batches   # training reads the stitched file like any other
     assert sum(len(H5Batches(dist, s, 8).indices) for s in ("train", "val", "test")) == rows_by_sha(one)["labels"].size
+
+
+def test_failed_shard_task_is_retried(monkeypatch):
+    from processing import distribute
+
+    calls = []
+
+    def flaky(argv):
+        calls.append(argv)
+        if len(calls) == 1:
+            raise OSError("worker lost its disk")
+        return "shard.h5"
+
+    monkeypatch.setattr(distribute, "build_shard", flaky)
+    assert distribute._with_retries(["--out", "x"]) == "shard.h5" and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(distribute, "build_shard", lambda argv: calls.append(argv) or (_ for _ in ()).throw(OSError()))
+    with pytest.raises(OSError):
+        distribute._with_retries(["--out", "x"])
+    assert len(calls) == distribute.RETRIES + 1
