@@ -23,10 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
-# faults for a LoC item (what its raw id_ request does)
-LOC_FAULTS = ("calendar", "404", "flaky503", "429", "truncated", "html_as_jpg", "challenge", "slow", "hang",
-              "redirect_private")
-
 CHALLENGE_HTML = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
                   b"<div id='cf-chl-widget'>Checking your browser</div><script src='/cdn-cgi/challenge-platform/'>"
                   b"</script></body></html>")
@@ -43,6 +39,8 @@ class Capture:
 class LocItem:
     original: str
     captures: list[Capture]
+    # what its raw id_ request does: calendar (a query page instead of a redirect), 404, flaky503 (twice),
+    # 429 (once, with Retry-After), truncated, html_as_jpg, challenge, slow, hang, redirect_private
     fault: str | None = None
 
 

@@ -99,8 +99,7 @@ class ManifestSet:
     """The resolved view of many manifests: one record per (source, source_id)."""
 
     records: dict[tuple[str, str], Record]
-    torn_lines: int = 0
-    files: list[Path] = field(default_factory=list)
+    torn_lines: list[str] = field(default_factory=list)   # "file:line" of lines that did not parse
 
     def final_keys(self) -> set[tuple[str, str]]:
         return {k for k, r in self.records.items() if r.final}
@@ -119,7 +118,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def iter_records(path: Path) -> Iterator[Record | None]:
     """Records of one manifest with absolute paths; ``None`` for a torn line."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
             if not line:
@@ -142,12 +141,11 @@ def _better(new: Record, old: Record) -> bool:
 
 
 def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:
-    files = expand_paths(paths)
-    result = ManifestSet(records={}, files=files)
-    for path in files:
-        for rec in iter_records(path):
+    result = ManifestSet(records={})
+    for path in expand_paths(paths):
+        for lineno, rec in enumerate(iter_records(path), 1):
             if rec is None:
-                result.torn_lines += 1
+                result.torn_lines.append(f"{path.name}:{lineno}")
                 continue
             old = result.records.get(rec.key)
             if old is None or _better(rec, old):

@@ -19,6 +19,7 @@ from . import manifest as manifest_mod
 from .cifar import load_cifar100
 
 MEME, NON_MEME = 1, 0
+TORN_LINE = "torn_manifest_line"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ Input = Union[Job, PixelJob, Skip]
 
 def from_manifests(paths: list[str]) -> Iterator[Input]:
     resolved = manifest_mod.read_manifests(paths)
+    for where in resolved.torn_lines:   # a crawl killed mid-write: counted, not silently dropped
+        yield Skip(label=MEME, source="manifest", source_id=where, reason=TORN_LINE)
     for key in sorted(resolved.records):
         rec = resolved.records[key]
         if rec.ok:

@@ -268,3 +268,15 @@ def test_failed_shard_task_is_retried(monkeypatch):
     with pytest.raises(OSError):
         distribute._with_retries(["--out", "x"])
     assert len(calls) == distribute.RETRIES + 1
+
+
+def test_torn_manifest_line_is_counted(tmp_path):
+    p = save(picture(300, 300, seed=1), tmp_path / "files" / "a.png")
+    with ManifestWriter(tmp_path / "m" / "loc_archive-h-1.jsonl") as w:
+        w.write(Record(source="loc_archive", source_id="1", status="ok", path=str(p)))
+    with open(tmp_path / "m" / "loc_archive-h-1.jsonl", "a") as fh:
+        fh.write('{"source": "loc_archive", "source_id": "2", "sta')   # killed mid-write
+    out = tmp_path / "ds.h5"
+    assert build_h5.main(["--manifest", str(tmp_path / "m"), "--out", str(out), "--no-progress"]) == 0
+    s = json.loads(out.with_suffix(".summary.json").read_text())
+    assert s["rows"] == 1 and s["skipped"] == {"torn_manifest_line": 1} and s["inputs"] == 2

@@ -77,10 +77,6 @@ class H5Batches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
 
-    @property
-    def num_batches(self) -> int:
-        return len(self)
-
     def _permutation(self) -> np.ndarray:
         """Block shuffle: runs of BLOCK neighbouring rows, in a fresh random order each epoch.
 
