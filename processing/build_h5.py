@@ -29,7 +29,7 @@ from .decode import DEFAULT_MAX_PIXELS
 from .distribute import run_shards, shard_argv, shard_dir, shard_of, stitch
 from .prepare import Options, Row, prepare_any, prepare_chunk
 from .sources import MEME, NON_MEME, Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
-from .split import SPLIT_NAMES, assign_splits, parse_fractions, split_counts
+from .split import SPLIT_NAMES, assign_splits, parse_fractions, source_counts, split_counts
 from .transform import FITS, SIZE
 from .writer import H5Writer, PartialBuildError, partial_path
 
@@ -192,11 +192,6 @@ def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: 
     sk = writer.f["skipped"]
     skip_reasons = [s.decode() if isinstance(s, bytes) else s for s in sk["reason"][:]]
     skip_sources = [s.decode() if isinstance(s, bytes) else s for s in sk["source"][:]]
-    by_source: dict[str, dict[str, int]] = {}
-    for s, n in Counter(sources).items():
-        by_source.setdefault(s, {"rows": 0, "skipped": 0})["rows"] = n
-    for s, n in Counter(skip_sources).items():
-        by_source.setdefault(s, {"rows": 0, "skipped": 0})["skipped"] = n
     return {
         "output": str(writer.out),
         "inputs": inputs_total,
@@ -204,7 +199,7 @@ def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: 
         "skipped_total": len(skip_reasons),
         "by_label": {"non_meme": int((labels == 0).sum()), "meme": int((labels == 1).sum())},
         "by_split": split_counts(labels, splits),
-        "by_source": by_source,
+        "by_source": source_counts(sources, skip_sources),
         "skipped": dict(sorted(Counter(skip_reasons).items())),
         "animated_rows": int(writer.f["animated"][:].sum()),
         "resumed_rows": resumed,

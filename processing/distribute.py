@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from . import reasons
-from .split import SPLIT_NAMES, assign_splits, split_counts
+from .split import SPLIT_NAMES, assign_splits, source_counts, split_counts
 from .writer import LABEL_NAMES, SCHEMA_VERSION, STR, partial_path
 
 RETRIES = 2
@@ -163,11 +163,6 @@ def stitch(shards: list[Path], out: Path, *, fractions, seed: int, group_by: str
                         "shards": json.dumps([os.path.relpath(s, out.parent) for s in shards]),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     os.replace(tmp, out)
-    by_source: dict[str, dict[str, int]] = {}
-    for s, c in Counter(columns["source"]).items():
-        by_source.setdefault(s, {"rows": 0, "skipped": 0})["rows"] = c
-    for s, c in Counter(skipped["source"]).items():
-        by_source.setdefault(s, {"rows": 0, "skipped": 0})["skipped"] = c
     return {"output": str(out), "inputs": inputs, "rows": n, "skipped_total": len(skipped["reason"]),
-            "by_source": by_source, "animated_rows": int(np.sum(columns["animated"])), "shards": len(shards),
+            "by_source": source_counts(columns["source"], skipped["source"]), "animated_rows": int(np.sum(columns["animated"])), "shards": len(shards),
             "cross_shard_duplicates": dup_skips, **counts}

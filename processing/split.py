@@ -51,6 +51,15 @@ def assign_splits(labels: np.ndarray, keys: list[str], fractions=(0.8, 0.1, 0.1)
     return out
 
 
+def source_counts(row_sources: list[str], skip_sources: list[str]) -> dict[str, dict[str, int]]:
+    """Rows and skipped inputs per source, for the build summary."""
+    out: dict[str, dict[str, int]] = {}
+    for field_name, sources in (("rows", row_sources), ("skipped", skip_sources)):
+        for source, n in Counter(sources).items():
+            out.setdefault(source, {"rows": 0, "skipped": 0})[field_name] = n
+    return out
+
+
 def split_counts(labels: np.ndarray, splits: np.ndarray) -> dict[str, dict[str, int]]:
     c = Counter(zip(splits.tolist(), labels.tolist()))
     return {name: {"non_meme": c[(i, 0)], "meme": c[(i, 1)]} for i, name in enumerate(SPLIT_NAMES)}
