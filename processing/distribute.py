@@ -110,7 +110,7 @@ def stitch(shards: list[Path], out: Path, *, fractions, seed: int, group_by: str
             sha = [s.decode() for s in f["sha256"][:]]
             keep = [i for i, s in enumerate(sha) if s not in seen and not seen.add(s)]
             dropped = sorted(set(range(len(sha))) - set(keep))
-            inputs += json.loads(Path(str(shard)[:-3] + ".summary.json").read_text())["inputs"]
+            inputs += json.loads(shard.with_suffix(".summary.json").read_text())["inputs"]
             src = {"labels": f["labels"][:], "source": _col(f["source"]), "source_id": _col(f["source_id"]),
                    "group": _col(f["group"]), "sha256": sha, "animated": f["animated"][:]}
             for name, values in src.items():

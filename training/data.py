@@ -51,7 +51,7 @@ class H5Batches(keras.utils.PyDataset):
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
-                 sizes=(128,), class_weight: dict | None = None, **kwargs):
+                 sizes=(128,), balance_classes: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment = shuffle, seed, augment
@@ -60,7 +60,8 @@ class H5Batches(keras.utils.PyDataset):
         self.indices, self.labels = split_indices(path, split)
         if len(self.indices) == 0:
             raise DatasetError(f"split {split!r} of {path} is empty")
-        self.class_weight = class_weight
+        # balance_classes: yield inverse-frequency sample weights as a third element
+        self.class_weight = class_weights(self.labels) if balance_classes else None
         self.epoch = 0
         self._order = self._permutation()
         self._local = threading.local()

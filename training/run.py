@@ -113,7 +113,7 @@ def train(args) -> dict:
 
     import keras
 
-    from .data import H5Batches, class_weights
+    from .data import H5Batches
     from .model import build_model
 
     try:
@@ -123,8 +123,7 @@ def train(args) -> dict:
             tf.config.experimental.enable_op_determinism()
         train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
                              degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny, sizes=sizes,
-                             workers=args.workers, use_multiprocessing=False)
-        train_ds.class_weight = class_weights(train_ds.labels)
+                             balance_classes=True, workers=args.workers, use_multiprocessing=False)
         val_ds = H5Batches(args.data, "val", args.batch_size, workers=args.workers, use_multiprocessing=False)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
