@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m datasets.demo --out demo-output
+	$(PY) -m training.demo --out demo-output
 
 test: install
 	$(PY) -m pytest -q -ra

@@ -30,16 +30,15 @@ import psutil
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 from processing.decode import decode_image  # noqa: E402
-from processing.reference import seed_block_means  # noqa: E402
+from processing.reference import original_block_means  # noqa: E402
 
 
 def seed_method(path: Path) -> np.ndarray:
     """The original project's preprocessing of one meme: Pillow decode, then the reference loop."""
-    return seed_block_means(np.asarray(Image.open(path).convert("RGB")))
+    return original_block_means(np.asarray(Image.open(path).convert("RGB")))
 
 
 def decode_file(path: str) -> int:

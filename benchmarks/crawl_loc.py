@@ -27,11 +27,9 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from crawl_fixtures import crawl_settings, manifest_records, meme_jpeg, write_csv  # noqa: E402
-from datasets.mirror import Capture, LocItem, Mirror  # noqa: E402
+from crawler.testkit import crawl_settings, manifest_records, meme_jpeg, write_csv  # noqa: E402
+from crawler.mirror import Capture, LocItem, Mirror  # noqa: E402
 
 TS = "20150508184553"
 

@@ -22,14 +22,11 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from crawl_fixtures import manifest_records, scrapy_cmd, write_csv  # noqa: E402
+from crawler.testkit import free_port, manifest_records, scrapy_cmd, write_csv  # noqa: E402
 from crawl_loc import corpus  # noqa: E402
-from datasets.mirror import Mirror  # noqa: E402
-from test_distributed import free_port  # noqa: E402
+from crawler.mirror import Mirror  # noqa: E402
+
 
 SHARED = ROOT.parent / "shared" / "data"
 

@@ -1,7 +1,7 @@
 """``--shards N``: build the dataset as N deterministic shards, then stitch them.
 
 Each input goes to shard ``sha1(source, source_id) mod N``; every shard is an
-ordinary build (``build_h5`` with ``--shard-index``) written to
+ordinary build of the same ``BuildConfig`` narrowed to its shard, written to
 ``<out>.shards/``, so a finished shard is never rebuilt and an interrupted
 one resumes. Shard tasks run on a local process pool, or on a Dask cluster
 with ``--scheduler tcp://host:8786`` (the shard folder must be reachable from
@@ -9,31 +9,38 @@ every worker); a failed task is retried. The master file maps the shards'
 ``images`` through an HDF5 virtual dataset (readers see one dataset), copies
 the small per-row columns, drops exact duplicates across shards, and assigns
 splits with the same order-independent rule as a one-piece build, so the
-result holds the same images, labels and splits.
+result holds the same images, labels and splits, and the same file
+attributes (``schema.dataset_attrs``) plus ``shards``.
+
+The build function is handed in (``build_sharded(pipeline.build, ...)``), so a
+task ships a config and a top-level function, never a command line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
 
 from . import reasons
-from .split import SPLIT_NAMES, assign_splits, source_counts, split_counts
-from .writer import LABEL_NAMES, SCHEMA_VERSION, STR, partial_path
+from .cliutil import atomic_write_json
+from .pipeline import BuildConfig, check, for_shard, split_keys, summary_path
+from .schema import INPUT_SIZE, dataset_attrs
+from .split import assign_splits, label_counts, source_counts, split_counts
+from .writer import STR, partial_path, write_split
 
 RETRIES = 2
 
-
-def shard_of(key: tuple[str, str], count: int) -> int:
-    return int.from_bytes(hashlib.sha1(f"{key[0]}\x00{key[1]}".encode()).digest()[:8], "big") % count
+Build = Callable[[BuildConfig], dict]
 
 
 def shard_dir(out: Path) -> Path:
@@ -44,63 +51,57 @@ def shard_path(out: Path, index: int, count: int) -> Path:
     return shard_dir(out) / f"shard-{index:05d}-of-{count:05d}.h5"
 
 
-def shard_argv(argv: list[str], out: Path, index: int, count: int) -> list[str]:
-    """The user's command line, narrowed to one shard."""
-    drop_with_value = {"--shards", "--scheduler", "--out", "--workers"}
-    kept, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        name = a.split("=", 1)[0]
-        if name in drop_with_value:
-            skip = "=" not in a
-            continue
-        if name in ("--resume", "--overwrite"):
-            continue
-        kept.append(a)
-    path = shard_path(out, index, count)
-    resume = ["--resume"] if partial_path(path).exists() else []
-    return [*kept, "--out", str(path), "--shard-index", str(index), "--shard-count", str(count),
-            "--workers", "1", "--no-progress", *resume]
+def build_shard(build: Build, config: BuildConfig) -> str:
+    """One shard task: a finished shard is kept, an interrupted one resumes."""
+    if not config.out.exists():
+        build(replace(config, resume=partial_path(config.out).exists()))
+    return str(config.out)
 
 
-def build_shard(argv: list[str]) -> str:
-    """One shard task (top-level so process pools and Dask can ship it)."""
-    from .build_h5 import build, parse_args
-
-    args = parse_args(argv)
-    if not args.out.exists():
-        build(args)
-    return str(args.out)
-
-
-def _with_retries(argv: list[str]) -> str:
+def _with_retries(build: Build, config: BuildConfig) -> str:
     for attempt in range(RETRIES + 1):
         try:
-            return build_shard(argv)
+            return build_shard(build, config)
         except Exception:
             if attempt == RETRIES:
                 raise
     raise AssertionError("unreachable")
 
 
-def run_shards(argvs: list[list[str]], scheduler: str | None, workers: int) -> list[str]:
+def run_shards(build: Build, configs: list[BuildConfig], scheduler: str | None, workers: int) -> list[str]:
+    """Run ``build`` on every shard config, on a Dask cluster or a local process pool."""
     if scheduler:
         from dask.distributed import Client
 
         with Client(scheduler) as client:
-            futures = client.map(build_shard, argvs, retries=RETRIES, pure=False)
+            futures = client.map(build_shard, [build] * len(configs), configs, retries=RETRIES, pure=False)
             return client.gather(futures)
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(argvs)))) as pool:
-        return list(pool.map(_with_retries, argvs))
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(configs)))) as pool:
+        return list(pool.map(_with_retries, [build] * len(configs), configs))
+
+
+def build_sharded(build: Build, config: BuildConfig, count: int, scheduler: str | None = None) -> dict:
+    """``count`` shards of ``config`` built by ``build`` (e.g. ``pipeline.build``), stitched into ``config.out``."""
+    t0 = time.time()
+    check(config)
+    if config.overwrite:
+        shutil.rmtree(shard_dir(config.out), ignore_errors=True)
+        config.out.unlink(missing_ok=True)
+    shard_dir(config.out).mkdir(parents=True, exist_ok=True)
+    configs = [for_shard(config, shard_path(config.out, i, count), i, count) for i in range(count)]
+    paths = run_shards(build, configs, scheduler, config.workers)
+    params = config.params()
+    summary = stitch([Path(p) for p in paths], config.out, config=config)
+    summary.update(seconds=round(time.time() - t0, 2), params=params)
+    atomic_write_json(summary_path(config.out), summary)
+    return summary
 
 
 def _col(ds) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else v for v in ds[:]]
 
 
-def stitch(shards: list[Path], out: Path, *, fractions, seed: int, group_by: str, params: dict) -> dict:
+def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
     """Master file over the shards: VDS images, copied columns, global dedup and splits."""
     columns = {name: [] for name in ("labels", "source", "source_id", "group", "sha256", "animated")}
     skipped = {name: [] for name in ("source", "source_id", "reason", "label")}
@@ -110,7 +111,7 @@ def stitch(shards: list[Path], out: Path, *, fractions, seed: int, group_by: str
             sha = [s.decode() for s in f["sha256"][:]]
             keep = [i for i, s in enumerate(sha) if s not in seen and not seen.add(s)]
             dropped = sorted(set(range(len(sha))) - set(keep))
-            inputs += json.loads(shard.with_suffix(".summary.json").read_text())["inputs"]
+            inputs += json.loads(summary_path(shard).read_text())["inputs"]
             src = {"labels": f["labels"][:], "source": _col(f["source"]), "source_id": _col(f["source_id"]),
                    "group": _col(f["group"]), "sha256": sha, "animated": f["animated"][:]}
             for name, values in src.items():
@@ -128,11 +129,11 @@ def stitch(shards: list[Path], out: Path, *, fractions, seed: int, group_by: str
             shape = f["images"].shape
             blocks.append((shard, shape, keep))
     labels = np.asarray(columns["labels"], dtype=np.uint8)
-    keys = [g if (group_by == "template" and g) else s for g, s in zip(columns["group"], columns["sha256"])]
-    splits = assign_splits(labels, keys, fractions, seed)
+    splits = assign_splits(labels, split_keys(columns["group"], columns["sha256"], config.group_by), config.split,
+                           config.seed)
 
     n = len(labels)
-    size = blocks[0][1][1] if blocks else 128
+    size = blocks[0][1][1] if blocks else INPUT_SIZE
     layout = h5py.VirtualLayout(shape=(n, size, size, 3), dtype=np.uint8)
     dst = 0
     for shard, shape, keep in blocks:
@@ -153,15 +154,11 @@ def stitch(shards: list[Path], out: Path, *, fractions, seed: int, group_by: str
         for name in ("source", "source_id", "reason"):
             g.create_dataset(name, data=np.array(skipped[name], dtype=object), dtype=STR)
         g.create_dataset("label", data=np.asarray(skipped["label"], dtype=np.uint8))
-        ds = f.create_dataset("split", data=splits)
-        ds.attrs["names"] = json.dumps(SPLIT_NAMES)
-        counts = {"by_label": {"non_meme": int((labels == 0).sum()), "meme": int((labels == 1).sum())},
-                  "by_split": split_counts(labels, splits), "skipped": dict(sorted(Counter(skipped["reason"]).items()))}
-        f.attrs.update({"schema_version": SCHEMA_VERSION, "label_names": json.dumps(LABEL_NAMES),
-                        "split_names": json.dumps(SPLIT_NAMES), "fit": params["fit"],
-                        "params": json.dumps(params, sort_keys=True), "counts": json.dumps(counts, sort_keys=True),
-                        "shards": json.dumps([os.path.relpath(s, out.parent) for s in shards]),
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_split(f, splits)
+        counts = {"by_label": label_counts(labels), "by_split": split_counts(labels, splits),
+                  "skipped": dict(sorted(Counter(skipped["reason"]).items()))}
+        f.attrs.update(dataset_attrs(fit=config.fit, params=config.params(), counts=counts,
+                                     extra={"shards": [os.path.relpath(s, out.parent) for s in shards]}))
     os.replace(tmp, out)
     return {"output": str(out), "inputs": inputs, "rows": n, "skipped_total": len(skipped["reason"]),
             "by_source": source_counts(columns["source"], skipped["source"]), "animated_rows": int(np.sum(columns["animated"])), "shards": len(shards),

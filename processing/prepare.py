@@ -11,7 +11,9 @@ from . import reasons
 from .decode import DEFAULT_MAX_PIXELS, decode_image
 from .reasons import Rejected
 from .sources import Job, PixelJob
-from .transform import SIZE, TINY, fit_image, tiny_to_input
+from .schema import INPUT_SIZE as SIZE
+from .schema import TINY_SIZE as TINY
+from .transform import fit_image, tiny_to_input
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def prepare(job: Job, options: Options) -> Row:
     except FileNotFoundError:
         return Row(job, reason=reasons.MISSING_FILE, detail=str(job.path))
     except OSError as exc:
-        return Row(job, reason=reasons.MISSING_FILE, detail=str(exc))
+        return Row(job, reason=reasons.UNREADABLE, detail=exc.strerror or str(exc))
     sha256 = hashlib.sha256(data).hexdigest()
     if job.expected_sha256 and job.expected_sha256 != sha256:
         return Row(job, sha256=sha256, reason=reasons.SHA256_MISMATCH)

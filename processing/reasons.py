@@ -1,49 +1,105 @@
-"""Machine-readable reasons an input did not become a dataset row.
+"""The one vocabulary of outcomes: why an input did not become a dataset row.
 
-Crawl statuses (written by the crawler into manifests) and build-time skip
-reasons share one vocabulary so a summary can add them up.
+Crawl statuses (written by the crawler into manifests), build-time skip
+reasons and per-file errors of ``predict``/``evaluate``/the service all come
+from here, so a summary can add them up and the README's table is generated
+from ``MEANINGS``. Nothing else in the project writes a reason as a literal.
 """
+
+from __future__ import annotations
+
+import re
 
 OK = "ok"
 
-# Build-time reasons.
-TOO_SMALL = "too_small"
+# ---- the input itself --------------------------------------------------------
+MISSING_FILE = "missing_file"
+UNREADABLE = "unreadable"
+NOT_A_FILE = "not_a_file"
+TOO_LARGE = "too_large"
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED = "truncated"
 CORRUPT = "corrupt"
 DECOMPRESSION_BOMB = "decompression_bomb"
-DUPLICATE = "duplicate"
-MISSING_FILE = "missing_file"
-SHA256_MISMATCH = "sha256_mismatch"
+TOO_SMALL = "too_small"
 WRONG_SIZE = "wrong_size"
+UNSUPPORTED_SIZE = "unsupported_size"
+DUPLICATE = "duplicate"
+SHA256_MISMATCH = "sha256_mismatch"
+TORN_MANIFEST_LINE = "torn_manifest_line"
+BAD_ROW = "bad_row"
 
-# Crawl-time reasons (the crawler writes these as a record's status).
+# ---- crawling ------------------------------------------------------------------
 MD5_MISMATCH = "md5_mismatch"
 SIZE_MISMATCH = "size_mismatch"
 NO_CAPTURE = "no_capture"
+NO_LINK = "no_link"
 BLOCKED = "blocked"
 REMOVED = "removed"
 ANIMATED = "animated"
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 REDIRECT_REFUSED = "redirect_refused"
-TOO_LARGE = "too_large"
+ROBOTS_FORBIDDEN = "robots_forbidden"
+QUOTA_EXHAUSTED = "quota_exhausted"
+IGNORED = "ignored"
+
+MEANINGS: dict[str, str] = {
+    OK: "stored (crawl) or written as a row (build)",
+    MISSING_FILE: "the file named by a manifest or argument does not exist (or is a dangling link)",
+    UNREADABLE: "the file exists but cannot be read (permission denied, I/O error)",
+    NOT_A_FILE: "not a regular file (FIFO, device, socket): never read",
+    TOO_LARGE: "more bytes than the cap (DOWNLOAD_MAXSIZE when crawling, --max-bytes when reading files)",
+    NOT_AN_IMAGE: "the bytes are not an image format Pillow knows (HTML, text, a video)",
+    TRUNCATED: "an image cut short (a partial download or file)",
+    CORRUPT: "an image whose data does not decode",
+    DECOMPRESSION_BOMB: "more pixels than the pixel cap (--max-pixels / IMAGE_MAX_PIXELS)",
+    TOO_SMALL: "short side below --min-side",
+    WRONG_SIZE: "a tiny picture that is not 32x32",
+    UNSUPPORTED_SIZE: "a shape the model cannot take at native size (a side too thin for its pooling)",
+    DUPLICATE: "the same bytes (sha256) as an earlier row: stored once",
+    SHA256_MISMATCH: "the stored file no longer has the sha256 its manifest recorded",
+    TORN_MANIFEST_LINE: "a manifest line that does not parse (a crawl killed mid-write)",
+    BAD_ROW: "an input row that cannot be used (bad id, URL, timestamp, MD5 or size field, undecodable bytes)",
+    MD5_MISMATCH: "the archived bytes have another MD5 than the row promised",
+    SIZE_MISMATCH: "the archived bytes have another size than the row promised",
+    NO_CAPTURE: "the archive holds no capture of the row's URL",
+    NO_LINK: "an imgur item without an image link",
+    BLOCKED: "a bot-protection (challenge) page instead of content",
+    REMOVED: "imgur's placeholder for a deleted image",
+    ANIMATED: "an animated image or video (kept only with include_animated)",
+    TIMEOUT: "no answer in time (transient: tried again on re-run)",
+    CONNECTION_ERROR: "the connection failed (transient: tried again on re-run)",
+    REDIRECT_REFUSED: "a redirect to a non-http(s) or private address",
+    ROBOTS_FORBIDDEN: "robots.txt forbids the URL",
+    QUOTA_EXHAUSTED: "imgur's API quota reached its reserve (transient: tried again on re-run)",
+    IGNORED: "a request Scrapy dropped for another reason (offsite, filtered)",
+    "http_NNN": "the server answered with HTTP status NNN (429 and 5xx are transient)",
+}
+
+ALL: frozenset[str] = frozenset(k for k in MEANINGS if k != "http_NNN")
+TRANSIENT: frozenset[str] = frozenset({TIMEOUT, CONNECTION_ERROR, QUOTA_EXHAUSTED, "http_429"})
+
+_HTTP = re.compile(r"http_[1-5]\d\d")
 
 
 def http_reason(status: int) -> str:
     return f"http_{int(status)}"
 
 
+def is_known(status: str) -> bool:
+    """Whether ``status`` belongs to the vocabulary (``ok``, a named reason or ``http_NNN``)."""
+    return status in ALL or bool(_HTTP.fullmatch(status))
+
+
 def is_final(status: str) -> bool:
     """Whether a crawl status should stop a re-run from trying the row again.
 
-    Transient failures (timeouts, dropped connections, 429 and 5xx answers that
-    outlived the retries) are worth another try on the next run; everything
-    else is a verdict about the row itself.
+    Transient failures (timeouts, dropped connections, quota stops, 429 and
+    5xx answers that outlived the retries) are worth another try on the next
+    run; everything else is a verdict about the row itself.
     """
-    if status in (TIMEOUT, CONNECTION_ERROR, "http_429"):
-        return False
-    return not status.startswith("http_5")
+    return status not in TRANSIENT and not status.startswith("http_5")
 
 
 class Rejected(Exception):

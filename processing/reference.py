@@ -1,6 +1,6 @@
 """The original project's preprocessing, kept verbatim as the reference.
 
-``transform.fit_seed`` must equal it within rounding (tests), and
+``transform.fit_original`` must equal it within rounding (tests), and
 ``benchmarks/build_h5.py`` times the builder against it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def seed_block_means(rgb: np.ndarray) -> np.ndarray:
+def original_block_means(rgb: np.ndarray) -> np.ndarray:
     """/255, then a Python double loop of np.mean over k x k blocks of the top-left k*128 square."""
     a = rgb.astype(np.float64) / 255
     side = (min(a.shape[:2]) // 128) * 128

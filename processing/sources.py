@@ -16,10 +16,9 @@ from typing import Iterator, Union
 import numpy as np
 
 from . import manifest as manifest_mod
+from . import reasons
 from .cifar import load_cifar100
-
-MEME, NON_MEME = 1, 0
-TORN_LINE = "torn_manifest_line"
+from .schema import MEME, NON_MEME
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ Input = Union[Job, PixelJob, Skip]
 def from_manifests(paths: list[str]) -> Iterator[Input]:
     resolved = manifest_mod.read_manifests(paths)
     for where in resolved.torn_lines:   # a crawl killed mid-write: counted, not silently dropped
-        yield Skip(label=MEME, source="manifest", source_id=where, reason=TORN_LINE)
+        yield Skip(label=MEME, source="manifest", source_id=where, reason=reasons.TORN_MANIFEST_LINE)
     for key in sorted(resolved.records):
         rec = resolved.records[key]
         if rec.ok:

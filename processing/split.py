@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-SPLIT_NAMES = ("train", "val", "test")
+from .schema import LABEL_NAMES, SPLIT_NAMES
+
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
@@ -62,4 +63,9 @@ def source_counts(row_sources: list[str], skip_sources: list[str]) -> dict[str, 
 
 def split_counts(labels: np.ndarray, splits: np.ndarray) -> dict[str, dict[str, int]]:
     c = Counter(zip(splits.tolist(), labels.tolist()))
-    return {name: {"non_meme": c[(i, 0)], "meme": c[(i, 1)]} for i, name in enumerate(SPLIT_NAMES)}
+    return {name: {label: c[(i, value)] for value, label in enumerate(LABEL_NAMES)} for i, name in enumerate(SPLIT_NAMES)}
+
+
+def label_counts(labels: np.ndarray) -> dict[str, int]:
+    labels = np.asarray(labels)
+    return {label: int((labels == value).sum()) for value, label in enumerate(LABEL_NAMES)}

@@ -1,6 +1,6 @@
 """Pure array math: decoded RGB to the model's 128x128x3 uint8 input.
 
-``fit_seed`` is the original project's rule (top-left square, side the largest
+``fit_original`` is the original project's rule (top-left square, side the largest
 multiple of 128, block mean). ``fit_square`` is the default: the largest
 top-anchored, horizontally centred square, area-resampled, so a 250x250
 thumbnail keeps its whole picture and both captions.
@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-SIZE = 128
-TINY = 32
+from .schema import INPUT_SIZE as SIZE
 
 
-def seed_square_side(height: int, width: int, tile: int = SIZE) -> int:
+def original_square_side(height: int, width: int, tile: int = SIZE) -> int:
     """Largest multiple of ``tile`` that fits in both sides (0 if none)."""
     return (min(height, width) // tile) * tile
 
@@ -42,14 +41,14 @@ def area_resize(a: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BOX))
 
 
-def fit_seed(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+def fit_original(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The original rule: top-left square of side k*size, k x k block mean.
 
     Images with a side under ``size`` (admitted only by a lower ``--min-side``)
     have their top-left square area-resampled up to ``size``.
     """
     h, w = rgb.shape[:2]
-    side = seed_square_side(h, w, size)
+    side = original_square_side(h, w, size)
     if side == 0:
         s = min(h, w)
         return area_resize(rgb[:s, :s], size)
@@ -68,11 +67,17 @@ def fit_square(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
     return area_resize(rgb[rows, cols], size)
 
 
-FITS = {"square": fit_square, "seed": fit_seed}
+FITS = {"square": fit_square, "original": fit_original}
+DEPRECATED_NAMES = {"seed": "original"}   # the original method's old name, still accepted
+
+
+def canonical_fit(name: str) -> str:
+    """The current name of a fit (``seed`` is the deprecated name of ``original``)."""
+    return DEPRECATED_NAMES.get(name, name)
 
 
 def fit_image(rgb: np.ndarray, fit: str, size: int = SIZE) -> np.ndarray:
-    return FITS[fit](rgb, size)
+    return FITS[canonical_fit(fit)](rgb, size)
 
 
 def tiny_to_input(tiny: np.ndarray, size: int = SIZE) -> np.ndarray:

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from . import __version__
-from .split import SPLIT_NAMES
+from .schema import SPLIT_NAMES, dataset_attrs
 
-SCHEMA_VERSION = 1
-LABEL_NAMES = ("non_meme", "meme")
 STR = h5py.string_dtype("utf-8")
 
 # name -> (dtype, per-row shape); images get their shape from the size
@@ -44,6 +40,12 @@ def partial_path(out: Path) -> Path:
 
 
 class H5Writer:
+    """Appends rows and skips to ``<out>.partial`` in committed batches; ``finalize`` renames it to ``out``.
+
+    ``resume=True`` reopens an existing partial file built with the same
+    ``params`` and truncates it to its last commit.
+    """
+
     def __init__(self, out: Path, *, size: int, compression: str | None, params: dict, resume: bool):
         self.out = Path(out)
         self.path = partial_path(self.out)
@@ -99,8 +101,11 @@ class H5Writer:
         keys.update(zip(_strings(sk["source"]), _strings(sk["source_id"])))
         return keys
 
+    def sha256_list(self) -> list[str]:
+        return [s.decode() for s in self.f["sha256"][:]]
+
     def sha256s(self) -> set[str]:
-        return {s.decode() for s in self.f["sha256"][:]}
+        return set(self.sha256_list())
 
     # ---- appending ---------------------------------------------------------
     def add_row(self, image, label, source, source_id, group, sha256, animated) -> None:
@@ -124,20 +129,13 @@ class H5Writer:
         self.f.flush()
 
     # ---- finishing ---------------------------------------------------------
-    def finalize(self, splits: np.ndarray, attrs: dict) -> None:
+    def finalize(self, splits: np.ndarray, *, fit: str, params: dict, counts: dict) -> None:
+        """Write the splits and the file attributes, close, and give the file its final name."""
         self.commit()
         if "split" in self.f:
             del self.f["split"]
-        ds = self.f.create_dataset("split", data=splits.astype(np.uint8), chunks=True)
-        ds.attrs["names"] = json.dumps(SPLIT_NAMES)
-        a = self.f.attrs
-        a["schema_version"] = SCHEMA_VERSION
-        a["label_names"] = json.dumps(LABEL_NAMES)
-        a["split_names"] = json.dumps(SPLIT_NAMES)
-        a["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        a["tool_version"] = f"meme-recognition {__version__}"
-        for k, v in attrs.items():
-            a[k] = v if isinstance(v, (int, float, str)) else json.dumps(v, sort_keys=True)
+        write_split(self.f, splits)
+        self.f.attrs.update(dataset_attrs(fit=fit, params=params, counts=counts))
         self.f.close()
         os.replace(self.path, self.out)
 
@@ -148,8 +146,13 @@ class H5Writer:
     def labels(self) -> np.ndarray:
         return self.f["labels"][:]
 
-    def column(self, name: str) -> list[str]:
-        return _strings(self.f[name])
+    def column(self, name: str, group: str | None = None) -> list[str]:
+        return _strings((self.f[group] if group else self.f)[name])
+
+
+def write_split(f: h5py.File, splits: np.ndarray) -> None:
+    ds = f.create_dataset("split", data=np.asarray(splits, dtype=np.uint8), chunks=True)
+    ds.attrs["names"] = json.dumps(SPLIT_NAMES)
 
 
 def _append(group, names, rows: list[tuple], start: int) -> None:

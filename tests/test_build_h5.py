@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SHARED, image_bytes, needs_shared, picture, save
+from crawler.testkit import ROOT, SHARED, image_bytes, picture, save
 from processing import build_h5
 from processing.cifar import write_cifar100_tarball
 from processing.manifest import ManifestWriter, Record
@@ -113,12 +113,12 @@ def test_group_by_template_keeps_templates_in_one_split(corpus, tmp_path):
     assert len(seen) == 5 and all(len(v) == 1 for v in seen.values())
 
 
-def test_seed_fit_is_recorded(corpus, tmp_path):
+def test_original_fit_is_recorded_under_its_new_name(corpus, tmp_path):
     out = tmp_path / "s.h5"
     build_h5.main(["--memes", str(corpus["memes"]), "--fit", "seed", "--out", str(out), "--no-progress"])
     with h5py.File(out) as f:
-        assert f.attrs["fit"] == "seed"
-        assert json.loads(f.attrs["params"])["fit"] == "seed"
+        assert f.attrs["fit"] == "original"
+        assert json.loads(f.attrs["params"])["fit"] == "original"
 
 
 def run_cli(*args, **kw):
@@ -192,7 +192,7 @@ def test_interrupted_build_resumes(tmp_path):
         assert np.array_equal(a["images"][:][order_a], b["images"][:][order_b])
 
 
-@needs_shared
+@pytest.mark.realdata
 def test_real_memes_and_photos(tmp_path):
     out = tmp_path / "real.h5"
     assert build_h5.main(["--memes", str(SHARED / "memes" / "advice-animals"),
@@ -200,7 +200,8 @@ def test_real_memes_and_photos(tmp_path):
                           "--tiny", str(SHARED / "tiny" / "cifar10-test"), "--tiny-count", "200",
                           "--group-by", "template", "--out", str(out), "--no-progress"]) == 0
     s = json.loads(out.with_suffix(".summary.json").read_text())
-    assert s["rows"] + s["skipped_total"] == s["inputs"] == 322 + 200 + 200
+    photos = sum(1 for p in (SHARED / "photos").rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert s["rows"] + s["skipped_total"] == s["inputs"] == 322 + photos + 200
     assert s["by_label"]["meme"] >= 300
 
 
@@ -255,18 +256,19 @@ def test_failed_shard_task_is_retried(monkeypatch):
 
     calls = []
 
-    def flaky(argv):
-        calls.append(argv)
+    def flaky(build, config):
+        calls.append(config)
         if len(calls) == 1:
             raise OSError("worker lost its disk")
         return "shard.h5"
 
     monkeypatch.setattr(distribute, "build_shard", flaky)
-    assert distribute._with_retries(["--out", "x"]) == "shard.h5" and len(calls) == 2
+    assert distribute._with_retries(None, "config") == "shard.h5" and len(calls) == 2
     calls.clear()
-    monkeypatch.setattr(distribute, "build_shard", lambda argv: calls.append(argv) or (_ for _ in ()).throw(OSError()))
+    monkeypatch.setattr(distribute, "build_shard",
+                        lambda build, config: calls.append(config) or (_ for _ in ()).throw(OSError()))
     with pytest.raises(OSError):
-        distribute._with_retries(["--out", "x"])
+        distribute._with_retries(None, "config")
     assert len(calls) == distribute.RETRIES + 1
 
 

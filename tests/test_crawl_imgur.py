@@ -7,9 +7,9 @@ import sys
 import h5py
 import pytest
 
-from conftest import ROOT
-from crawl_fixtures import imgur_site, loc_corpus, manifest_records, run_crawl, write_csv
-from datasets.mirror import Mirror
+from crawler.testkit import ROOT
+from crawler.testkit import imgur_site, loc_corpus, manifest_records, run_crawl, write_csv
+from crawler.mirror import Mirror
 from processing import build_h5
 
 

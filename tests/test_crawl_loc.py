@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from conftest import ROOT, SHARED, needs_shared
-from crawl_fixtures import (CDN, TS, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv)
+from crawler.testkit import ROOT, SHARED
+from crawler.testkit import CDN, TS, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv
 from crawler import archive
 from crawler.meme_csv import read_meme_csv
 from crawler.middlewares import redirect_allowed, retry_after_seconds
-from datasets.mirror import Mirror
+from crawler.mirror import Mirror
 
 FAULT_ROWS = [("1", None), ("2", "calendar"), ("3", "404"), ("4", "flaky503"), ("5", "429"), ("6", "truncated"),
               ("7", "html_as_jpg"), ("8", "challenge"), ("9", "md5_wrong_then_right"), ("10", "md5_wrong"),
@@ -163,7 +163,7 @@ def test_redirect_and_retry_after_rules():
     assert retry_after_seconds(b"soon") is None
 
 
-@needs_shared
+@pytest.mark.realdata
 @pytest.mark.parametrize("name,count", [("memegenerator_utf16_sample.csv", 4666), ("memegenerator_arrange.csv", 12869),
                                         ("memegenerator_arrange_15000.csv", 1770)])
 def test_real_csv_files_parse(name, count):

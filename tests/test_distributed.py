@@ -3,7 +3,6 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,9 @@ from collections import Counter
 import pytest
 import redis
 
-from conftest import ROOT
-from crawl_fixtures import TS, CDN, loc_corpus, manifest_records, scrapy_cmd, write_csv
-from datasets.mirror import Mirror
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from crawler.testkit import ROOT
+from crawler.testkit import TS, CDN, free_port, loc_corpus, manifest_records, scrapy_cmd, write_csv
+from crawler.mirror import Mirror
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +114,7 @@ def test_without_redis_url_nothing_changes(tmp_path):
 
 
 def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
-    from crawl_fixtures import imgur_site
+    from crawler.testkit import imgur_site
     redis.Redis.from_url(redis_url).flushdb()
     r = subprocess.run([sys.executable, "-m", "crawler.feed", "imgur_meme", "--pages", "6", "--redis-url", redis_url],
                        cwd=ROOT, capture_output=True, text=True)

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, picture, save
+from crawler.testkit import ROOT, picture, save
 from processing import build_h5
 from processing.transform import tiny_to_input
 from training.data import H5Batches, class_weights, degrade, is_repeated, read_rows, smooth_upsample
@@ -112,7 +112,7 @@ def test_predict_any_size_and_bad_files(trained, tmp_path):
     assert lines[str(tmp_path / "missing.jpg")] == "error\tmissing_file"
     for name in ("odd.png", "line.png", "big.jpg"):
         prob, label = lines[str(tmp_path / "imgs" / name)].split("\t")
-        assert 0 <= float(prob) <= 1 and label in ("meme", "not_meme")
+        assert 0 <= float(prob) <= 1 and label in ("meme", "non_meme")
     r = cli("training.predict", out, tmp_path / "imgs" / "odd.png", tmp_path / "imgs" / "big.jpg", "--json",
             "--native-size", "--max-side", "300", "--threshold", "0")
     assert r.returncode == 0

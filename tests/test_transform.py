@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from processing.reference import seed_block_means
-from processing.transform import (area_resize, block_mean_pool, fit_seed, fit_square, seed_square_side,
+from processing.reference import original_block_means
+from processing.transform import (area_resize, block_mean_pool, fit_original, fit_square, original_square_side,
                                   tiny_to_input, upsample_repeat)
 
 
 @pytest.mark.parametrize("h,w", [(128, 128), (255, 300), (384, 257), (513, 1024), (1000, 130)])
-def test_fit_seed_equals_per_block_mean(h, w):
+def test_fit_original_equals_per_block_mean(h, w):
     rgb = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    ours = fit_seed(rgb)
-    ref = seed_block_means(rgb)
+    ours = fit_original(rgb)
+    ref = original_block_means(rgb)
     assert ours.shape == (128, 128, 3) and ours.dtype == np.uint8
     assert np.abs(ours.astype(float) - ref * 255).max() <= 0.5 + 1e-9  # rounding only
 
@@ -24,17 +24,17 @@ def test_block_mean_pool_rounds_half_up():
 
 @pytest.mark.parametrize("h,w,side", [(127, 500, 0), (128, 128, 128), (1, 1000, 0), (300, 129, 128),
                                       (256, 999, 256), (5000, 4000, 3968)])
-def test_seed_square_side(h, w, side):
-    assert seed_square_side(h, w) == side
+def test_original_square_side(h, w, side):
+    assert original_square_side(h, w) == side
 
 
-def test_fit_seed_keeps_top_left_only():
+def test_fit_original_keeps_top_left_only():
     rgb = np.zeros((256, 256, 3), np.uint8)
     rgb[128:, :] = 255  # bottom half white: the seed's 2x2 pooling keeps all of it
-    assert fit_seed(rgb)[64:].min() == 255
+    assert fit_original(rgb)[64:].min() == 255
     rgb = np.zeros((250, 250, 3), np.uint8)
     rgb[128:, :] = 255  # a 250px thumbnail: the seed keeps only its top-left 128x128
-    assert fit_seed(rgb).max() == 0
+    assert fit_original(rgb).max() == 0
 
 
 def test_fit_square_keeps_the_whole_thumbnail():
@@ -65,7 +65,7 @@ def test_area_resize_matches_box_filter_reference():
 def test_one_pixel_wide_and_huge():
     assert fit_square(np.full((1, 1000, 3), 7, np.uint8)).shape == (128, 128, 3)
     huge = np.full((4100, 6000, 3), 9, np.uint8)
-    assert (fit_seed(huge) == 9).all() and (fit_square(huge) == 9).all()
+    assert (fit_original(huge) == 9).all() and (fit_square(huge) == 9).all()
 
 
 def test_upsample_repeat_is_pixel_repetition():

@@ -4,4 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 
-ARCHS = ("memenet", "seed")  # see training.model
+ARCHS = ("memenet", "original")          # see training.model
+DEPRECATED_ARCHS = {"seed": "original"}  # the original network's old name, still accepted
+
+
+def canonical_arch(name: str) -> str:
+    return DEPRECATED_ARCHS.get(name, name)

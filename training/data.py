@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from processing.schema import INPUT_SIZE
 from processing.transform import block_mean_pool, upsample_repeat
 
 from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
@@ -51,7 +52,7 @@ class H5Batches(keras.utils.PyDataset):
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
-                 sizes=(128,), balance_classes: bool = False, **kwargs):
+                 sizes=(INPUT_SIZE,), balance_classes: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment = shuffle, seed, augment

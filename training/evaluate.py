@@ -16,17 +16,19 @@ import numpy as np
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
 from processing.prepare import Options, prepare
-from processing.sources import MEME, NON_MEME, from_folder
+from processing.schema import MEME, NON_MEME, SPLIT_NAMES
+from processing.sources import from_folder
 
 from . import plots
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report
+from .preprocess import Preprocess
 
 GRID = 9
 
 
 def load_classifier(path: str | Path):
-    """A run folder or a .keras file; returns (model, preprocessing dict)."""
+    """A run folder or a .keras file; returns (model, its Preprocess contract)."""
     path = Path(path)
     model_path = path / "model.keras" if path.is_dir() else path
     if not model_path.is_file():
@@ -39,9 +41,7 @@ def load_classifier(path: str | Path):
         model = keras.saving.load_model(model_path)
     except Exception as exc:  # noqa: BLE001  (any failure to load is the same user error)
         raise UsageError(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from None
-    pre_path = model_path.with_name("preprocess.json")
-    pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {"fit": "square", "size": 128, "threshold": 0.5}
-    return model, pre
+    return model, Preprocess.load(model_path.parent)
 
 
 def predict_probs(model, batches) -> np.ndarray:
@@ -59,9 +59,9 @@ def evaluate_split(model, data: str, split: str, batch_size: int = 64):
     return ds.labels.astype(int), probs, grid
 
 
-def evaluate_folders(model, pre: dict, memes: list[str], non_memes: list[str], batch_size: int = 64):
+def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64):
     """Labelled folders through the training preprocessing; unreadable files are counted."""
-    options = Options(fit=pre.get("fit", "square"), size=pre.get("size", 128), min_side=1)
+    options = Options(fit=pre.fit, size=pre.size, min_side=1)
     jobs = [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
     images, labels, skipped = [], [], {}
     for job in jobs:
@@ -98,14 +98,14 @@ def format_summary(report: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
     p.add_argument("--data", help="HDF5 dataset from processing.build_h5")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--split", default="test", choices=SPLIT_NAMES)
     p.add_argument("--memes", action="append", default=[], metavar="DIR", help="folder of memes; repeatable")
     p.add_argument("--non-memes", action="append", default=[], metavar="DIR", help="folder of non-memes; repeatable")
-    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the model's, 0.5)")
+    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the one stored with the model)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         except DatasetError as exc:
             raise UsageError(str(exc)) from None
     model, pre = load_classifier(args.model)
-    threshold = args.threshold if args.threshold is not None else pre.get("threshold", 0.5)
+    threshold = pre.with_threshold(args.threshold).threshold
     try:
         if args.data:
             y, probs, grid = evaluate_split(model, args.data, args.split, args.batch_size)

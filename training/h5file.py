@@ -12,7 +12,8 @@ import os
 import h5py
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from processing.schema import SPLIT_NAMES
+
 
 
 class DatasetError(Exception):
@@ -36,7 +37,7 @@ def open_dataset(path) -> h5py.File:
 
 def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:
     with open_dataset(path) as f:
-        names = json.loads(f.attrs.get("split_names", json.dumps(SPLITS)))
+        names = json.loads(f.attrs.get("split_names", json.dumps(SPLIT_NAMES)))
         if split not in names:
             raise DatasetError(f"unknown split {split!r}; the file has {names}")
         idx = np.flatnonzero(f["split"][:] == names.index(split))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from processing.schema import DEFAULT_THRESHOLD, LABEL_NAMES
+
 
 def roc_curve(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates at every distinct threshold, from (0,0) to (1,1)."""
@@ -27,7 +29,7 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     return float(np.trapezoid(tpr, fpr))
 
 
-def binary_report(y_true, prob, threshold: float = 0.5) -> dict:
+def binary_report(y_true, prob, threshold: float = DEFAULT_THRESHOLD) -> dict:
     y = np.asarray(y_true).astype(int)
     prob = np.asarray(prob, dtype=float)
     pred = (prob >= threshold).astype(int)
@@ -44,5 +46,5 @@ def binary_report(y_true, prob, threshold: float = 0.5) -> dict:
         "accuracy": (tp + tn) / len(y) if len(y) else 0.0,
         "precision": precision, "recall": recall, "f1": f1,
         "roc_auc": roc_auc(y, prob),
-        "confusion_matrix": {"labels": ["non_meme", "meme"], "rows_true_cols_pred": [[tn, fp], [fn, tp]]},
+        "confusion_matrix": {"labels": list(LABEL_NAMES), "rows_true_cols_pred": [[tn, fp], [fn, tp]]},
     }

@@ -1,6 +1,6 @@
 """The classifiers. Both take raw uint8 pixels of any size; scaling is inside.
 
-* ``seed``: the original project's network, layer for layer, for comparison.
+* ``original``: the original project's network, layer for layer, for comparison.
 * ``memenet`` (default): four conv/BatchNorm stages, SPP head, dropout.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import ARCHS
+from . import ARCHS, canonical_arch
 from .spp import SpatialPyramidPooling
 
 
-def seed_model(levels=(1, 2, 4)) -> keras.Model:
+def original_model(levels=(1, 2, 4)) -> keras.Model:
     inputs = keras.Input(shape=(None, None, 3), name="pixels")
     x = layers.Rescaling(1.0 / 255)(inputs)
     for i, (filters, kernel) in enumerate([(4, 8), (8, 7), (16, 6), (32, 5), (64, 4)]):
@@ -22,7 +22,7 @@ def seed_model(levels=(1, 2, 4)) -> keras.Model:
             x = layers.MaxPooling2D(2)(x)
     x = SpatialPyramidPooling(levels)(x)
     outputs = layers.Dense(2, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="seed")
+    return keras.Model(inputs, outputs, name="original")
 
 
 def memenet(levels=(1, 2, 4), widths=(32, 64, 128, 256), dropout: float = 0.3) -> keras.Model:
@@ -43,8 +43,10 @@ def memenet(levels=(1, 2, 4), widths=(32, 64, 128, 256), dropout: float = 0.3) -
 
 
 def build_model(arch: str) -> keras.Model:
-    if arch == "seed":
-        return seed_model()
+    """A fresh, uncompiled classifier: ``memenet`` or ``original`` (``seed`` is accepted for the latter)."""
+    arch = canonical_arch(arch)
+    if arch == "original":
+        return original_model()
     if arch == "memenet":
         return memenet()
     raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHS}")

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from processing.schema import DEFAULT_THRESHOLD  # noqa: E402
+
 from .metrics import roc_curve  # noqa: E402
 
 
@@ -65,7 +67,7 @@ def confusion(matrix, out: Path, title: str = "confusion matrix") -> None:
     plt.close(fig)
 
 
-def prediction_grid(images, y_true, prob, out: Path, threshold: float = 0.5, n: int = 3) -> None:
+def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_THRESHOLD, n: int = 3) -> None:
     """An n x n grid of images titled with predicted vs true label (the original showed 3x3)."""
     fig, axes = plt.subplots(n, n, figsize=(2.6 * n, 2.8 * n))
     for k, ax in enumerate(np.ravel(axes)):

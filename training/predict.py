@@ -19,8 +19,9 @@ from PIL import Image
 
 from processing.cliutil import run_main
 from processing.decode import decode_image
-from processing.reasons import MISSING_FILE, Rejected
-from processing.transform import fit_image
+from processing.reasons import MISSING_FILE, UNREADABLE, Rejected
+
+from .preprocess import Preprocess
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -42,26 +43,26 @@ def cap_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
 
 
-def load_pixels(path: Path, pre: dict, native: bool, max_side: int) -> np.ndarray:
+def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int) -> np.ndarray:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise Rejected(MISSING_FILE) from None
     except OSError as exc:
-        raise Rejected("unreadable", exc.strerror or str(exc)) from None
+        raise Rejected(UNREADABLE, exc.strerror or str(exc)) from None
     rgb = decode_image(data).rgb
     if native:
         return cap_long_side(rgb, max_side)
-    return fit_image(rgb, pre.get("fit", "square"), pre.get("size", 128))
+    return pre.apply(rgb)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.predict", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.predict", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
-    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the model's, 0.5)")
+    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the one stored with the model)")
     p.add_argument("--native-size", action="store_true", help="feed each image at its own size (SPP)")
     p.add_argument("--max-side", type=int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -74,18 +75,18 @@ def main(argv=None) -> int:
 
     files = expand(args.paths)
     model, pre = load_classifier(args.model)
-    threshold = args.threshold if args.threshold is not None else pre.get("threshold", 0.5)
+    pre = pre.with_threshold(args.threshold)
     failed = 0
 
     def emit(path, prob=None, error=None):
         if args.json:
             rec = {"path": str(path), "error": error} if error else {
-                "path": str(path), "meme_probability": round(float(prob), 6), "label": "meme" if prob >= threshold else "not_meme"}
+                "path": str(path), "meme_probability": round(float(prob), 6), "label": pre.label(prob)}
             print(json.dumps(rec))
         elif error:
             print(f"{path}\terror\t{error}")
         else:
-            print(f"{path}\t{prob:.4f}\t{'meme' if prob >= threshold else 'not_meme'}")
+            print(f"{path}\t{prob:.4f}\t{pre.label(prob)}")
 
     batch: list[tuple[Path, np.ndarray]] = []
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
 
-from . import ARCHS
+from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
 from .h5file import DatasetError, open_dataset
+from .preprocess import Preprocess
 
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
 BEST = "best.keras"               # lowest validation loss so far
@@ -26,11 +27,12 @@ STATE = "state.json"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.run", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.run", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="HDF5 dataset from processing.build_h5")
     p.add_argument("--out", required=True, type=Path, help="run folder (model, logs, report)")
-    p.add_argument("--arch", choices=ARCHS, default="memenet", help="memenet (default) or seed (the original)")
+    p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
+                   help="memenet (default) or original (the original project's network; 'seed' is its old name)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -49,7 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.arch = canonical_arch(args.arch)
+    return args
 
 
 def make_optimizer(name: str, lr: float):
@@ -140,8 +144,7 @@ def train(args) -> dict:
         model.compile(optimizer=make_optimizer(args.optimizer, args.lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         best = float("inf")
-    atomic_write_json(args.out / "preprocess.json",
-                      {"fit": fit, "size": size, "threshold": 0.5, "arch": args.arch, "label_names": ["non_meme", "meme"]})
+    Preprocess(fit=fit, size=size, arch=args.arch).save(args.out)
     atomic_write_json(args.out / "args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
 
     callbacks = [
@@ -167,7 +170,7 @@ def finish(args, train_seconds: float) -> dict:
     os.replace(args.out / ".model.keras.tmp", args.out / "model.keras")
     model, pre = load_classifier(args.out)
     y, probs, grid = evaluate_split(model, args.data, "test", args.batch_size)
-    report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre["threshold"], "test split",
+    report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre.threshold, "test split",
                           {"data": str(args.data), "split": "test", "arch": args.arch,
                            "train_seconds": round(train_seconds, 1),
                            "epochs_run": json.loads((args.out / STATE).read_text())["epoch"] + 1})

@@ -1,19 +1,67 @@
-"""Build LoC-style and imgur-style fixtures and run the real `scrapy crawl` against them."""
+"""Helpers shared by the tests and the benchmarks: generated pictures, LoC- and imgur-style
+fixtures for the local mirror, and the real ``scrapy crawl`` run against them.
+
+Importable from anywhere (``from crawler.testkit import ...``); nothing here runs at import.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, image_bytes, picture
-from datasets.mirror import Capture, ImgurImage, ImgurSite, LocItem
+import numpy as np
+from PIL import Image, ImageDraw
 
+from .mirror import Capture, ImgurImage, ImgurSite, LocItem
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEME_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CDN = "http://cdn.meme.am/instances/250x250/{}.jpg"
 TS = "20150508184553"
+
+
+def shared_data_missing() -> str | None:
+    """Why the real data cannot be used, or None when it is there."""
+    if (SHARED / "MANIFEST.md").exists():
+        return None
+    return f"real data not found at {SHARED} (../shared/data from the repo root, or set MEME_SHARED_DATA)"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def picture(width: int, height: int, seed: int = 0, caption: str | None = "TOP TEXT") -> Image.Image:
+    """A random-noise RGB picture, optionally with a white caption bar."""
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    if caption:
+        d = ImageDraw.Draw(img)
+        d.rectangle([0, 0, width, max(1, height // 8)], fill=(255, 255, 255))
+        d.text((4, 2), caption, fill=(0, 0, 0))
+    return img
+
+
+def image_bytes(img: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def save(img: Image.Image, path: Path, fmt: str | None = None, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format=fmt, **kw)
+    return path
 
 
 def meme_jpeg(seed: int) -> bytes:
@@ -103,7 +151,6 @@ def manifest_records(workdir: Path) -> list[dict]:
 
 
 def gif_bytes(seed: int) -> bytes:
-    import io
     frames = [picture(200, 200, seed=seed + k) for k in range(2)]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])

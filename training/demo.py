@@ -1,4 +1,4 @@
-"""python -m datasets.demo --out demo-output: the whole pipeline, offline, in one command.
+"""python -m training.demo --out demo-output: the whole pipeline, offline, in one command.
 
 Starts the local mirror (an LoC-style archive and an imgur-style API on
 127.0.0.1), then runs exactly the user-facing commands as subprocesses:
@@ -48,7 +48,7 @@ def run_stage(name: str, cmd: list[str], log_dir: Path, env: dict | None = None)
 def start_mirror(spec: Path, out: Path) -> tuple[subprocess.Popen, str]:
     port_file = out / "mirror.port"
     port_file.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "datasets.mirror", "--spec", str(spec), "--port-file",
+    proc = subprocess.Popen([sys.executable, "-m", "crawler.mirror", "--spec", str(spec), "--port-file",
                              str(port_file)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not port_file.exists() or not port_file.read_text():
@@ -68,7 +68,7 @@ def crawl_settings(base: str, crawl: Path) -> list[str]:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m datasets.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (replaced)")
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="real data folder, if present")

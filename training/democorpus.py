@@ -108,7 +108,7 @@ def make_corpus(out: Path, shared: Path | None, n_memes: int, n_tiny: int) -> Co
 # ---- sites -------------------------------------------------------------------
 @dataclass
 class Site:
-    spec: Path          # for python -m datasets.mirror
+    spec: Path          # for python -m crawler.mirror
     csv: Path           # Meme Generator file, official UTF-16 TSV layout
     cifar: Path         # CIFAR-100-format tarball of the tiny pictures
     cifar_md5: str

@@ -7,7 +7,7 @@ and injected faults (404, flaky 503, 429 with Retry-After, wrong bytes,
 truncated bodies, HTML served as .jpg, challenge pages, slow answers).
 
 Tests build a ``Mirror`` in-process; the demo and benchmarks run
-``python -m datasets.mirror --spec spec.json`` as a subprocess.
+``python -m crawler.mirror --spec spec.json`` as a subprocess.
 """
 
 from __future__ import annotations
@@ -282,9 +282,9 @@ _REMOVED_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x0
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m datasets.mirror", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m crawler.mirror", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--spec", required=True, help="JSON spec written by datasets.democorpus")
+    p.add_argument("--spec", required=True, help="JSON spec written by training.democorpus")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     p.add_argument("--port-file", help="write the chosen port here once listening")
     args = p.parse_args(argv)

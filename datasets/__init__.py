@@ -1,1 +1,0 @@
-"""Dataset cards, small hand-made inputs, and the local mirror used by tests and the demo."""

@@ -1,0 +1,273 @@
+"""The builder's core: a frozen ``BuildConfig`` and the one function that builds from it.
+
+``build_h5`` turns command-line arguments into a config and reports the
+summary; ``distribute`` sends per-shard configs to a process pool or Dask.
+Neither is imported here, so the core can be called from anywhere (a
+notebook, a test, a cluster worker) without a command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from . import reasons
+from .cifar import CIFAR100_MD5, CifarError
+from .cliutil import UsageError, atomic_write_json
+from .decode import DEFAULT_MAX_PIXELS
+from .prepare import Options, Row, prepare_any, prepare_chunk
+from .schema import INPUT_SIZE, MEME, NON_MEME
+from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
+from .split import assign_splits, label_counts, source_counts, split_counts
+from .transform import FITS, canonical_fit
+from .writer import H5Writer, PartialBuildError, partial_path
+
+CHUNK = 16          # jobs per inter-process task
+COMMIT_EVERY = 256  # rows per HDF5 commit: bounds memory and the work lost to a kill
+GROUP_BY = ("none", "template")
+COMPRESSIONS = ("none", "lzf", "gzip")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that defines one build (or one shard of a build)."""
+
+    out: Path
+    manifests: tuple[str, ...] = ()
+    memes: tuple[str, ...] = ()
+    non_memes: tuple[str, ...] = ()
+    tiny: tuple[str, ...] = ()
+    tiny_count: int | None = None
+    cifar: str | None = None
+    cifar_count: int = 8000
+    cifar_md5: str = CIFAR100_MD5
+    fit: str = "square"
+    min_side: int = INPUT_SIZE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    group_by: str = "none"
+    seed: int = 0
+    compression: str = "none"
+    workers: int = 1
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    shard: tuple[int, int] | None = None   # (index, count): build only that shard's inputs
+
+    def __post_init__(self):
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "fit", canonical_fit(self.fit))
+        for name in ("manifests", "memes", "non_memes", "tiny"):
+            object.__setattr__(self, name, tuple(str(p) for p in getattr(self, name)))
+
+    @property
+    def has_inputs(self) -> bool:
+        return bool(self.manifests or self.memes or self.non_memes or self.tiny or self.cifar)
+
+    def params(self) -> dict:
+        """What defines the dataset's content: a resumed build must use the same."""
+        return {
+            "fit": self.fit, "size": INPUT_SIZE, "min_side": self.min_side, "max_pixels": self.max_pixels,
+            "split": list(self.split), "group_by": self.group_by, "seed": self.seed,
+            "compression": self.compression,
+            "inputs": {"manifest": list(self.manifests), "memes": list(self.memes),
+                       "non_memes": list(self.non_memes), "tiny": list(self.tiny), "tiny_count": self.tiny_count,
+                       "cifar": self.cifar, "cifar_count": self.cifar_count if self.cifar else None},
+            **({"shard": list(self.shard)} if self.shard else {}),
+        }
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+def check(config: BuildConfig) -> None:
+    """Refuse a config that cannot build, before any work (UsageError: one line for the user)."""
+    if not config.has_inputs:
+        raise UsageError("no inputs: give --manifest, --memes, --non-memes, --tiny or --cifar")
+    for path in [*config.manifests, *config.memes, *config.non_memes, *config.tiny]:
+        if not Path(path).exists():
+            raise UsageError(f"input not found: {path}")
+    if config.fit not in FITS:
+        raise UsageError(f"unknown fit {config.fit!r}; choose from {sorted(FITS)}")
+    if config.group_by not in GROUP_BY or config.compression not in COMPRESSIONS:
+        raise UsageError(f"--group-by takes {GROUP_BY}, --compression {COMPRESSIONS}")
+    if config.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if config.out.exists() and not config.overwrite:
+        raise UsageError(f"{config.out} exists: pass --overwrite to replace it")
+    if partial_path(config.out).exists() and not (config.resume or config.overwrite):
+        raise UsageError(f"an interrupted build left {partial_path(config.out)}: "
+                         "pass --resume to continue or --overwrite to start over")
+
+
+def shard_of(key: tuple[str, str], count: int) -> int:
+    """The shard an input belongs to: a stable hash of its key, independent of input order."""
+    return int.from_bytes(hashlib.sha1(f"{key[0]}\x00{key[1]}".encode()).digest()[:8], "big") % count
+
+
+def collect_inputs(config: BuildConfig) -> list[Input]:
+    inputs: list[Input] = []
+    if config.manifests:
+        inputs.extend(from_manifests(list(config.manifests)))
+    for d in config.memes:
+        inputs.extend(from_folder(d, MEME))
+    for d in config.non_memes:
+        inputs.extend(from_folder(d, NON_MEME))
+    for d in config.tiny:
+        inputs.extend(from_folder(d, NON_MEME, tiny=True, count=config.tiny_count))
+    if config.cifar:
+        try:
+            inputs.extend(from_cifar(config.cifar, config.cifar_count, config.cifar_md5))
+        except CifarError as exc:
+            raise UsageError(str(exc)) from None
+    if config.shard:
+        index, count = config.shard
+        inputs = [x for x in inputs if shard_of(x.key, count) == index]
+    return inputs
+
+
+def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iterator[Row]:
+    """Rows in job order; at most ``4 * workers`` chunks in flight (bounded memory)."""
+    if workers == 1:
+        for job in jobs:
+            yield prepare_any(job, options)
+        return
+    chunks = (jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        in_flight: deque = deque()
+        for chunk in chunks:
+            in_flight.append(pool.submit(prepare_chunk, chunk, options))
+            if len(in_flight) >= 4 * workers:
+                yield from in_flight.popleft().result()
+        while in_flight:
+            yield from in_flight.popleft().result()
+
+
+def write_order(key: tuple[str, str]) -> bytes:
+    """Rows are written in a hashed order, so neighbouring rows mix sources and labels: a
+    block-shuffled reader (training.data) then gets mixed batches at slice speed."""
+    return hashlib.sha1(f"{key[0]}\x00{key[1]}".encode("utf-8", "surrogateescape")).digest()
+
+
+def process(inputs: Iterable[Input], options: Options, workers: int) -> Iterator[Skip | Row]:
+    inputs = list(inputs)
+    yield from (x for x in inputs if isinstance(x, Skip))
+    work = sorted((x for x in inputs if not isinstance(x, Skip)), key=lambda x: write_order(x.key))
+    yield from run_jobs(work, options, workers)
+
+
+def write_all(writer: H5Writer, results: Iterable[Skip | Row], bar) -> None:
+    seen_sha = writer.sha256s()
+    since_commit = 0
+    for r in results:
+        if isinstance(r, Skip):
+            writer.add_skip(r.source, r.source_id, r.reason, r.label)
+        else:
+            job = r.job
+            reason = r.reason or (reasons.DUPLICATE if r.sha256 in seen_sha else None)
+            if reason:
+                writer.add_skip(job.source, job.source_id, reason, job.label)
+            else:
+                seen_sha.add(r.sha256)
+                writer.add_row(r.image, job.label, job.source, job.source_id, job.group, r.sha256, r.animated)
+        since_commit += 1
+        if since_commit >= COMMIT_EVERY:
+            writer.commit()
+            since_commit = 0
+        bar.update(1)
+    writer.commit()
+
+
+def summary_path(out: Path) -> Path:
+    return Path(out).with_suffix(".summary.json")
+
+
+def split_keys(groups: list[str], sha256s: list[str], group_by: str) -> list[str]:
+    """What must stay together in one split: the template (with ``--group-by template``), else the bytes."""
+    return [g if (group_by == "template" and g) else sha for g, sha in zip(groups, sha256s)]
+
+
+def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: int, seconds: float,
+              params: dict) -> dict:
+    labels = writer.labels()
+    skip_reasons = writer.column("reason", group="skipped")
+    return {
+        "output": str(writer.out),
+        "inputs": inputs_total,
+        "rows": int(len(labels)),
+        "skipped_total": len(skip_reasons),
+        "by_label": label_counts(labels),
+        "by_split": split_counts(labels, splits),
+        "by_source": source_counts(writer.column("source"), writer.column("source", group="skipped")),
+        "skipped": dict(sorted(Counter(skip_reasons).items())),
+        "animated_rows": int(writer.f["animated"][:].sum()),
+        "resumed_rows": resumed,
+        "seconds": round(seconds, 2),
+        "params": params,
+    }
+
+
+def build(config: BuildConfig) -> dict:
+    """Build one HDF5 file (a whole dataset, or one shard) from ``config``; returns its summary.
+
+    Every input ends as a row or a skip with its reason; the file appears under
+    its final name only when complete, and ``<out>.summary.json`` beside it
+    says ``rows + skipped == inputs``. Raises UsageError for a config that
+    cannot build.
+    """
+    check(config)
+    params = config.params()
+    if config.overwrite and not config.resume:
+        partial_path(config.out).unlink(missing_ok=True)
+    inputs = collect_inputs(config)
+    options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels)
+    t0 = time.time()
+    try:
+        writer = H5Writer(config.out, size=INPUT_SIZE,
+                          compression=None if config.compression == "none" else config.compression,
+                          params=params, resume=config.resume)
+    except PartialBuildError as exc:
+        raise UsageError(str(exc)) from None
+    done = writer.done_keys()
+    todo, seen = [], set(done)
+    for x in inputs:
+        if x.key not in seen:
+            seen.add(x.key)
+            todo.append(x)
+    try:
+        with tqdm(total=len(inputs), initial=len(inputs) - len(todo), unit="img", desc="build_h5",
+                  disable=not config.progress, file=sys.stderr) as bar:
+            write_all(writer, process(todo, options, config.workers), bar)
+    except BaseException:
+        writer.close()  # what was committed stays for --resume
+        raise
+    labels = writer.labels()
+    splits = assign_splits(labels, split_keys(writer.column("group"), writer.sha256_list(), config.group_by),
+                           config.split, config.seed)
+    summary = summarize(writer, splits, len({x.key for x in inputs}), len(done), time.time() - t0, params)
+    writer.finalize(splits, fit=config.fit, params=params,
+                    counts={k: summary[k] for k in ("by_label", "by_split", "skipped")})
+    atomic_write_json(summary_path(config.out), summary)
+    return summary
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def for_shard(config: BuildConfig, out: Path, index: int, count: int) -> BuildConfig:
+    """The config of one shard task: its own file, one decode process, resuming its own partial file."""
+    return replace(config, out=Path(out), shard=(index, count), workers=1, progress=False, overwrite=False,
+                   resume=False)
