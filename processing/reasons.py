@@ -78,6 +78,20 @@ MEANINGS: dict[str, str] = {
 }
 
 ALL: frozenset[str] = frozenset(k for k in MEANINGS if k != "http_NNN")
+
+# ---- why a crawl stopped paging (the ``<source>/stop_reason`` stat; never a row's status) -------------------
+STOP_GALLERY_END = "gallery_end"
+STOP_NO_NEW_ITEMS = "no_new_items"
+STOP_AUTH_REFUSED = "auth_refused"
+STOP_PAGE_FAILED = "page_failed"
+
+STOP_MEANINGS: dict[str, str] = {
+    STOP_GALLERY_END: "the gallery answered an empty page: every page was read",
+    STOP_NO_NEW_ITEMS: "IMGUR_STALE_PAGES pages in a row brought no item not seen before (a gallery repeating itself)",
+    STOP_AUTH_REFUSED: "imgur refused the client id (401, or 403 with its client-id error): the crawl stops, exit 1",
+    STOP_PAGE_FAILED: "a gallery page failed after its retries (see the log); a re-run starts from that page",
+    QUOTA_EXHAUSTED: MEANINGS[QUOTA_EXHAUSTED],
+}
 TRANSIENT: frozenset[str] = frozenset({TIMEOUT, CONNECTION_ERROR, QUOTA_EXHAUSTED, "http_429"})
 
 _HTTP = re.compile(r"http_[1-5]\d\d")
