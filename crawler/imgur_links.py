@@ -32,7 +32,7 @@ LINK_COLUMNS = ("url", "urls", "link", "links", "image", "image url", "image lin
                 "imgur link", "src")
 EXCERPT = 60   # characters of a bad input quoted in a message
 
-_IMAGE_PATH = re.compile(r"^/(?P<id>[A-Za-z0-9]{5,10})\.(?P<ext>[A-Za-z0-9]{3,4})$")
+_IMAGE_PATH = re.compile(r"^/(?P<id>[A-Za-z0-9]{1,20})\.(?P<ext>[A-Za-z0-9]{3,4})$")
 
 
 class LinkListError(Exception):
