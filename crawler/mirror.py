@@ -48,7 +48,7 @@ class LocItem:
 @dataclass
 class ImgurImage:
     id: str
-    body: bytes | None            # None: removed (redirects to removed.png); REMOVED_PNG: the placeholder served directly
+    body: bytes | None            # None: removed (redirects to removed.png); REMOVED_PNG: the placeholder, with 200
     content_type: str = "image/jpeg"
     # what a request for it does: 404, 429 (once, with Retry-After), flaky503 (twice), 503 (always)
     fault: str | None = None

@@ -326,7 +326,8 @@ def test_bare_command_without_client_id_crawls_the_default_list(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("content, message", [(b"", "link list is empty"), (b"\x89PNG\r\n\x1a\n\x00\x00\xff", "not a text file"),
+@pytest.mark.parametrize("content, message", [(b"", "link list is empty"),
+                                              (b"\x89PNG\r\n\x1a\n\x00\x00\xff", "not a text file"),
                                               (b"hello,world\n" * 20000, "no imgur image link")])
 def test_bad_link_list_is_one_short_line_exit_2(tmp_path, content, message):
     (tmp_path / "links.txt").write_bytes(content)

@@ -111,7 +111,8 @@ def test_gallery_items_accepts_both_shapes():
 
 
 def test_only_video_types_and_links_are_videos():
-    gif = {"type": "image/gif", "animated": True, "link": "https://i.imgur.com/a.gif", "mp4": "https://i.imgur.com/a.mp4"}
+    gif = {"type": "image/gif", "animated": True, "link": "https://i.imgur.com/a.gif",
+           "mp4": "https://i.imgur.com/a.mp4"}
     assert not is_video(gif)
     assert is_video({"type": "video/mp4", "link": "https://i.imgur.com/a.mp4"})
     assert is_video({"type": "image/gif", "link": "https://i.imgur.com/a.gifv"})

@@ -234,7 +234,8 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
             return
         self.stale_pages = 0 if items is None or self.claims > before else self.stale_pages + 1
         if self.stale_pages >= self.settings.getint("IMGUR_STALE_PAGES"):
-            self.stop(reasons.STOP_NO_NEW_ITEMS, "pages %d-%d brought nothing new (the gallery repeats itself): stopping",
+            self.stop(reasons.STOP_NO_NEW_ITEMS,
+                      "pages %d-%d brought nothing new (the gallery repeats itself): stopping",
                       page - self.stale_pages + 1, page)
             return
         if self.full() or (self.max_pages is not None and page + 1 >= self.max_pages):
@@ -303,14 +304,16 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
         request, exc = failure.request, failure.value
         reason = reason_for_failure(failure)
         if isinstance(exc, HttpError) and is_auth_error(exc.response.status, exc.response.body):
-            self.stop(reasons.STOP_AUTH_REFUSED, "imgur refused the client id (%s): check IMGUR_CLIENT_ID; stopping", reason)
+            self.stop(reasons.STOP_AUTH_REFUSED, "imgur refused the client id (%s): check IMGUR_CLIENT_ID; stopping",
+                      reason)
             raise CloseSpider(reasons.STOP_AUTH_REFUSED)
         if reason == reasons.QUOTA_EXHAUSTED:
             self.stop(reason, "stopping before imgur's rate limit runs out (%s)", request.url)
             return None
         album = request.meta.get("album")
         if album is None:
-            self.stop(reasons.STOP_PAGE_FAILED, "gallery page %d failed (%s): stopping; a re-run starts from it", request.meta["page"], reason)
+            self.stop(reasons.STOP_PAGE_FAILED, "gallery page %d failed (%s): stopping; a re-run starts from it",
+                      request.meta["page"], reason)
             return None
         self.logger.error("album %s failed (%s): recorded, the crawl goes on", album["id"], reason)
         if reasons.is_final(reason):
