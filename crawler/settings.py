@@ -7,6 +7,8 @@ spider distributed (see crawler/distributed.py).
 
 import os
 
+from processing.decode import DEFAULT_MAX_PIXELS
+
 BOT_NAME = "meme_recognition"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
@@ -23,7 +25,7 @@ IMGUR_QUOTA_SLOWDOWN = 100    # start spacing API requests out below this
 
 FILES_STORE = "data/crawl/files"
 MANIFEST_DIR = "data/crawl/manifests"
-IMAGE_MAX_PIXELS = 64_000_000
+IMAGE_MAX_PIXELS = DEFAULT_MAX_PIXELS   # decompression-bomb cap, the same as the builder's
 
 # ---- manners ---------------------------------------------------------------
 USER_AGENT = "meme-recognition/0.1 (research crawler; Scrapy)"

@@ -13,6 +13,9 @@ from crawler.mirror import Mirror
 from processing import build_h5
 
 
+pytestmark = pytest.mark.slow   # every test here runs real subprocesses
+
+
 def crawl(mirror, work, args=None, **settings):
     settings.setdefault("IMGUR_CLIENT_ID", "test-client")
     return run_crawl("imgur_meme", mirror, work, args or {}, **settings)

@@ -104,6 +104,12 @@ def prepare_out(args) -> dict | None:
 
 
 def train(args) -> dict:
+    """Train on the dataset's ``train`` split, early-stop on ``val``, then report on ``test``.
+
+    Writes the run folder (checkpoints, ``model.keras``, ``preprocess.json``,
+    ``log.csv``, ``report.json``, PNGs) and returns the test report. Raises
+    UsageError for arguments or data it cannot use.
+    """
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if not sizes or min(sizes) < 16:
         raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")
