@@ -7,6 +7,7 @@ spider distributed (see crawler/distributed.py).
 
 import os
 
+from processing import paths
 from processing.decode import DEFAULT_MAX_PIXELS
 
 BOT_NAME = "meme_recognition"
@@ -23,8 +24,8 @@ IMGUR_CLIENT_ID = os.environ.get("IMGUR_CLIENT_ID", "")
 IMGUR_QUOTA_RESERVE = 10      # stop paging with this many API requests left
 IMGUR_QUOTA_SLOWDOWN = 100    # start spacing API requests out below this
 
-FILES_STORE = "data/crawl/files"
-MANIFEST_DIR = "data/crawl/manifests"
+FILES_STORE = str(paths.FILES_STORE)
+MANIFEST_DIR = str(paths.MANIFEST_DIR)
 IMAGE_MAX_PIXELS = DEFAULT_MAX_PIXELS   # decompression-bomb cap, the same as the builder's
 
 # ---- manners ---------------------------------------------------------------

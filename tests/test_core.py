@@ -123,3 +123,22 @@ def test_status_counts_table(tmp_path):
     table = status_counts(read_manifests([tmp_path]))
     assert list(table.columns) == [reasons.OK, "http_404", reasons.MD5_MISMATCH, reasons.REMOVED]
     assert table.loc["loc_archive"].tolist() == [2, 1, 1, 0] and table.loc["imgur"].tolist() == [0, 0, 0, 1]
+
+
+def test_bare_build_reads_the_conventional_places(tmp_path, monkeypatch, capsys):
+    from processing import paths
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="no inputs"):
+        build_h5.to_config(build_h5.parse_args([]))
+    with ManifestWriter(paths.MANIFEST_DIR / "loc_archive-h-1.jsonl") as w:
+        for i in range(3):
+            p = save(picture(200, 200, seed=i), paths.FILES_STORE / f"{i}.png")
+            w.write(Record(source="loc_archive", source_id=str(i), status=reasons.OK, path=str(p.resolve())))
+    for i in range(4):
+        save(picture(32, 32, seed=50 + i, caption=None), paths.TINY_DIR / "things" / f"{i}.png")
+    assert build_h5.main(["--no-progress"]) == 0
+    with h5py.File(paths.DATASET) as f:
+        assert sorted(f["labels"][:].tolist()) == [0] * 4 + [1] * 3
+    with pytest.raises(UsageError, match="exists"):          # a second bare run does not overwrite
+        build_h5.main(["--no-progress"])
