@@ -77,7 +77,7 @@ class RetryAfterMiddleware(RetryMiddleware):
 
     def __init__(self, settings):
         super().__init__(settings)
-        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX", 120.0)
+        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX")
 
     async def process_response(self, request, response, spider=None):
         if request.meta.get("dont_retry") or response.status not in self.retry_http_codes:
@@ -108,8 +108,8 @@ class ImgurQuotaMiddleware:
 
     def __init__(self, crawler):
         self.crawler = crawler
-        self.reserve = crawler.settings.getint("IMGUR_QUOTA_RESERVE", 10)
-        self.slowdown = crawler.settings.getint("IMGUR_QUOTA_SLOWDOWN", 100)
+        self.reserve = crawler.settings.getint("IMGUR_QUOTA_RESERVE")
+        self.slowdown = crawler.settings.getint("IMGUR_QUOTA_SLOWDOWN")
         self.exhausted = False
 
     @classmethod

@@ -16,7 +16,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
 from processing import reasons
-from processing.decode import DEFAULT_MAX_PIXELS, probe_image
+from processing.decode import probe_image
 from processing.manifest import ManifestWriter, Record
 from processing.reasons import Rejected
 
@@ -49,7 +49,7 @@ class MemeFilesPipeline(FilesPipeline):
 
     def __init__(self, store_uri, *, crawler):
         super().__init__(store_uri, crawler=crawler)
-        self.max_pixels = crawler.settings.getint("IMAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+        self.max_pixels = crawler.settings.getint("IMAGE_MAX_PIXELS")
         self.local_root = None if "://" in str(store_uri) else Path(store_uri).resolve()
         self.removed_md5 = {m.lower() for m in crawler.settings.getlist("IMGUR_REMOVED_MD5")}
 

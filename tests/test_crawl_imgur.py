@@ -13,7 +13,7 @@ from crawler.testkit import gif_bytes, imgur_site, loc_corpus, manifest_records,
 from crawler.mirror import REMOVED_PNG, REMOVED_PNG_MD5, ImgurImage, Mirror
 from processing import build_h5
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow   # every test here runs real subprocesses
 NO_CLIENT_ENV = {k: v for k, v in os.environ.items() if k != "IMGUR_CLIENT_ID"}
 
 
