@@ -13,9 +13,7 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_reques
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.response import response_status_message
 
-from processing.reasons import REDIRECT_REFUSED
-
-QUOTA_EXHAUSTED = "quota_exhausted"
+from processing.reasons import QUOTA_EXHAUSTED, REDIRECT_REFUSED
 
 
 def is_private_host(host: str) -> bool:

@@ -184,3 +184,10 @@ def test_job_for_link_round_trip():
                                         (None, True), ("auth_refused", False), ("cancelled", False)])
 def test_exit_ok(reason, ok):
     assert exit_ok(reason) is ok
+
+
+def test_every_stop_reason_has_a_meaning():
+    from processing import reasons
+    stops = {v for k, v in vars(reasons.Stop).items() if k.isupper()}
+    assert stops == set(reasons.STOP_MEANINGS) and all(reasons.STOP_MEANINGS.values())
+    assert not (stops - {reasons.QUOTA_EXHAUSTED}) & reasons.ALL     # never a row's status

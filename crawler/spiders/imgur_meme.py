@@ -230,11 +230,11 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
         if not chain:
             return
         if items == []:
-            self.stop(reasons.STOP_GALLERY_END, "page %d is empty: end of the gallery, stopping", page)
+            self.stop(reasons.Stop.GALLERY_END, "page %d is empty: end of the gallery, stopping", page)
             return
         self.stale_pages = 0 if items is None or self.claims > before else self.stale_pages + 1
         if self.stale_pages >= self.settings.getint("IMGUR_STALE_PAGES"):
-            self.stop(reasons.STOP_NO_NEW_ITEMS,
+            self.stop(reasons.Stop.NO_NEW_ITEMS,
                       "pages %d-%d brought nothing new (the gallery repeats itself): stopping",
                       page - self.stale_pages + 1, page)
             return
@@ -304,15 +304,15 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
         request, exc = failure.request, failure.value
         reason = reason_for_failure(failure)
         if isinstance(exc, HttpError) and is_auth_error(exc.response.status, exc.response.body):
-            self.stop(reasons.STOP_AUTH_REFUSED, "imgur refused the client id (%s): check IMGUR_CLIENT_ID; stopping",
+            self.stop(reasons.Stop.AUTH_REFUSED, "imgur refused the client id (%s): check IMGUR_CLIENT_ID; stopping",
                       reason)
-            raise CloseSpider(reasons.STOP_AUTH_REFUSED)
+            raise CloseSpider(reasons.Stop.AUTH_REFUSED)
         if reason == reasons.QUOTA_EXHAUSTED:
-            self.stop(reason, "stopping before imgur's rate limit runs out (%s)", request.url)
+            self.stop(reasons.Stop.QUOTA_EXHAUSTED, "stopping before imgur's rate limit runs out (%s)", request.url)
             return None
         album = request.meta.get("album")
         if album is None:
-            self.stop(reasons.STOP_PAGE_FAILED, "gallery page %d failed (%s): stopping; a re-run starts from it",
+            self.stop(reasons.Stop.PAGE_FAILED, "gallery page %d failed (%s): stopping; a re-run starts from it",
                       request.meta["page"], reason)
             return None
         self.logger.error("album %s failed (%s): recorded, the crawl goes on", album["id"], reason)
@@ -325,5 +325,5 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
     def closed(self, reason: str) -> None:
         if self.state is not None:
             self.state.complete = (reason == "finished" and not self.state.albums_pending and self.stop_reason
-                                   not in (reasons.QUOTA_EXHAUSTED, reasons.STOP_PAGE_FAILED))
+                                   not in (reasons.Stop.QUOTA_EXHAUSTED, reasons.Stop.PAGE_FAILED))
             self.save_state()
