@@ -102,6 +102,9 @@ def check(config: BuildConfig) -> None:
     for path in [*config.manifests, *config.memes, *config.non_memes, *config.tiny]:
         if not os.path.exists(path):
             raise UsageError(f"input not found: {escape_name(path)}")
+    for path in [*config.memes, *config.non_memes, *config.tiny]:
+        if not os.path.isdir(path):
+            raise UsageError(f"not a folder: {escape_name(path)} (--memes, --non-memes and --tiny take folders)")
     if config.fit not in FITS:
         raise UsageError(f"unknown fit {config.fit!r}; choose from {sorted(FITS)}")
     if config.group_by not in GROUP_BY or config.compression not in COMPRESSIONS:

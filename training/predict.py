@@ -1,4 +1,4 @@
-"""python -m training.predict MODEL PATH... [--json] [--threshold T] [--native-size]
+r"""python -m training.predict MODEL PATH... [--json] [--threshold T] [--native-size]
 
 Prints one line per image: path, meme probability, label. Folders are read
 recursively. By default each image is cropped and pooled exactly as in
