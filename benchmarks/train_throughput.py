@@ -50,6 +50,7 @@ def main() -> int:
     from training.data import H5Batches
     from training.model import build_model
     from training.predict import expand, load_pixels
+    from training.preprocess import Preprocess
 
     tmp = tempfile.TemporaryDirectory()
     data = args.data or synthetic(Path(tmp.name) / "synthetic.h5", args.batch_size * (args.steps + 2))
@@ -78,9 +79,10 @@ def main() -> int:
               "train_img_s_in_memory": round(in_memory, 1), "train_img_s_hdf5_stream": round(streamed, 1),
               "stream_over_memory": round(streamed / in_memory, 3)}
 
-    files = (expand([str(SHARED / "memes"), str(SHARED / "photos")]) if SHARED.exists() else [])[: args.predict_limit]
+    found = expand([str(SHARED / "memes"), str(SHARED / "photos")]) if SHARED.exists() else []
+    files = [path for path, error in found if error is None][: args.predict_limit]
     if files:
-        pre = {"fit": "square", "size": 128}
+        pre = Preprocess(fit="square", size=128)
         model.predict_on_batch(np.zeros((64, 128, 128, 3), np.uint8))
         t0 = time.perf_counter()
         for i in range(0, len(files), 64):

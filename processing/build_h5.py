@@ -20,6 +20,7 @@ from . import paths, pipeline
 from .cifar import CIFAR100_MD5
 from .cliutil import UsageError, run_main
 from .decode import DEFAULT_MAX_PIXELS
+from .files import DEFAULT_MAX_BYTES
 from .distribute import build_sharded
 from .pipeline import COMPRESSIONS, GROUP_BY, BuildConfig
 from .schema import INPUT_SIZE, SPLIT_NAMES
@@ -53,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-side", type=int, default=INPUT_SIZE,
                    help=f"skip images whose short side is below this (default {INPUT_SIZE})")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb cap")
+    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+                   help=f"read at most N bytes of a file; a larger one is skipped as too_large "
+                        f"(default {DEFAULT_MAX_BYTES}, 64 MiB)")
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
     p.add_argument("--group-by", choices=GROUP_BY, default="none",
                    help="template: all images of one template/subfolder land in one split")
@@ -100,9 +104,9 @@ def to_config(args) -> BuildConfig:
     return BuildConfig(
         out=args.out, manifests=args.manifest, memes=args.memes, non_memes=args.non_memes, tiny=args.tiny,
         tiny_count=args.tiny_count, cifar=args.cifar, cifar_count=args.cifar_count, cifar_md5=args.cifar_md5,
-        fit=args.fit, min_side=args.min_side, max_pixels=args.max_pixels, split=fractions, group_by=args.group_by,
-        seed=args.seed, compression=args.compression, workers=args.workers, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.no_progress)
+        fit=args.fit, min_side=args.min_side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
+        group_by=args.group_by, seed=args.seed, compression=args.compression, workers=args.workers,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
 
 
 def print_summary(summary: dict) -> None:

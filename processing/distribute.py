@@ -33,7 +33,8 @@ import numpy as np
 
 from . import reasons
 from .cliutil import atomic_write_json
-from .pipeline import BuildConfig, check, for_shard, split_keys, summary_path
+from .files import escape_name
+from .pipeline import BuildConfig, check, check_existing, for_shard, locked_output, split_keys, summary_path
 from .schema import INPUT_SIZE, dataset_attrs
 from .split import assign_splits, label_counts, source_counts, split_counts
 from .writer import STR, partial_path, write_split
@@ -84,17 +85,19 @@ def build_sharded(build: Build, config: BuildConfig, count: int, scheduler: str 
     """``count`` shards of ``config`` built by ``build`` (e.g. ``pipeline.build``), stitched into ``config.out``."""
     t0 = time.time()
     check(config)
-    if config.overwrite:
-        shutil.rmtree(shard_dir(config.out), ignore_errors=True)
-        config.out.unlink(missing_ok=True)
-    shard_dir(config.out).mkdir(parents=True, exist_ok=True)
-    configs = [for_shard(config, shard_path(config.out, i, count), i, count) for i in range(count)]
-    paths = run_shards(build, configs, scheduler, config.workers)
-    params = config.params()
-    summary = stitch([Path(p) for p in paths], config.out, config=config)
-    summary.update(seconds=round(time.time() - t0, 2), params=params)
-    atomic_write_json(summary_path(config.out), summary)
-    return summary
+    with locked_output(config.out):
+        check_existing(config)
+        if config.overwrite:
+            shutil.rmtree(shard_dir(config.out), ignore_errors=True)
+            config.out.unlink(missing_ok=True)
+        shard_dir(config.out).mkdir(parents=True, exist_ok=True)
+        configs = [for_shard(config, shard_path(config.out, i, count), i, count) for i in range(count)]
+        paths = run_shards(build, configs, scheduler, config.workers)
+        params = config.params()
+        summary = stitch([Path(p) for p in paths], config.out, config=config)
+        summary.update(seconds=round(time.time() - t0, 2), params=params)
+        atomic_write_json(summary_path(config.out), summary)
+        return summary
 
 
 def _col(ds) -> list[str]:
@@ -160,6 +163,6 @@ def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
         f.attrs.update(dataset_attrs(fit=config.fit, params=config.params(), counts=counts,
                                      extra={"shards": [os.path.relpath(s, out.parent) for s in shards]}))
     os.replace(tmp, out)
-    return {"output": str(out), "inputs": inputs, "rows": n, "skipped_total": len(skipped["reason"]),
+    return {"output": escape_name(str(out)), "inputs": inputs, "rows": n, "skipped_total": len(skipped["reason"]),
             "by_source": source_counts(columns["source"], skipped["source"]), "animated_rows": int(np.sum(columns["animated"])), "shards": len(shards),
             "cross_shard_duplicates": dup_skips, **counts}

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,12 +26,13 @@ from . import reasons
 from .cifar import CIFAR100_MD5, CifarError
 from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
+from .files import DEFAULT_MAX_BYTES, escape_name
 from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import assign_splits, label_counts, source_counts, split_counts
 from .transform import FITS, canonical_fit
-from .writer import H5Writer, PartialBuildError, partial_path
+from .writer import H5Writer, OutputBusy, PartialBuildError, output_lock, partial_path
 
 CHUNK = 16          # jobs per inter-process task
 COMMIT_EVERY = 256  # rows per HDF5 commit: bounds memory and the work lost to a kill
@@ -54,6 +56,7 @@ class BuildConfig:
     fit: str = "square"
     min_side: int = INPUT_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES     # bytes read per input file; more is ``too_large``
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     group_by: str = "none"
     seed: int = 0
@@ -78,10 +81,10 @@ class BuildConfig:
         """What defines the dataset's content: a resumed build must use the same."""
         return {
             "fit": self.fit, "size": INPUT_SIZE, "min_side": self.min_side, "max_pixels": self.max_pixels,
-            "split": list(self.split), "group_by": self.group_by, "seed": self.seed,
+            "max_bytes": self.max_bytes, "split": list(self.split), "group_by": self.group_by, "seed": self.seed,
             "compression": self.compression,
-            "inputs": {"manifest": list(self.manifests), "memes": list(self.memes),
-                       "non_memes": list(self.non_memes), "tiny": list(self.tiny), "tiny_count": self.tiny_count,
+            "inputs": {"manifest": _names(self.manifests), "memes": _names(self.memes),
+                       "non_memes": _names(self.non_memes), "tiny": _names(self.tiny), "tiny_count": self.tiny_count,
                        "cifar": self.cifar, "cifar_count": self.cifar_count if self.cifar else None},
             **({"shard": list(self.shard)} if self.shard else {}),
         }
@@ -97,14 +100,59 @@ def check(config: BuildConfig) -> None:
     if not config.has_inputs:
         raise UsageError("no inputs: give --manifest, --memes, --non-memes, --tiny or --cifar")
     for path in [*config.manifests, *config.memes, *config.non_memes, *config.tiny]:
-        if not Path(path).exists():
-            raise UsageError(f"input not found: {path}")
+        if not os.path.exists(path):
+            raise UsageError(f"input not found: {escape_name(path)}")
+    for path in [*config.memes, *config.non_memes, *config.tiny]:
+        if not os.path.isdir(path):
+            raise UsageError(f"not a folder: {escape_name(path)} (--memes, --non-memes and --tiny take folders)")
     if config.fit not in FITS:
         raise UsageError(f"unknown fit {config.fit!r}; choose from {sorted(FITS)}")
     if config.group_by not in GROUP_BY or config.compression not in COMPRESSIONS:
         raise UsageError(f"--group-by takes {GROUP_BY}, --compression {COMPRESSIONS}")
     if config.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if config.max_bytes < 1:
+        raise UsageError("--max-bytes must be at least 1")
+    check_out_location(config.out)
+
+
+def _names(paths: tuple[str, ...]) -> list[str]:
+    return [escape_name(p) for p in paths]
+
+
+def check_out_location(out: Path) -> None:
+    """Refuse an output that cannot be written, before any input is read: a folder, or a folder not writable.
+
+    A missing parent folder is fine when it can be made (the writer makes it).
+    """
+    if out.is_dir():
+        raise UsageError(f"--out {escape_name(str(out))} is a folder: give a file name such as "
+                         f"{escape_name(str(out / 'dataset.h5'))}")
+    existing = out.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"cannot write {escape_name(str(out))}: {escape_name(str(existing))} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {escape_name(str(out))}: {escape_name(str(existing))} is not writable")
+
+
+@contextmanager
+def locked_output(out: Path) -> Iterator[None]:
+    """The body runs holding ``<out>.lock``, so two builds never write one output (UsageError for the second)."""
+    with ExitStack() as stack:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(output_lock(out))
+        except OutputBusy as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot write {escape_name(str(out))}: {exc.strerror or exc}") from None
+        yield
+
+
+def check_existing(config: BuildConfig) -> None:
+    """Refuse to replace a finished or interrupted build unasked (run holding the output lock)."""
     if config.out.exists() and not config.overwrite:
         raise UsageError(f"{config.out} exists: pass --overwrite to replace it")
     if partial_path(config.out).exists() and not (config.resume or config.overwrite):
@@ -204,7 +252,7 @@ def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: 
     labels = writer.labels()
     skip_reasons = writer.column("reason", group="skipped")
     return {
-        "output": str(writer.out),
+        "output": escape_name(str(writer.out)),
         "inputs": inputs_total,
         "rows": int(len(labels)),
         "skipped_total": len(skip_reasons),
@@ -225,14 +273,21 @@ def build(config: BuildConfig) -> dict:
     Every input ends as a row or a skip with its reason; the file appears under
     its final name only when complete, and ``<out>.summary.json`` beside it
     says ``rows + skipped == inputs``. Raises UsageError for a config that
-    cannot build.
+    cannot build (or whose output another build is writing).
     """
     check(config)
+    with locked_output(config.out):
+        check_existing(config)
+        return _build(config)
+
+
+def _build(config: BuildConfig) -> dict:
     params = config.params()
     if config.overwrite and not config.resume:
         partial_path(config.out).unlink(missing_ok=True)
     inputs = collect_inputs(config)
-    options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels)
+    options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels,
+                      max_bytes=config.max_bytes)
     t0 = time.time()
     try:
         writer = H5Writer(config.out, size=INPUT_SIZE,

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import reasons
 from .decode import DEFAULT_MAX_PIXELS, decode_image
+from .files import DEFAULT_MAX_BYTES, read_capped
 from .reasons import Rejected
 from .sources import Job, PixelJob
 from .schema import INPUT_SIZE as SIZE
@@ -22,6 +23,7 @@ class Options:
     size: int = SIZE
     min_side: int = SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
 
 
 @dataclass
@@ -36,12 +38,9 @@ class Row:
 
 def prepare(job: Job, options: Options) -> Row:
     try:
-        with open(job.path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return Row(job, reason=reasons.MISSING_FILE, detail=str(job.path))
-    except OSError as exc:
-        return Row(job, reason=reasons.UNREADABLE, detail=exc.strerror or str(exc))
+        data = read_capped(job.path, options.max_bytes)
+    except Rejected as exc:
+        return Row(job, reason=exc.reason, detail=exc.detail)
     sha256 = hashlib.sha256(data).hexdigest()
     if job.expected_sha256 and job.expected_sha256 != sha256:
         return Row(job, sha256=sha256, reason=reasons.SHA256_MISMATCH)

@@ -16,6 +16,7 @@ OK = "ok"
 MISSING_FILE = "missing_file"
 UNREADABLE = "unreadable"
 NOT_A_FILE = "not_a_file"
+EMPTY_FOLDER = "empty_folder"
 TOO_LARGE = "too_large"
 NOT_AN_IMAGE = "not_an_image"
 TRUNCATED = "truncated"
@@ -49,6 +50,7 @@ MEANINGS: dict[str, str] = {
     MISSING_FILE: "the file named by a manifest or argument does not exist (or is a dangling link)",
     UNREADABLE: "the file exists but cannot be read (permission denied, I/O error)",
     NOT_A_FILE: "not a regular file (FIFO, device, socket): never read",
+    EMPTY_FOLDER: "a folder given to predict that holds no files",
     TOO_LARGE: "more bytes than the cap (DOWNLOAD_MAXSIZE when crawling, --max-bytes when reading files)",
     NOT_AN_IMAGE: "the bytes are not an image format Pillow knows (HTML, text, a video)",
     TRUNCATED: "an image cut short (a partial download or file)",

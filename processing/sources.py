@@ -8,7 +8,6 @@ is counted exactly once.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
@@ -18,6 +17,7 @@ import numpy as np
 from . import manifest as manifest_mod
 from . import reasons
 from .cifar import load_cifar100
+from .files import escape_name, walk
 from .schema import MEME, NON_MEME
 
 
@@ -72,41 +72,42 @@ def from_manifests(paths: list[str]) -> Iterator[Input]:
     for key in sorted(resolved.records):
         rec = resolved.records[key]
         if rec.ok:
-            yield Job(label=rec.label, source=rec.source, source_id=str(rec.source_id),
-                      group=rec.template, path=rec.path, expected_sha256=rec.sha256)
+            yield Job(label=rec.label, source=rec.source, source_id=escape_name(str(rec.source_id)),
+                      group=rec.template and escape_name(rec.template), path=rec.path, expected_sha256=rec.sha256)
         else:
-            yield Skip(label=rec.label, source=rec.source, source_id=str(rec.source_id), reason=rec.status)
-
-
-def _walk_files(root: Path) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
-    return files
+            yield Skip(label=rec.label, source=rec.source, source_id=escape_name(str(rec.source_id)),
+                       reason=rec.status)
 
 
 def _group_of(root: Path, path: Path) -> str | None:
     parts = path.relative_to(root).parts
-    return parts[0] if len(parts) > 1 else None
+    return escape_name(parts[0]) if len(parts) > 1 else None
 
 
-def from_folder(root: str | Path, label: int, *, tiny: bool = False, count: int | None = None) -> Iterator[Job]:
-    """Every file under ``root`` (recursively); its first-level subfolder is its group.
+def from_folder(root: str | Path, label: int, *, tiny: bool = False,
+                count: int | None = None) -> Iterator[Job | Skip]:
+    """Every entry under ``root`` (recursively, see ``files.walk``); its first-level subfolder is its group.
 
-    With ``count``, a deterministic spread-out subset is taken (ordered by a
-    hash of the relative path, so classes in subfolders stay balanced).
+    Ids and groups are the escaped relative names (``files.escape_name``);
+    the job keeps the real path to read. A subfolder that cannot be listed is
+    one ``unreadable`` skip (its id ends in ``/``). With ``count``, a
+    deterministic spread-out subset of the files is taken (ordered by a hash
+    of the relative path, so classes in subfolders stay balanced).
     """
     root = Path(root)
-    files = _walk_files(root)
-    if count is not None and count < len(files):
-        chosen = sorted(files, key=lambda p: hashlib.sha1(str(p.relative_to(root)).encode()).digest())[:count]
-        files = sorted(chosen)
+    files, unlisted = walk(root)
     kind = "tiny" if tiny else "folder"
+    source = f"{kind}:{escape_name(root.name)}"
+    for d in unlisted:
+        yield Skip(label=label, source=source, source_id=escape_name(d.relative_to(root).as_posix()) + "/",
+                   reason=reasons.UNREADABLE)
+    ids = {path: escape_name(path.relative_to(root).as_posix()) for path in files}
+    if count is not None and count < len(files):
+        chosen = sorted(files, key=lambda p: hashlib.sha1(ids[p].encode()).digest())[:count]
+        files = sorted(chosen)
     for path in files:
-        rel = path.relative_to(root).as_posix()
-        yield Job(label=label, source=f"{kind}:{root.name}", source_id=rel,
-                  group=_group_of(root, path), path=str(path), tiny=tiny)
+        yield Job(label=label, source=source, source_id=ids[path], group=_group_of(root, path), path=str(path),
+                  tiny=tiny)
 
 
 def from_cifar(path: str, count: int, expected_md5: str) -> Iterator[PixelJob]:

@@ -8,9 +8,12 @@ name once ``finalize`` has written the splits and attributes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -35,8 +38,48 @@ class PartialBuildError(Exception):
     pass
 
 
+class OutputBusy(Exception):
+    pass
+
+
 def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
+
+
+def lock_path(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>.lock`` (``flock``, exclusive) for the body; ``OutputBusy`` at once if another build holds it.
+
+    The lock file is removed on the way out. A build that opened the file just
+    before it was removed would lock a file no longer at that path, so the
+    lock counts only if the path still names the locked file (else: retry).
+    OSError if the lock cannot be created (the folder is not writable).
+    """
+    path = lock_path(out)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputBusy(f"another build is writing {out} (it holds {path}); wait for it to finish") from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 class H5Writer:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
+from processing.files import escape_name
 from processing.prepare import Options, prepare
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
-from processing.sources import from_folder
+from processing.sources import Skip, from_folder
 
 from . import plots
 from .h5file import DatasetError, open_dataset
@@ -60,14 +61,15 @@ def evaluate_split(model, data: str, split: str, batch_size: int = 64):
 
 
 def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64):
-    """Labelled folders through the training preprocessing; unreadable files are counted."""
+    """Labelled folders through the training preprocessing; files that cannot be used are counted by reason."""
     options = Options(fit=pre.fit, size=pre.size, min_side=1)
     jobs = [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
     images, labels, skipped = [], [], {}
     for job in jobs:
-        row = prepare(job, options)
-        if row.reason:
-            skipped[row.reason] = skipped.get(row.reason, 0) + 1
+        row = None if isinstance(job, Skip) else prepare(job, options)
+        reason = job.reason if row is None else row.reason
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
         images.append(row.image)
         labels.append(job.label)
@@ -133,7 +135,8 @@ def main(argv=None) -> int:
         else:
             y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(model, pre, args.memes, args.non_memes,
                                                                       args.batch_size)
-            extra = {"meme_dirs": args.memes, "non_meme_dirs": args.non_memes, "skipped": skipped}
+            extra = {"meme_dirs": [escape_name(d) for d in args.memes],
+                     "non_meme_dirs": [escape_name(d) for d in args.non_memes], "skipped": skipped}
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     if args.out:

@@ -12,8 +12,7 @@ import os
 import h5py
 import numpy as np
 
-from processing.schema import SPLIT_NAMES
-
+from processing.schema import LABEL_NAMES, SPLIT_NAMES
 
 
 class DatasetError(Exception):
@@ -33,6 +32,23 @@ def open_dataset(path) -> h5py.File:
         f.close()
         raise DatasetError(f"{path} lacks {', '.join(missing)}: not a finished processing.build_h5 dataset")
     return f
+
+
+def untrainable(labels: np.ndarray, split: np.ndarray, split_names=SPLIT_NAMES) -> str | None:
+    """Why a dataset cannot train a classifier (no rows, one class in train, an empty val or test), or None."""
+    if len(labels) == 0:
+        return "no rows (every input was skipped; its .summary.json says why): nothing to train on"
+    counts = {name: np.bincount(labels[split == code], minlength=len(LABEL_NAMES))
+              for code, name in enumerate(split_names)}
+    train = counts[split_names[0]]
+    if np.count_nonzero(train) < len(LABEL_NAMES):
+        have = ", ".join(f"{n} {LABEL_NAMES[i]}" for i, n in enumerate(train))
+        return (f"the train split has only one class ({have}): a classifier needs both memes and non-memes; "
+                "add the missing class (--memes / --non-memes / --tiny / --cifar) and rebuild")
+    for name in split_names[1:]:
+        if counts[name].sum() == 0:
+            return f"the {name} split is empty: rebuild with more inputs or other --split fractions"
+    return None
 
 
 def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:

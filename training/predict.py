@@ -1,10 +1,19 @@
-"""python -m training.predict MODEL PATH... [--json] [--threshold T] [--native-size]
+r"""python -m training.predict MODEL PATH... [--json] [--threshold T] [--native-size]
 
 Prints one line per image: path, meme probability, label. Folders are read
 recursively. By default each image is cropped and pooled exactly as in
 training; ``--native-size`` feeds it at its own size instead (what the SPP
-head is for), with the long side capped by ``--max-side``. A file that cannot
-be read gets an error line; the rest still run. Exit code 1 if any failed.
+head is for), with the long side capped by ``--max-side``.
+
+Every path given or found ends in exactly one line: a file that cannot be
+used gets an error line with its reason (``missing_file``, ``not_a_file`` for
+FIFOs/devices/sockets, ``unsupported_size`` for an image too thin for the
+model at native size, ``empty_folder`` for a folder with no files, ...) and
+the rest still run. Folders are walked like the builder's (each real folder
+once, hidden names left out). Paths are printed escaped
+(``processing.files.escape_name``: a non-UTF-8 byte as ``\xNN``, a backslash
+as ``\\``), so the output is always valid UTF-8, one line per path. Exit
+code 1 if any failed.
 """
 
 from __future__ import annotations
@@ -19,19 +28,46 @@ from PIL import Image
 
 from processing.cliutil import run_main
 from processing.decode import decode_image
-from processing.reasons import MISSING_FILE, UNREADABLE, Rejected
+from processing.files import DEFAULT_MAX_BYTES, escape_name, read_capped, walk
+from processing.reasons import EMPTY_FOLDER, UNREADABLE, UNSUPPORTED_SIZE, Rejected
 
 from .preprocess import Preprocess
 
 
-def expand(paths: list[str]) -> list[Path]:
-    out = []
+def expand(paths: list[str]) -> list[tuple[Path, str | None]]:
+    """Each path to read, or a path with the reason it is an error already (a folder that is empty or unlistable)."""
+    out: list[tuple[Path, str | None]] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")))
-        else:
-            out.append(p)
+        if not p.is_dir():
+            out.append((p, None))
+            continue
+        files, unlisted = walk(p)
+        if not files and not unlisted:
+            out.append((p, EMPTY_FOLDER))
+        out.extend((q, None) for q in files)
+        out.extend((d, UNREADABLE) for d in unlisted)
     return out
+
+
+def min_native_side(model) -> int:
+    """The smallest height/width the model turns into a non-empty feature map.
+
+    Walks the layers backwards: a "valid" window of size k and stride s needs
+    ``(m - 1) * s + k`` pixels to give m outputs, a "same" one ``(m - 1) * s + 1``.
+    """
+    import keras
+
+    need = 1
+    for layer in reversed(model.layers):
+        if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            window = layer.pool_size
+        elif isinstance(layer, keras.layers.Conv2D):
+            window = layer.kernel_size
+        else:
+            continue
+        stride = max(layer.strides)
+        need = (need - 1) * stride + (max(window) if layer.padding == "valid" else 1)
+    return need
 
 
 def cap_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -43,17 +79,17 @@ def cap_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
 
 
-def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise Rejected(MISSING_FILE) from None
-    except OSError as exc:
-        raise Rejected(UNREADABLE, exc.strerror or str(exc)) from None
-    rgb = decode_image(data).rgb
-    if native:
-        return cap_long_side(rgb, max_side)
-    return pre.apply(rgb)
+def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int, min_side: int = 1,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """The model input for one file; ``Rejected`` with the reason for a file it cannot become."""
+    rgb = decode_image(read_capped(path, max_bytes)).rgb
+    if not native:
+        return pre.apply(rgb)
+    rgb = cap_long_side(rgb, max_side)
+    h, w = rgb.shape[:2]
+    if min(h, w) < min_side:
+        raise Rejected(UNSUPPORTED_SIZE, f"{w}x{h}: the model needs at least {min_side} pixels a side")
+    return rgb
 
 
 def parse_args(argv=None):
@@ -66,6 +102,8 @@ def parse_args(argv=None):
     p.add_argument("--native-size", action="store_true", help="feed each image at its own size (SPP)")
     p.add_argument("--max-side", type=int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+                   help=f"a file over N bytes is an error (too_large) (default {DEFAULT_MAX_BYTES}, 64 MiB)")
     return p.parse_args(argv)
 
 
@@ -76,17 +114,19 @@ def main(argv=None) -> int:
     files = expand(args.paths)
     model, pre = load_classifier(args.model)
     pre = pre.with_threshold(args.threshold)
+    min_side = min_native_side(model) if args.native_size else 1
     failed = 0
 
     def emit(path, prob=None, error=None):
+        name = escape_name(str(path))
         if args.json:
-            rec = {"path": str(path), "error": error} if error else {
-                "path": str(path), "meme_probability": round(float(prob), 6), "label": pre.label(prob)}
+            rec = {"path": name, "error": error} if error else {
+                "path": name, "meme_probability": round(float(prob), 6), "label": pre.label(prob)}
             print(json.dumps(rec))
         elif error:
-            print(f"{path}\terror\t{error}")
+            print(f"{name}\terror\t{error}")
         else:
-            print(f"{path}\t{prob:.4f}\t{pre.label(prob)}")
+            print(f"{name}\t{prob:.4f}\t{pre.label(prob)}")
 
     batch: list[tuple[Path, np.ndarray]] = []
 
@@ -97,9 +137,13 @@ def main(argv=None) -> int:
                 emit(p, prob)
             batch.clear()
 
-    for path in files:
+    for path, error in files:
+        if error:
+            failed += 1
+            emit(path, error=error)
+            continue
         try:
-            pixels = load_pixels(path, pre, args.native_size, args.max_side)
+            pixels = load_pixels(path, pre, args.native_size, args.max_side, min_side, args.max_bytes)
         except Rejected as exc:
             failed += 1
             emit(path, error=exc.reason)
