@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from crawler.testkit import image_bytes, picture, save
+from crawler.testkit import image_bytes, picture, save, untrained_run
 from processing.reasons import DECOMPRESSION_BOMB, MEANINGS, NOT_AN_IMAGE, TRUNCATED
 from processing.transform import fit_region
 from training import predict as predict_cli
@@ -38,19 +38,7 @@ def wait_until(condition, timeout=30.0):
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
-    """An untrained memenet with a louder last layer (so probabilities differ between pictures), as a run folder."""
-    from training.model import build_model
-
-    folder = tmp_path_factory.mktemp("serve") / "run"
-    folder.mkdir()
-    model = build_model("memenet")
-    layer = model.get_layer("probabilities")
-    kernel, bias = layer.get_weights()
-    layer.set_weights([kernel * 8, bias])
-    model.save(folder / "model.keras")
-    Preprocess().save(folder)
-    (folder / "report.json").write_text(json.dumps(REPORT))
-    return folder
+    return untrained_run(tmp_path_factory.mktemp("serve") / "run", report=REPORT)
 
 
 @pytest.fixture(scope="module")

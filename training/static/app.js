@@ -19,7 +19,8 @@ async function describeModel() {
     const info = await response.json();
     const report = info.report && info.report.accuracy != null
       ? ` · test accuracy ${info.report.accuracy.toFixed(3)} on ${info.report.count} images` : "";
-    line.textContent = `Model ${info.name} (${info.arch}, id ${info.model_id.slice(0, 12)}) · ` +
+    const name = info.name === info.arch ? info.arch : `${info.name} (${info.arch})`;
+    line.textContent = `Model ${name}, id ${info.model_id.slice(0, 12)} · ` +
       `threshold ${info.threshold} · input ${info.input.size}×${info.input.size} (${info.input.fit})${report}`;
   } catch (err) {
     line.textContent = "The model description could not be loaded.";
