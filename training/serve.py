@@ -541,7 +541,8 @@ def parse_args(argv=None):
     for f in fields(Settings):
         kind = float if f.name == "threshold" else type(f.default)
         suffix = "" if f.default is None else f" (default: {f.default})"
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=HELP[f.name] + suffix)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=HELP[f.name] + suffix,
+                       metavar={str: "ADDR", int: "N", float: "X"}[kind])
     args = p.parse_args(argv)
     return args.model, Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
 
