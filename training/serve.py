@@ -342,16 +342,16 @@ class Service:
         start = time.perf_counter()
         uploads = await self.read_uploads(request, 1)
         (item,) = await self.prepare(uploads)
-        heatmap, result = None, None
+        name, heatmap = uploads[0][0], None
         if isinstance(item, Prepared):
             grid = self.settings.occlusion_grid
             batch = await self.batcher.submit(occlusion_batch(item.pixels, grid, GREY))
             probability, grid_drops = drops(batch.probabilities, grid)
-            result = self.result(0, uploads[0][0], item, probability, batch)
+            result = self.result(0, name, item, probability, batch)
             heatmap = Heatmap(grid=grid, fill=GREY, drops=np.round(grid_drops, 6).tolist(),
                               max_abs_drop=float(np.abs(grid_drops).max()), region=item.preprocessing.region)
         else:
-            result = self.result(0, uploads[0][0], item)
+            result = self.result(0, name, item)
         return ExplainResponse(model_id=self.model_id, result=result, heatmap=heatmap,
                                total_ms=round((time.perf_counter() - start) * 1000, 3))
 
