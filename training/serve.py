@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import ipaddress
 import json
 import logging
@@ -42,7 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from processing.cliutil import UsageError, run_main
+from processing.cliutil import UsageError, file_digest, run_main
 from processing.decode import decode_image
 from processing.reasons import MEANINGS, Rejected
 from processing.schema import LABEL_NAMES
@@ -234,14 +233,6 @@ IMAGE_BODY = {"requestBody": {"required": True, "content": {
 
 # ---- the service -------------------------------------------------------------------------------------------------
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def report_headline(folder: Path) -> dict | None:
     """The headline numbers of the run folder's report.json, if it has one."""
     try:
@@ -385,7 +376,7 @@ def load_service(model: str | Path, settings: Settings) -> Service:
         predict(np.zeros((n, pre.size, pre.size, 3), np.uint8))
     info = {"arch": pre.arch, "name": keras_model.name, "parameters": int(keras_model.count_params()),
             "report": report_headline(model_path.parent)}
-    return Service(settings, predict, pre, file_sha256(model_path), info)
+    return Service(settings, predict, pre, file_digest(model_path), info)
 
 
 # ---- the web app --------------------------------------------------------------------------------------------------
