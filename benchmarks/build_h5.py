@@ -30,8 +30,9 @@ import psutil
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 
+
+from crawler.testkit import SHARED  # noqa: E402
 from processing.decode import decode_image  # noqa: E402
 from processing.reference import original_block_means  # noqa: E402
 

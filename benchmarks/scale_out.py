@@ -23,12 +23,12 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from crawler.testkit import free_port, manifest_records, scrapy_cmd, write_csv  # noqa: E402
+from crawler.testkit import SHARED, free_port, manifest_records, scrapy_cmd, write_csv  # noqa: E402
 from crawl_loc import corpus  # noqa: E402
 from crawler.mirror import Mirror  # noqa: E402
 
 
-SHARED = ROOT.parent / "shared" / "data"
+
 
 
 def redis_calls(client) -> int:

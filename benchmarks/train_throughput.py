@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-
-import h5py  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from crawler.testkit import SHARED
+from training import ARCHS, DEPRECATED_ARCHS
 
 
 def synthetic(path: Path, n: int) -> Path:
@@ -39,7 +38,7 @@ def synthetic(path: Path, n: int) -> Path:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path)
-    p.add_argument("--arch", default="memenet", choices=("memenet", "seed"))
+    p.add_argument("--arch", default="memenet", choices=(*ARCHS, *DEPRECATED_ARCHS))
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--workers", type=int, default=4)

@@ -13,9 +13,7 @@ from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_reques
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.response import response_status_message
 
-from processing.reasons import REDIRECT_REFUSED
-
-QUOTA_EXHAUSTED = "quota_exhausted"
+from processing.reasons import QUOTA_EXHAUSTED, REDIRECT_REFUSED
 
 
 def is_private_host(host: str) -> bool:
@@ -77,7 +75,7 @@ class RetryAfterMiddleware(RetryMiddleware):
 
     def __init__(self, settings):
         super().__init__(settings)
-        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX", 120.0)
+        self.retry_after_max = settings.getfloat("RETRY_AFTER_MAX")
 
     async def process_response(self, request, response, spider=None):
         if request.meta.get("dont_retry") or response.status not in self.retry_http_codes:
@@ -108,8 +106,8 @@ class ImgurQuotaMiddleware:
 
     def __init__(self, crawler):
         self.crawler = crawler
-        self.reserve = crawler.settings.getint("IMGUR_QUOTA_RESERVE", 10)
-        self.slowdown = crawler.settings.getint("IMGUR_QUOTA_SLOWDOWN", 100)
+        self.reserve = crawler.settings.getint("IMGUR_QUOTA_RESERVE")
+        self.slowdown = crawler.settings.getint("IMGUR_QUOTA_SLOWDOWN")
         self.exhausted = False
 
     @classmethod

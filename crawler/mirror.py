@@ -13,6 +13,7 @@ Tests build a ``Mirror`` in-process; the demo and benchmarks run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import json
 import threading
@@ -47,8 +48,10 @@ class LocItem:
 @dataclass
 class ImgurImage:
     id: str
-    body: bytes | None            # None: removed (redirects to removed.png)
+    body: bytes | None            # None: removed (redirects to removed.png); REMOVED_PNG: the placeholder, with 200
     content_type: str = "image/jpeg"
+    # what a request for it does: 404, 429 (once, with Retry-After), flaky503 (twice), 503 (always)
+    fault: str | None = None
 
 
 @dataclass
@@ -61,6 +64,10 @@ class ImgurSite:
     quota: int = 12500                                       # client requests left
     throttle_pages: set[int] = field(default_factory=set)   # answer 429 once
     malformed_pages: set[int] = field(default_factory=set)
+    list_pages: set[int] = field(default_factory=set)       # ``data`` is the bare list of items
+    odd_pages: set[int] = field(default_factory=set)        # ``data`` has a shape imgur never sends (a string)
+    endless: bool = False                                    # pages past the last answer the last page again
+    album_errors: dict[str, int] = field(default_factory=dict)   # album id -> HTTP status of its endpoint
 
 
 def _ts_seconds(ts: str) -> float:
@@ -131,7 +138,8 @@ class Mirror:
         im = spec.get("imgur", {})
         imgur = ImgurSite(client_id=im.get("client_id", "demo-client-id"), tag=im.get("tag", "meme"),
                           pages=im.get("pages", []), albums=im.get("albums", {}),
-                          images={k: ImgurImage(k, read(v.get("file")), v.get("content_type", "image/jpeg"))
+                          images={k: ImgurImage(k, REMOVED_PNG if v.get("placeholder") else read(v.get("file")),
+                                                v.get("content_type", "image/jpeg"), v.get("fault"))
                                   for k, v in im.get("images", {}).items()},
                           quota=im.get("quota", 12500))
         return cls(loc, imgur, latency=spec.get("latency", 0.0))
@@ -157,9 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/3/"):
             return self.imgur_api(path[len("/3/"):], n)
         if path.startswith("/i/"):
-            return self.imgur_image(path[len("/i/"):])
+            return self.imgur_image(path[len("/i/"):], n)
         if path == "/removed.png":
-            return self.send(200, _REMOVED_PNG, "image/png")
+            return self.send(200, REMOVED_PNG, "image/png")
         return self.send(404, b"not found", "text/plain")
 
     def send(self, status: int, body: bytes, ctype: str, headers: dict | None = None, declared: int | None = None):
@@ -231,8 +239,13 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- imgur -------------------------------------------------------------
     def imgur_api(self, rest: str, n: int):
         site = self.mirror.imgur
-        if self.headers.get("Authorization") != f"Client-ID {site.client_id}":
+        auth = self.headers.get("Authorization")
+        if not auth:
             return self.send(401, b'{"data":{"error":"Authentication required"},"success":false,"status":401}',
+                             "application/json")
+        if auth != f"Client-ID {site.client_id}":   # imgur's answer to an unknown client id
+            return self.send(403, json.dumps({"data": {"error": "Invalid client_id", "request": f"/3/{rest}",
+                                                       "method": "GET"}, "success": False, "status": 403}).encode(),
                              "application/json")
         with self.mirror._lock:
             site.quota -= 1
@@ -251,11 +264,23 @@ class _Handler(BaseHTTPRequestHandler):
                                  "application/json", {**headers, "Retry-After": self.mirror.retry_after})
             if page in site.malformed_pages:
                 return self.send(200, b'{"data": {"items": [ {"id": "broken"', "application/json", headers)
-            items = site.pages[page] if page < len(site.pages) else []
+            if page in site.odd_pages:
+                return self.json("unexpected", headers)
+            items = site.pages[min(page, len(site.pages) - 1)] if site.endless and site.pages else \
+                site.pages[page] if page < len(site.pages) else []
+            if page in site.list_pages:
+                return self.json(self.links(items), headers)
             data = {"name": parts[2], "display_name": parts[2], "total_items": sum(map(len, site.pages)),
                     "items": self.links(items)}
             return self.json(data, headers)
         if parts[0] == "album" and len(parts) == 3 and parts[2] == "images":
+            if parts[1] in site.album_errors:
+                status = site.album_errors[parts[1]]
+                error = {403: "Permission denied", 404: "Unable to find an album with the id, " + parts[1]}
+                return self.send(status, json.dumps({"data": {"error": error.get(status, "error"),
+                                                              "request": f"/3/{rest}", "method": "GET"},
+                                                     "success": False, "status": status}).encode(),
+                                 "application/json", headers)
             if parts[1] not in site.albums:
                 return self.send(404, b'{"data":{"error":"Not found"},"success":false,"status":404}',
                                  "application/json", headers)
@@ -268,17 +293,26 @@ class _Handler(BaseHTTPRequestHandler):
     def json(self, data, headers):
         self.send(200, json.dumps({"data": data, "success": True, "status": 200}).encode(), "application/json", headers)
 
-    def imgur_image(self, name: str):
+    def imgur_image(self, name: str, n: int):
         image = self.mirror.imgur.images.get(name.rsplit(".", 1)[0])
+        fault = image.fault if image else None
+        if fault == "404":
+            return self.send(404, b"<html><body>Not found</body></html>", "text/html")
+        if fault == "429" and n <= 1:
+            return self.send(429, b"slow down", "text/plain", {"Retry-After": self.mirror.retry_after})
+        if fault == "503" or (fault == "flaky503" and n <= 2):
+            return self.send(503, b"<html><body>Service unavailable</body></html>", "text/html")
         if image is None or image.body is None:
             return self.redirect("/removed.png")
         self.send(200, image.body, image.content_type)
 
 
-# imgur's "removed" placeholder stands in as a tiny valid PNG
-_REMOVED_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
+# imgur's "removed" placeholder stands in as a tiny valid PNG; crawls against the mirror recognise it by
+# ``-s IMGUR_REMOVED_MD5=<REMOVED_PNG_MD5>`` (the real picture's digest is the setting's default)
+REMOVED_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS"
                 b"\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00"
                 b"IEND\xaeB`\x82")
+REMOVED_PNG_MD5 = hashlib.md5(REMOVED_PNG).hexdigest()
 
 
 def main(argv=None) -> int:

@@ -16,11 +16,12 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
 from processing import reasons
-from processing.decode import DEFAULT_MAX_PIXELS, probe_image
+from processing.decode import probe_image
 from processing.manifest import ManifestWriter, Record
 from processing.reasons import Rejected
 
 from .faults import is_challenge, reason_for_failure
+from .imgur_links import is_removed_placeholder
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 REMOVED_PATH = "/removed.png"
@@ -40,36 +41,44 @@ class MemeFilesPipeline(FilesPipeline):
       the ``media_to_download`` hook instead of being fetched twice.
     * Every file is fully decoded in a worker thread (never on the reactor)
       to prove it is an image; a failure becomes the item's ``status``.
+    * imgur's removed placeholder (a redirect to ``removed.png``, or its bytes
+      served directly: ``IMGUR_REMOVED_MD5``) becomes ``removed``; an
+      animated image becomes ``animated`` when the item says
+      ``keep_animated=False``. Neither is stored.
     """
 
     def __init__(self, store_uri, *, crawler):
         super().__init__(store_uri, crawler=crawler)
-        self.max_pixels = crawler.settings.getint("IMAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+        self.max_pixels = crawler.settings.getint("IMAGE_MAX_PIXELS")
         self.local_root = None if "://" in str(store_uri) else Path(store_uri).resolve()
+        self.removed_md5 = {m.lower() for m in crawler.settings.getlist("IMGUR_REMOVED_MD5")}
 
     async def media_to_download(self, request, info, *, item=None):
         body = ItemAdapter(item).get("body")
         if body is None:
             return None  # no cached copy: download (resume is decided before any request)
-        return await self._persist(body, request.url, info)
+        return await self._persist(body, request.url, info, keep_animated=ItemAdapter(item).get("keep_animated", True))
 
     async def media_downloaded(self, response, request, info, *, item=None):
         if response.status != 200:
             reason = reasons.BLOCKED if is_challenge(response) else reasons.http_reason(response.status)
             return _rejected(response.url, reason)
-        if urlsplit(response.url).path.endswith(REMOVED_PATH):
-            return _rejected(response.url, reasons.REMOVED)
-        return await self._persist(response.body, response.url, info)
+        return await self._persist(response.body, response.url, info,
+                                   keep_animated=ItemAdapter(item).get("keep_animated", True))
 
     def media_failed(self, failure, request, info):
         raise FileException(reason_for_failure(failure))
 
-    async def _persist(self, body: bytes, url: str, info) -> dict:
+    async def _persist(self, body: bytes, url: str, info, keep_animated: bool = True) -> dict:
+        if urlsplit(url).path.endswith(REMOVED_PATH) or is_removed_placeholder(body, self.removed_md5):
+            return _rejected(url, reasons.REMOVED)
         try:
             width, height, fmt, animated = await maybe_deferred_to_future(
                 deferToThread(probe_image, body, max_pixels=self.max_pixels))
         except Rejected as exc:
             return _rejected(url, exc.reason, exc.detail)
+        if animated and not keep_animated:
+            return _rejected(url, reasons.ANIMATED)
         sha256 = hashlib.sha256(body).hexdigest()
         path = f"full/{sha256[:2]}/{sha256}.{_EXTENSIONS.get(fmt, 'img')}"
         await maybe_deferred_to_future(deferToThread(self._write, path, body, info))
@@ -86,6 +95,7 @@ class MemeFilesPipeline(FilesPipeline):
     def item_completed(self, results, item, info):
         adapter = ItemAdapter(item)
         adapter.pop("body", None)
+        adapter.pop("keep_animated", None)
         if not adapter.get("file_urls"):
             return item  # a failure record from the spider: nothing to store
         ok, result = results[0]

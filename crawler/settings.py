@@ -7,6 +7,9 @@ spider distributed (see crawler/distributed.py).
 
 import os
 
+from processing import paths
+from processing.decode import DEFAULT_MAX_PIXELS
+
 BOT_NAME = "meme_recognition"
 SPIDER_MODULES = ["crawler.spiders"]
 NEWSPIDER_MODULE = "crawler.spiders"
@@ -20,10 +23,17 @@ IMGUR_API = "https://api.imgur.com"
 IMGUR_CLIENT_ID = os.environ.get("IMGUR_CLIENT_ID", "")
 IMGUR_QUOTA_RESERVE = 10      # stop paging with this many API requests left
 IMGUR_QUOTA_SLOWDOWN = 100    # start spacing API requests out below this
+# imgur, without the API: a list of direct image links (-a urls=FILE); used by the bare command when no client id
+IMGUR_URLS = str(paths.IMGUR_LINKS)
+IMGUR_IMAGES = "https://i.imgur.com"   # where listed links are fetched from (tests: the mirror's /i)
+# imgur's "image removed" picture (https://i.imgur.com/removed.png, 161x81 px), served in place of a deleted image:
+# the MD5 of its bytes (also its ETag); any download with one of these digests is recorded as ``removed``
+IMGUR_REMOVED_MD5 = ["d835884373f4d6c8f24742ceabe74946"]
+IMGUR_STALE_PAGES = 2         # stop paging after this many pages in a row bring nothing new
 
-FILES_STORE = "data/crawl/files"
-MANIFEST_DIR = "data/crawl/manifests"
-IMAGE_MAX_PIXELS = 64_000_000
+FILES_STORE = str(paths.FILES_STORE)
+MANIFEST_DIR = str(paths.MANIFEST_DIR)
+IMAGE_MAX_PIXELS = DEFAULT_MAX_PIXELS   # decompression-bomb cap, the same as the builder's
 
 # ---- manners ---------------------------------------------------------------
 USER_AGENT = "meme-recognition/0.1 (research crawler; Scrapy)"

@@ -170,7 +170,7 @@ def imgur_site(**kw) -> ImgurSite:
     pages = [
         [image("img1"), image("img2"),
          {"id": "albA", "is_album": True, "title": "album A", "images": [image("img3"), image("img4")]},
-         image("gif1", "gif", animated=True, type="image/gif"),
+         image("gif1", "gif", animated=True, type="image/gif", mp4="{base}/i/gif1.mp4"),   # every GIF has an mp4
          image("vid1", "mp4", animated=True, type="video/mp4", mp4="{base}/i/vid1.mp4")],
         [{"id": "albB", "is_album": True, "title": "album B", "images_count": 2}, image("img1"), image("gone")],
         [image("never")],                       # malformed page: its items are never seen

@@ -3,6 +3,10 @@
 Memes (label 1) come from crawl manifests and ``--memes`` folders; non-memes
 (label 0) from CIFAR-100 (``--cifar``), folders of 32x32 pictures (``--tiny``,
 through exactly CIFAR's x4 path) and ``--non-memes`` folders.
+
+With no input option it reads what the crawlers wrote (every manifest under
+data/crawl/manifests) plus data/cifar-100-python.tar.gz when present, and
+writes data/dataset.h5 (see processing/paths.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import pipeline
+from . import paths, pipeline
 from .cifar import CIFAR100_MD5
 from .cliutil import UsageError, run_main
 from .decode import DEFAULT_MAX_PIXELS
@@ -27,7 +31,8 @@ from .writer import partial_path
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m processing.build_h5", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_argument_group("inputs (at least one)")
+    src = p.add_argument_group(f"inputs (default, where present: {paths.MANIFEST_DIR}, {paths.CIFAR_TARBALL}, "
+                               f"{paths.TINY_DIR}/, {paths.NON_MEME_DIR}/)")
     src.add_argument("--manifest", action="append", default=[], metavar="PATH",
                      help="crawl manifest (.jsonl) or a folder of them; repeatable")
     src.add_argument("--memes", action="append", default=[], metavar="DIR", help="folder of meme images; repeatable")
@@ -40,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--tiny", action="append", default=[], metavar="DIR",
                      help="folder of 32x32 non-meme pictures, upsampled x4 like CIFAR; repeatable")
     src.add_argument("--tiny-count", type=int, metavar="N", help="take N pictures from each --tiny folder")
-    p.add_argument("--out", required=True, type=Path, metavar="PATH", help="output HDF5 file")
+    p.add_argument("--out", type=Path, default=paths.DATASET, metavar="PATH",
+                   help=f"output HDF5 file (default {paths.DATASET})")
     p.add_argument("--fit", choices=[*sorted(FITS), *DEPRECATED_NAMES], default="square",
                    help="square: largest top-anchored square, area-resampled (default); original: the original "
                         "project's top-left k*128 crop ('seed' is its old name)")
@@ -65,7 +71,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def default_inputs(args) -> None:
+    """The bare command: the crawlers' manifests and the CIFAR tarball at their conventional places."""
+    if args.manifest or args.memes or args.non_memes or args.tiny or args.cifar:
+        return
+    if paths.MANIFEST_DIR.is_dir() and any(paths.MANIFEST_DIR.glob("*.jsonl")):
+        args.manifest = [str(paths.MANIFEST_DIR)]
+    if paths.CIFAR_TARBALL.is_file():
+        args.cifar = str(paths.CIFAR_TARBALL)
+    args.tiny = [str(paths.TINY_DIR)] if paths.TINY_DIR.is_dir() else []
+    args.non_memes = [str(paths.NON_MEME_DIR)] if paths.NON_MEME_DIR.is_dir() else []
+    if not (args.manifest or args.cifar or args.tiny or args.non_memes):
+        raise UsageError(f"no inputs: nothing in {paths.MANIFEST_DIR} (run scrapy crawl loc_archive / imgur_meme "
+                         f"first), no {paths.CIFAR_TARBALL}, {paths.TINY_DIR}/ or {paths.NON_MEME_DIR}/; "
+                         "or name inputs with --manifest, --memes, --non-memes, --tiny, --cifar")
+
+
 def to_config(args) -> BuildConfig:
+    default_inputs(args)
     try:
         fractions = parse_fractions(args.split)
     except ValueError as exc:

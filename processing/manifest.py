@@ -140,6 +140,22 @@ def _better(new: Record, old: Record) -> bool:
     return new.time >= old.time
 
 
+def records_frame(resolved: ManifestSet):
+    """The resolved records as a pandas DataFrame, one row per (source, source_id)."""
+    import pandas as pd
+
+    rows = [dataclasses.asdict(r) for r in resolved.records.values()]
+    columns = [f.name for f in dataclasses.fields(Record)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def status_counts(resolved: ManifestSet):
+    """Records per source (rows) and status (columns, ``ok`` first), as a pandas DataFrame of counts."""
+    frame = records_frame(resolved)
+    table = frame.groupby(["source", "status"]).size().unstack(fill_value=0)
+    return table[sorted(table.columns, key=lambda s: (s != reasons.OK, s))]
+
+
 def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:
     result = ManifestSet(records={})
     for path in expand_paths(paths):

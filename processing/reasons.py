@@ -78,6 +78,24 @@ MEANINGS: dict[str, str] = {
 }
 
 ALL: frozenset[str] = frozenset(k for k in MEANINGS if k != "http_NNN")
+
+class Stop:
+    """Why a crawl stopped paging: the ``<source>/stop_reason`` stat, never a row's status (so not in ``ALL``)."""
+
+    GALLERY_END = "gallery_end"
+    NO_NEW_ITEMS = "no_new_items"
+    AUTH_REFUSED = "auth_refused"
+    PAGE_FAILED = "page_failed"
+    QUOTA_EXHAUSTED = QUOTA_EXHAUSTED
+
+
+STOP_MEANINGS: dict[str, str] = {
+    Stop.GALLERY_END: "the gallery answered an empty page: every page was read",
+    Stop.NO_NEW_ITEMS: "IMGUR_STALE_PAGES pages in a row brought no item not seen before (a gallery repeating itself)",
+    Stop.AUTH_REFUSED: "imgur refused the client id (401, or 403 with its client-id error): the crawl stops, exit 1",
+    Stop.PAGE_FAILED: "a gallery page failed after its retries (see the log); a re-run starts from that page",
+    Stop.QUOTA_EXHAUSTED: "imgur's API quota reached its reserve; a re-run continues from the paging state",
+}
 TRANSIENT: frozenset[str] = frozenset({TIMEOUT, CONNECTION_ERROR, QUOTA_EXHAUSTED, "http_429"})
 
 _HTTP = re.compile(r"http_[1-5]\d\d")

@@ -132,6 +132,7 @@ def run_cli(*args, **kw):
     (lambda c, t: ["--cifar", str(c["cifar"]), "--out", str(t / "o.h5")], "MD5"),
     (lambda c, t: ["--memes", str(c["memes"]), "--split", "0.5,0.5", "--out", str(t / "o.h5")], "--split"),
 ])
+@pytest.mark.slow
 def test_bad_input_one_line_exit_2(corpus, tmp_path, make_args, expect):
     r = run_cli(*make_args(corpus, tmp_path))
     assert r.returncode == 2, r.stderr
@@ -155,6 +156,7 @@ def test_corrupt_partial_is_a_clear_error(corpus, tmp_path):
     assert r.returncode == 2 and "unreadable" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes(tmp_path):
     """SIGTERM mid-build leaves only a .partial; --resume finishes it to the same dataset."""
     memes = tmp_path / "memes"
@@ -237,6 +239,7 @@ def test_sharded_build_equals_one_piece(corpus, tmp_path):
     assert_same_dataset(one, sharded)
 
 
+@pytest.mark.slow
 def test_sharded_build_on_a_dask_cluster(corpus, tmp_path):
     from dask.distributed import LocalCluster
 

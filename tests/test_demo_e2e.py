@@ -11,11 +11,12 @@ from crawler.testkit import ROOT
 from processing.manifest import read_manifests
 
 
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "training.demo", "--out", str(out), "--generated", "--memes", "30",
-                        "--tiny", "60", "--epochs", "1", "--arch", "seed"], cwd=ROOT, capture_output=True, text=True,
+                        "--tiny", "60", "--epochs", "1", "--arch", "original"], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "demo on the generated corpus" in r.stdout

@@ -16,6 +16,9 @@ from crawler.testkit import TS, CDN, free_port, loc_corpus, manifest_records, sc
 from crawler.mirror import Mirror
 
 
+pytestmark = pytest.mark.slow   # every test here runs real subprocesses
+
+
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
     exe = shutil.which("redis-server")

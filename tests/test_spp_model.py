@@ -46,7 +46,7 @@ def test_output_shape_and_config():
         SpatialPyramidPooling((0,))
 
 
-@pytest.mark.parametrize("arch", ["seed", "memenet"])
+@pytest.mark.parametrize("arch", ["original", "memenet"])
 def test_models_take_any_size_and_round_trip(arch, tmp_path):
     model = build_model(arch)
     x = np.random.default_rng(0).integers(0, 256, (2, 77, 131, 3)).astype("uint8")
@@ -58,8 +58,9 @@ def test_models_take_any_size_and_round_trip(arch, tmp_path):
     np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(x)), y, atol=1e-6)
 
 
-def test_seed_architecture_is_the_original():
-    model = build_model("seed")
+def test_original_architecture_layer_for_layer_and_its_old_name():
+    assert build_model("seed").name == "original"   # the deprecated name still builds it
+    model = build_model("original")
     convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
     assert [(c.filters, c.kernel_size[0], c.padding) for c in convs] == [
         (4, 8, "same"), (8, 7, "same"), (16, 6, "same"), (32, 5, "same"), (64, 4, "same")]
@@ -80,6 +81,7 @@ np.save("pred.npy", np.asarray(m.predict_on_batch(np.load("img.npy"))))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_same_results_on_the_jax_backend(tmp_path):
     x = np.random.default_rng(5).normal(size=(2, 7, 5, 4)).astype("float32")

@@ -40,12 +40,13 @@ def cli(module, *args, timeout=600):
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "seed"
-    r = cli("training.run", "--data", dataset, "--out", out, "--arch", "seed", "--epochs", "8", "--batch-size", "8",
+    r = cli("training.run", "--data", dataset, "--out", out, "--arch", "original", "--epochs", "8", "--batch-size", "8",
             "--lr", "3e-3", "--verbose", "0", "--degrade-memes", "0", "--smooth-tiny", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout
 
 
+@pytest.mark.slow
 def test_run_writes_model_report_and_plots(trained):
     out, stdout = trained
     for name in ("model.keras", "checkpoint.keras", "log.csv", "report.json", "preprocess.json", "roc.png",
@@ -62,6 +63,7 @@ def test_run_writes_model_report_and_plots(trained):
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(report["epochs_run"]))
 
 
+@pytest.mark.slow
 def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
     out, _ = trained
     r = cli("training.run", "--data", dataset, "--out", out)
@@ -78,6 +80,7 @@ def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(dataset, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.run", "--data", str(dataset), "--out", str(out), "--arch", "seed",
@@ -99,6 +102,7 @@ def test_killed_run_resumes_from_its_checkpoint(dataset, tmp_path):
     assert (out / "report.json").is_file()
 
 
+@pytest.mark.slow
 def test_predict_any_size_and_bad_files(trained, tmp_path):
     out, _ = trained
     save(picture(333, 517, seed=1), tmp_path / "imgs" / "odd.png")
@@ -120,6 +124,7 @@ def test_predict_any_size_and_bad_files(trained, tmp_path):
     assert [x["label"] for x in recs] == ["meme", "meme"] and all(0 <= x["meme_probability"] <= 1 for x in recs)
 
 
+@pytest.mark.slow
 def test_evaluate_split_and_folders(trained, dataset, tmp_path):
     out, _ = trained
     r = cli("training.evaluate", out, "--data", dataset, "--json")
@@ -187,13 +192,14 @@ def test_metrics_against_brute_force():
     assert r["accuracy"] == pytest.approx(0.6) and r["roc_auc"] == pytest.approx(5 / 6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_on_cpu(dataset, tmp_path):
     import keras
 
     import training.spp  # noqa: F401  (registers the layer for loading)
 
     for name in ("a", "b"):
-        r = cli("training.run", "--data", dataset, "--out", tmp_path / name, "--arch", "seed", "--epochs", "2",
+        r = cli("training.run", "--data", dataset, "--out", tmp_path / name, "--arch", "original", "--epochs", "2",
                 "--batch-size", "8", "--seed", "7", "--verbose", "0")
         assert r.returncode == 0, r.stderr[-2000:]
     wa = keras.saving.load_model(tmp_path / "a" / "checkpoint.keras").get_weights()

@@ -17,12 +17,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 from processing.cliutil import run_main
-from processing.manifest import read_manifests
+from processing.manifest import read_manifests, status_counts
+from processing.reasons import OK
 
+from . import ARCHS, DEPRECATED_ARCHS
 from .democorpus import make_corpus, write_site
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--generated", action="store_true", help="use the generated corpus even if real data exists")
     p.add_argument("--memes", type=int, default=322, help="memes in the corpus (default: all 322 real ones)")
     p.add_argument("--tiny", type=int, default=1000, help="32x32 non-memes in the CIFAR-format tarball")
-    p.add_argument("--arch", default="memenet", choices=("memenet", "seed"))
+    p.add_argument("--arch", default="memenet", choices=(*ARCHS, *DEPRECATED_ARCHS))
     p.add_argument("--epochs", type=int, default=4)
     return p.parse_args(argv)
 
@@ -126,19 +127,16 @@ def main(argv=None) -> int:
 
 
 def print_summary(out: Path, corpus, site, timings: dict, seconds: float) -> None:
-    manifests = read_manifests([out / "crawl" / "manifests"])
-    by_source: dict[str, Counter] = {}
-    for (source, _), rec in manifests.records.items():
-        by_source.setdefault(source, Counter())[rec.status] += 1
+    by_source = status_counts(read_manifests([out / "crawl" / "manifests"]))
     dataset = json.loads((out / "dataset.summary.json").read_text())
     report = json.loads((out / "run" / "report.json").read_text())
     lines = ["", "=" * 72, f"meme-recognition demo on the {corpus.kind} corpus"
              + (" (../shared/data)" if corpus.kind == "real" else " (drawn by the project, no real data used)"),
              "=" * 72]
-    for source, counts in sorted(by_source.items()):
-        failed = {k: v for k, v in counts.items() if k != "ok"}
-        lines.append(f"crawl {source:12s}: {counts['ok']} stored, {sum(failed.values())} failed "
-                     + (f"({', '.join(f'{k}={v}' for k, v in sorted(failed.items()))})" if failed else ""))
+    for source, counts in by_source.iterrows():
+        failed = {k: int(v) for k, v in counts.items() if k != OK and v}
+        lines.append(f"crawl {source:12s}: {int(counts.get(OK, 0))} stored, {sum(failed.values())} failed "
+                     + (f"({', '.join(f'{k}={v}' for k, v in failed.items())})" if failed else ""))
     lines.append(f"dataset          : {dataset['rows']} rows ({dataset['by_label']['meme']} memes, "
                  f"{dataset['by_label']['non_meme']} non-memes), skipped {dataset['skipped'] or 'none'}")
     lines.append(f"test split       : accuracy {report['accuracy']:.4f}, F1 {report['f1']:.4f}, "

@@ -1,4 +1,4 @@
-"""python -m training.run --data dataset.h5 --out runs/NAME
+"""python -m training.run [--data data/dataset.h5] [--out runs/<timestamp>]
 
 Trains the SPP classifier on the ``train`` split, streaming from HDF5,
 early-stops on ``val``, checkpoints every epoch (``--resume`` continues a
@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from processing import paths
 from processing.cliutil import UsageError, atomic_write_json, run_main
 
 from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
@@ -29,8 +30,10 @@ STATE = "state.json"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m training.run", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="HDF5 dataset from processing.build_h5")
-    p.add_argument("--out", required=True, type=Path, help="run folder (model, logs, report)")
+    p.add_argument("--data", default=str(paths.DATASET),
+                   help=f"HDF5 dataset from processing.build_h5 (default {paths.DATASET})")
+    p.add_argument("--out", type=Path,
+                   help=f"run folder for model, logs and report (default: a new {paths.RUNS}/<UTC timestamp>)")
     p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
                    help="memenet (default) or original (the original project's network; 'seed' is its old name)")
     p.add_argument("--epochs", type=int, default=20)
@@ -53,6 +56,10 @@ def parse_args(argv=None):
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     args = p.parse_args(argv)
     args.arch = canonical_arch(args.arch)
+    if args.out is None:
+        if args.resume:
+            p.error("--resume needs the run folder: give --out")
+        args.out = paths.RUNS / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return args
 
 
@@ -104,6 +111,12 @@ def prepare_out(args) -> dict | None:
 
 
 def train(args) -> dict:
+    """Train on the dataset's ``train`` split, early-stop on ``val``, then report on ``test``.
+
+    Writes the run folder (checkpoints, ``model.keras``, ``preprocess.json``,
+    ``log.csv``, ``report.json``, PNGs) and returns the test report. Raises
+    UsageError for arguments or data it cannot use.
+    """
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if not sizes or min(sizes) < 16:
         raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")
@@ -114,6 +127,7 @@ def train(args) -> dict:
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     state = prepare_out(args)
+    print(f"training.run: run folder {args.out}", file=sys.stderr)
 
     import keras
 

@@ -17,6 +17,13 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="meme_recognition")
 class SpatialPyramidPooling(keras.layers.Layer):
+    """(batch, H, W, C) feature maps of any H, W -> (batch, C * sum(n*n for n in levels)).
+
+    ``levels=(1, 2, 4)`` max-pools the whole map, its 2x2 and its 4x4 bins and
+    concatenates them, so a dense head can follow a convolutional trunk that
+    takes images of any size. Serialisable: round-trips through ``model.save``.
+    """
+
     def __init__(self, levels=(1, 2, 4), **kwargs):
         super().__init__(**kwargs)
         self.levels = tuple(int(n) for n in levels)

@@ -3,6 +3,9 @@
 A spider may define ``validate_arguments(settings, args)`` raising
 ``UsageError``: a missing CSV or imgur client id is then one line on stderr
 and exit code 2, before logging starts or anything is written.
+
+A crawl its spider stopped for a fault of its own (a ``CloseSpider`` reason, such as imgur refusing the
+client id) exits 1: only ``finished``, ``shutdown`` (Ctrl-C) and Scrapy's ``closespider_*`` limits exit 0.
 """
 
 import sys
@@ -28,3 +31,19 @@ class Command(ScrapyCrawl):
         except UsageError as exc:
             print(f"scrapy crawl {args[0]}: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def run(self, args, opts):
+        if len(args) != 1:
+            return super().run(args, opts)
+        crawler = self._create_crawler(args[0])
+        self.crawler_process.crawl(crawler, **opts.spargs)
+        self.crawler_process.start()
+        reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
+        if self.crawler_process.bootstrap_failed or not exit_ok(reason):
+            self.exitcode = 1
+
+
+def exit_ok(finish_reason: str | None) -> bool:
+    """Whether a crawl that closed with ``finish_reason`` succeeded (None: it never closed, e.g. bootstrap)."""
+    return finish_reason is None or finish_reason in ("finished", "shutdown") or \
+        finish_reason.startswith("closespider_")

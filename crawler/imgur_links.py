@@ -1,0 +1,205 @@
+"""The pure parts of the imgur crawler: link lists, image links, gallery answers, the removed placeholder.
+
+A link list comes in three shapes, all read by ``read_link_list``:
+
+* the original project's file (``memeurls.csv``): one line of comma-separated links;
+* one link per line;
+* a CSV with a header row naming a link column (``url``, ``link``, ``image``, ...).
+
+Every non-empty cell becomes one ``ListedLink``: a usable image link (``image_id`` set) or an unusable one
+(``image_id`` is None), which the spider records as ``bad_row`` without a request.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from processing.cliutil import atomic_write_json
+
+SOURCE = "imgur"
+VIDEO_EXTENSIONS = ("gifv", "mp4", "webm")
+LINK_COLUMNS = ("url", "urls", "link", "links", "image", "image url", "image link", "imgur", "imgur url",
+                "imgur link", "src")
+EXCERPT = 60   # characters of a bad input quoted in a message
+
+_IMAGE_PATH = re.compile(r"^/(?P<id>[A-Za-z0-9]{1,20})\.(?P<ext>[A-Za-z0-9]{3,4})$")
+
+
+class LinkListError(Exception):
+    """A link list that cannot be read at all (one line for the user)."""
+
+
+def excerpt(text: str, limit: int = EXCERPT) -> str:
+    """At most ``limit`` characters of ``text``, for messages about bad input."""
+    text = text.replace("\n", " ")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+@dataclass(frozen=True)
+class ListedLink:
+    line: int                 # 1-based line of the list it came from
+    text: str                 # the cell as written
+    image_id: str | None      # None: not a direct imgur image link
+    ext: str = ""
+
+    @property
+    def source_id(self) -> str:
+        """The manifest key: the image id, or (for an unusable cell) its line and text, shortened."""
+        return self.image_id or f"line {self.line}: {self.text[:100]}"
+
+    @property
+    def is_video(self) -> bool:
+        return self.ext in VIDEO_EXTENSIONS
+
+
+def parse_link(text: str, line: int = 0) -> ListedLink:
+    """``https://i.imgur.com/<id>.<ext>`` (any imgur host, http or https, no query needed) -> its id and extension."""
+    text = text.strip()
+    parts = urlsplit(text if "://" in text else "https://" + text)
+    host = (parts.hostname or "").lower()
+    m = _IMAGE_PATH.match(parts.path)
+    if parts.scheme not in ("http", "https") or not (host == "imgur.com" or host.endswith(".imgur.com")) or not m:
+        return ListedLink(line, text, None)
+    return ListedLink(line, text, m.group("id"), m.group("ext").lower())
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise LinkListError(f"{path} is not a text file of links (undecodable byte at offset {exc.start})") from None
+    if "\x00" in text:
+        raise LinkListError(f"{path} is not a text file of links (binary content)")
+    return text
+
+
+def _header_column(first_row: list[str]) -> int | None:
+    """The link column of a header row, or None when the first row is data."""
+    names = [" ".join(c.strip().lower().replace("_", " ").split()) for c in first_row]
+    if any(parse_link(c).image_id or "://" in c for c in first_row):
+        return None
+    for name in LINK_COLUMNS:
+        if name in names:
+            return names.index(name)
+    return None
+
+
+def read_link_list(path: str | Path) -> list[ListedLink]:
+    """Every cell of the list, in order, duplicates included (see ``unique_links``)."""
+    path = Path(path)
+    if not path.exists():
+        raise LinkListError(f"link list not found: {path}")
+    if not path.is_file():
+        raise LinkListError(f"link list is not a file: {path}")
+    text = _decode(path.read_bytes(), path)
+    rows = list(csv.reader(io.StringIO(text)))
+    first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), None)
+    if first is None:
+        raise LinkListError(f"link list is empty: {path}")
+    column = _header_column(rows[first])
+    links: list[ListedLink] = []
+    for lineno, row in enumerate(rows[first + 1:] if column is not None else rows[first:],
+                                 start=first + (2 if column is not None else 1)):
+        if column is not None:   # one record per data row, an empty cell included
+            if any(c.strip() for c in row):
+                links.append(parse_link(row[column] if column < len(row) else "", lineno))
+        else:
+            links += [parse_link(c, lineno) for cell in row for c in cell.split()]
+    if not links:
+        raise LinkListError(f"link list has a header but no links: {path}")
+    if not any(link.image_id for link in links):
+        raise LinkListError(f"no imgur image link in {path} (expected https://i.imgur.com/<id>.jpg links, "
+                            f"got {excerpt(links[0].text)} first)")
+    return links
+
+
+def unique_links(links: list[ListedLink]) -> tuple[list[ListedLink], int]:
+    """The first appearance of each image id (or bad cell), and how many repeats were dropped."""
+    seen: set[str] = set()
+    out = []
+    for link in links:
+        if link.source_id not in seen:
+            seen.add(link.source_id)
+            out.append(link)
+    return out, len(links) - len(out)
+
+
+def is_removed_placeholder(body: bytes, md5s) -> bool:
+    """imgur's "image removed" picture, recognised by its bytes (served with 200 and no redirect)."""
+    return hashlib.md5(body).hexdigest() in md5s
+
+
+def gallery_items(data) -> list | None:
+    """The items of a gallery answer's ``data``: a dict with ``items`` or a bare list; None for any other shape."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        return data["items"]
+    return None
+
+
+def is_video(entry: dict) -> bool:
+    """An imgur Image that is a video: a ``video/*`` type or a .gifv/.mp4 link (an animated GIF's ``mp4``
+    field is only imgur's offer of a video copy of the GIF)."""
+    if str(entry.get("type") or "").lower().startswith("video/"):
+        return True
+    path = urlsplit(str(entry.get("link") or "")).path.lower()
+    return path.endswith(tuple(f".{e}" for e in VIDEO_EXTENSIONS))
+
+
+def is_auth_error(status: int, body: bytes) -> bool:
+    """An answer that refuses the client id itself: 401, or 403 with imgur's client-id error in the body."""
+    if status == 401:
+        return True
+    return status == 403 and b"client_id" in body.lower().replace(b"client id", b"client_id")
+
+
+@dataclass
+class PagingState:
+    """How far a gallery crawl got, so a re-run after a quota stop continues instead of starting over.
+
+    Kept beside the manifests, one file per gallery (tag, sort, window), written atomically after every page
+    and album. A crawl that ends normally marks it ``complete``: the next run pages the gallery afresh (a
+    gallery changes over time; the manifests still skip images already recorded).
+    """
+
+    gallery: str
+    pages_done: list[int] = field(default_factory=list)
+    albums_done: list[str] = field(default_factory=list)
+    albums_pending: dict[str, dict] = field(default_factory=dict)   # album id -> the gallery entry's metadata
+    complete: bool = False
+
+    @classmethod
+    def load(cls, path: Path, gallery: str) -> "PagingState":
+        """The unfinished state of this gallery, or a fresh one (no file, a finished crawl, another gallery)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            state = cls(**{k: data[k] for k in ("gallery", "pages_done", "albums_done", "albums_pending",
+                                                  "complete")})
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls(gallery)
+        return state if state.gallery == gallery and not state.complete else cls(gallery)
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.pages_done or self.albums_pending)
+
+    def start_page(self) -> int:
+        return max(self.pages_done) + 1 if self.pages_done else 0
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(path, dataclasses.asdict(self))

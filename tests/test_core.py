@@ -1,0 +1,144 @@
+"""Fast in-process checks of the core contracts: build config and sharding, the schema,
+the reason vocabulary, manifest precedence and the preprocessing contract."""
+
+import json
+import time
+from dataclasses import FrozenInstanceError
+
+import h5py
+import numpy as np
+import pytest
+
+from crawler.testkit import picture, save
+from processing import build_h5, reasons, schema
+from processing.cliutil import UsageError
+from processing.manifest import ManifestWriter, Record, read_manifests
+from processing.pipeline import BuildConfig, check, collect_inputs, for_shard, shard_of
+from training.preprocess import Preprocess
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for t in range(3):
+        for i in range(4):
+            save(picture(160, 200, seed=10 * t + i), tmp_path / "memes" / f"t{t}" / f"{i}.png")
+    return tmp_path / "memes"
+
+
+def test_config_is_frozen_and_normalises_names(folder, tmp_path):
+    config = BuildConfig(out=str(tmp_path / "x.h5"), memes=[folder], fit="seed")
+    assert config.fit == "original" and config.memes == (str(folder),) and config.out == tmp_path / "x.h5"
+    with pytest.raises(FrozenInstanceError):
+        config.workers = 3   # type: ignore[misc]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"memes": ()}, "no inputs"),
+    ({"memes": ("/nonexistent/folder",)}, "input not found"),
+    ({"workers": 0}, "--workers"),
+    ({"group_by": "colour"}, "--group-by"),
+])
+def test_check_refuses_configs_that_cannot_build(folder, tmp_path, change, message):
+    config = BuildConfig(out=tmp_path / "x.h5", **{"memes": (str(folder),), **change})
+    with pytest.raises(UsageError, match=message):
+        check(config)
+
+
+def test_shards_partition_the_inputs_exactly_once(folder, tmp_path):
+    whole = BuildConfig(out=tmp_path / "x.h5", memes=(str(folder),), workers=2, progress=True)
+    keys = {x.key for x in collect_inputs(whole)}
+    parts = [for_shard(whole, tmp_path / f"s{i}.h5", i, 3) for i in range(3)]
+    assert all(p.workers == 1 and not p.progress and p.shard == (i, 3) for i, p in enumerate(parts))
+    assert all(p.params()["inputs"] == whole.params()["inputs"] for p in parts)
+    shard_keys = [{x.key for x in collect_inputs(p)} for p in parts]
+    assert set().union(*shard_keys) == keys and sum(map(len, shard_keys)) == len(keys)
+    assert all(shard_of(k, 3) == i for i, ks in enumerate(shard_keys) for k in ks)
+
+
+def test_abbreviated_options_are_refused(folder, tmp_path, capsys):
+    # argparse's abbreviations once turned --sched into --scheduler and broke every shard
+    with pytest.raises(SystemExit) as exc:
+        build_h5.parse_args(["--memes", str(folder), "--out", str(tmp_path / "x.h5"), "--shards", "2",
+                             "--sched", "tcp://127.0.0.1:1"])
+    assert exc.value.code == 2 and "unrecognized arguments: --sched" in capsys.readouterr().err
+
+
+def test_sharded_file_has_the_one_piece_attributes(folder, tmp_path):
+    one, sharded = tmp_path / "one.h5", tmp_path / "sharded.h5"
+    common = ["--memes", str(folder), "--no-progress", "--workers", "1"]
+    assert build_h5.main([*common, "--out", str(one)]) == 0
+    assert build_h5.main([*common, "--out", str(sharded), "--shards", "2"]) == 0
+    with h5py.File(one) as a, h5py.File(sharded) as b:
+        attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
+    assert set(attrs_b) - set(attrs_a) == {"shards"}
+    for name in set(attrs_a) - {"created", "rows_committed", "skips_committed"}:
+        assert attrs_b[name] == attrs_a[name], name
+    assert attrs_a["tool_version"] == schema.TOOL_VERSION
+    assert json.loads(attrs_a["label_names"]) == list(schema.LABEL_NAMES)
+
+
+def test_every_reason_has_a_meaning_and_transient_ones_are_not_final():
+    named = {v for k, v in vars(reasons).items() if k.isupper() and isinstance(v, str)}
+    assert named == reasons.ALL and all(reasons.MEANINGS[r] for r in named)
+    assert reasons.is_known("http_404") and reasons.is_known("too_small") and not reasons.is_known("oops")
+    for status in (reasons.TIMEOUT, reasons.CONNECTION_ERROR, reasons.QUOTA_EXHAUSTED, "http_429", "http_503"):
+        assert not reasons.is_final(status)
+    for status in (reasons.OK, reasons.MD5_MISMATCH, reasons.BAD_ROW, "http_404"):
+        assert reasons.is_final(status)
+
+
+def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
+    now = time.time()
+    with ManifestWriter(tmp_path / "a.jsonl") as w:
+        w.write(Record(source="s", source_id="1", status=reasons.OK, path="x.png", time=now - 10))
+        w.write(Record(source="s", source_id="2", status=reasons.TIMEOUT, time=now - 10))
+        w.write(Record(source="s", source_id="3", status=reasons.http_reason(404), time=now - 10))
+    with ManifestWriter(tmp_path / "b.jsonl") as w:
+        w.write(Record(source="s", source_id="1", status=reasons.TIMEOUT, time=now))       # later failure loses
+        w.write(Record(source="s", source_id="2", status=reasons.MD5_MISMATCH, time=now))  # later verdict wins
+        w.write(Record(source="s", source_id="3", status=reasons.OK, path="y.png", time=now - 20))  # ok wins
+    got = {k[1]: r.status for k, r in read_manifests([tmp_path]).records.items()}
+    assert got == {"1": reasons.OK, "2": reasons.MD5_MISMATCH, "3": reasons.OK}
+    assert read_manifests([tmp_path]).final_keys() == {("s", "1"), ("s", "2"), ("s", "3")}
+
+
+def test_preprocess_round_trips_and_reads_old_names(tmp_path):
+    assert Preprocess.load(tmp_path) == Preprocess()          # a model saved without one gets the defaults
+    pre = Preprocess(fit="seed", size=96, threshold=0.4, arch="memenet")
+    pre.save(tmp_path)
+    loaded = Preprocess.load(tmp_path)
+    assert loaded == pre and loaded.fit == "original"
+    assert loaded.label(0.4) == "meme" and loaded.label(0.39) == "non_meme"
+    assert loaded.with_threshold(None) is loaded and loaded.with_threshold(0.9).label(0.5) == "non_meme"
+    assert loaded.apply(np.asarray(picture(300, 200))).shape == (96, 96, 3)
+
+
+def test_status_counts_table(tmp_path):
+    from processing.manifest import status_counts
+
+    with ManifestWriter(tmp_path / "m.jsonl") as w:
+        for i, status in enumerate([reasons.OK, reasons.OK, "http_404", reasons.MD5_MISMATCH]):
+            w.write(Record(source="loc_archive", source_id=str(i), status=status))
+        w.write(Record(source="imgur", source_id="a", status=reasons.REMOVED))
+    table = status_counts(read_manifests([tmp_path]))
+    assert list(table.columns) == [reasons.OK, "http_404", reasons.MD5_MISMATCH, reasons.REMOVED]
+    assert table.loc["loc_archive"].tolist() == [2, 1, 1, 0] and table.loc["imgur"].tolist() == [0, 0, 0, 1]
+
+
+def test_bare_build_reads_the_conventional_places(tmp_path, monkeypatch, capsys):
+    from processing import paths
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="no inputs"):
+        build_h5.to_config(build_h5.parse_args([]))
+    with ManifestWriter(paths.MANIFEST_DIR / "loc_archive-h-1.jsonl") as w:
+        for i in range(3):
+            p = save(picture(200, 200, seed=i), paths.FILES_STORE / f"{i}.png")
+            w.write(Record(source="loc_archive", source_id=str(i), status=reasons.OK, path=str(p.resolve())))
+    for i in range(4):
+        save(picture(32, 32, seed=50 + i, caption=None), paths.TINY_DIR / "things" / f"{i}.png")
+    assert build_h5.main(["--no-progress"]) == 0
+    with h5py.File(paths.DATASET) as f:
+        assert sorted(f["labels"][:].tolist()) == [0] * 4 + [1] * 3
+    with pytest.raises(UsageError, match="exists"):          # a second bare run does not overwrite
+        build_h5.main(["--no-progress"])
