@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo serve test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m training.demo --out demo-output
 
+# the page and API on the demo's model (make demo first): http://127.0.0.1:8000/
+serve: install
+	@test -f demo-output/run/model.keras || { echo "serve: no demo model in demo-output/run; run make demo first" >&2; exit 2; }
+	$(PY) -m training.serve demo-output/run
+
 test: install
 	$(PY) -m pytest -q -ra
 
@@ -27,6 +32,7 @@ bench: install
 	$(PY) benchmarks/build_h5.py
 	$(PY) benchmarks/crawl_loc.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/serve.py
 
 clean:
 	rm -rf demo-output .pytest_cache

@@ -181,3 +181,24 @@ def imgur_site(**kw) -> ImgurSite:
     site = ImgurSite(client_id="test-client", pages=pages, images=images,
                      albums={"albB": [image("img5"), image("img6")]}, throttle_pages={3}, malformed_pages={2}, **kw)
     return site
+
+
+def untrained_run(folder: Path, loudness: float = 8.0, report: dict | None = None) -> Path:
+    """A run folder (model.keras, preprocess.json, optionally report.json) holding an untrained memenet.
+
+    Its last layer is scaled by ``loudness`` so that different pictures get visibly different probabilities;
+    enough for anything that serves or benchmarks a model without caring how good it is.
+    """
+    from training.model import build_model
+    from training.preprocess import Preprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = build_model("memenet")
+    layer = model.get_layer("probabilities")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * loudness, bias])
+    model.save(folder / "model.keras")
+    Preprocess().save(folder)
+    if report is not None:
+        (folder / "report.json").write_text(json.dumps(report))
+    return folder

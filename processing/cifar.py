@@ -8,13 +8,14 @@ code.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import tarfile
 from pathlib import Path
 
 import numpy as np
+
+from .cliutil import file_digest
 
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 MEMBERS = ("cifar-100-python/train", "cifar-100-python/test")
@@ -40,11 +41,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def load_cifar100(path: str | Path, count: int, expected_md5: str = CIFAR100_MD5) -> tuple[np.ndarray, list[str]]:

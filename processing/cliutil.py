@@ -1,7 +1,8 @@
-"""What every command shares: one-line errors with exit code 2, atomic writes."""
+"""What every command shares: one-line errors with exit code 2, atomic writes, file digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -44,3 +45,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (hashlib.file_digest needs Python 3.11)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -80,6 +80,18 @@ def fit_image(rgb: np.ndarray, fit: str, size: int = SIZE) -> np.ndarray:
     return FITS[canonical_fit(fit)](rgb, size)
 
 
+def fit_region(height: int, width: int, fit: str, size: int = SIZE) -> tuple[int, int, int]:
+    """(top, left, side): the square of a height x width picture that ``fit`` turns into the model input.
+
+    The service uses it to lay a heat map computed on the model input back over the whole picture.
+    """
+    if canonical_fit(fit) == "original":
+        side = original_square_side(height, width, size) or min(height, width)
+        return 0, 0, side
+    rows, cols = top_square(height, width)
+    return rows.start, cols.start, rows.stop - rows.start
+
+
 def tiny_to_input(tiny: np.ndarray, size: int = SIZE) -> np.ndarray:
     """A 32x32 picture to the model input by pixel repetition."""
     if tiny.shape[0] != tiny.shape[1] or size % tiny.shape[0]:

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from processing.reference import original_block_means
-from processing.transform import (area_resize, block_mean_pool, fit_original, fit_square, original_square_side,
-                                  tiny_to_input, upsample_repeat)
+from processing.transform import (area_resize, block_mean_pool, fit_image, fit_original, fit_region, fit_square,
+                                  original_square_side, tiny_to_input, upsample_repeat)
 
 
 @pytest.mark.parametrize("h,w", [(128, 128), (255, 300), (384, 257), (513, 1024), (1000, 130)])
@@ -78,3 +78,15 @@ def test_upsample_repeat_is_pixel_repetition():
     assert np.array_equal(upsample_repeat(tiny, 1), tiny)
     with pytest.raises(ValueError):
         tiny_to_input(np.zeros((30, 30, 3), np.uint8))
+
+
+@pytest.mark.parametrize("fit", ["square", "original"])
+@pytest.mark.parametrize("h,w", [(128, 128), (250, 400), (400, 250), (300, 129), (90, 200), (513, 1024)])
+def test_fit_region_is_all_the_fit_looks_at(fit, h, w):
+    rgb = np.random.default_rng(h + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    top, left, side = fit_region(h, w, fit)
+    assert 0 <= top and 0 <= left and top + side <= h and left + side <= w
+    assert np.array_equal(fit_image(rgb[top:top + side, left:left + side], fit), fit_image(rgb, fit))
+    rest = np.full_like(rgb, 77)                            # all outside the region replaced
+    rest[top:top + side, left:left + side] = rgb[top:top + side, left:left + side]
+    assert np.array_equal(fit_image(rest, fit), fit_image(rgb, fit))
