@@ -195,6 +195,7 @@ def test_interrupted_build_resumes(tmp_path):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_real_memes_and_photos(tmp_path):
     out = tmp_path / "real.h5"
     assert build_h5.main(["--memes", str(SHARED / "memes" / "advice-animals"),
