@@ -1,8 +1,11 @@
 """``scrapy crawl`` that checks a spider's arguments before anything starts.
 
-A spider may define ``validate_arguments(settings, args)`` raising
-``UsageError``: a missing CSV or imgur client id is then one line on stderr
-and exit code 2, before logging starts or anything is written.
+A spider may declare ``ARGUMENTS`` (see crawler/spiderargs.py) and define
+``validate_arguments(settings, args)`` raising ``UsageError``: an unknown
+argument, a missing CSV or imgur client id is then one line on stderr and
+exit code 2, before logging starts or anything is written. A crawl that
+stops for any reason other than finishing its work (an error at start, a
+``CloseSpider`` raised by the spider) exits with code 1.
 """
 
 import sys
@@ -10,6 +13,12 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 from scrapy.spiderloader import get_spider_loader
+
+from ..spiderargs import check_arguments
+
+# finish reasons of a crawl that did its job (or was told to stop by its operator)
+CLEAN_FINISH = ("finished", "shutdown", "closespider_timeout", "closespider_itemcount",
+                "closespider_pagecount", "closespider_timeout_no_item")
 
 
 class Command(ScrapyCrawl):
@@ -20,11 +29,22 @@ class Command(ScrapyCrawl):
         loader = get_spider_loader(self.settings)
         if args[0] not in loader.list():
             return
-        validate = getattr(loader.load(args[0]), "validate_arguments", None)
-        if validate is None:
-            return
+        spider_cls = loader.load(args[0])
         try:
-            validate(self.settings, opts.spargs)
+            check_arguments(spider_cls, opts.spargs)
+            validate = getattr(spider_cls, "validate_arguments", None)
+            if validate is not None:
+                validate(self.settings, opts.spargs)
         except UsageError as exc:
             print(f"scrapy crawl {args[0]}: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+
+    def run(self, args, opts):
+        if len(args) != 1:
+            return super().run(args, opts)
+        crawler = self._create_crawler(args[0])
+        self.crawler_process.crawl(crawler, **opts.spargs)
+        self.crawler_process.start()
+        reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
+        if self.crawler_process.bootstrap_failed or reason not in CLEAN_FINISH:
+            self.exitcode = 1

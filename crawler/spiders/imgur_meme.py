@@ -131,7 +131,7 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
             if (img.get("animated") or is_video) and not (self.include_animated and not is_video):
                 item.update(status=reasons.ANIMATED)
             elif not img.get("link"):
-                item.update(status="no_link")
+                item.update(status=reasons.NO_LINK)
             else:
                 item["file_urls"] = [img["link"]]
             yield item
@@ -139,10 +139,10 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
     def on_api_error(self, failure):
         reason = reason_for_failure(failure)
         self.crawler.stats.set_value("imgur/stop_reason", reason)
-        if reason in ("http_401", "http_403"):
+        if reason in (reasons.http_reason(401), reasons.http_reason(403)):
             self.logger.error("imgur refused the client id (%s): check IMGUR_CLIENT_ID", reason)
             raise CloseSpider(f"imgur_{reason}")
-        if reason == "quota_exhausted":
+        if reason == reasons.QUOTA_EXHAUSTED:
             self.logger.warning("stopping before imgur's rate limit runs out (%s)", failure.request.url)
             return
         self.logger.error("imgur API request failed (%s): %s", reason, failure.request.url)
