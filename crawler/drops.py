@@ -56,7 +56,9 @@ def _errback_output(request: Request, reason: str):
     """What the request's errback makes of a ``Dropped`` failure (a record or the next request)."""
     if request.errback is None:
         return []
-    out = request.errback(Failure(Dropped(reason, request.url[:200])))
+    failure = Failure(Dropped(reason, request.url[:200]))
+    failure.request = request            # as Scrapy does before it calls an errback
+    out = request.errback(failure)
     if out is None:
         return []
     return [out] if isinstance(out, (Request, dict)) else list(out)

@@ -39,6 +39,7 @@ class Capture:
     content_type: str = "image/jpeg"
     status: int = 200            # what the archive recorded (a non-200 capture answers with that status)
     revisit: bool = False        # indexed as warc/revisit (same payload as an earlier 200 capture)
+    fault: str | None = None     # this capture only: short, html_as_jpg, 503 (always)
 
     @property
     def digest(self) -> str:
@@ -231,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
         if exact is None:
             nearest = min(item.captures, key=lambda c: abs(_ts_seconds(c.timestamp) - _ts_seconds(ts)))
             return self.redirect(f"/all/{nearest.timestamp}id_/{original}")
+        if exact.fault == "503":
+            return self.send(503, b"<html><body>Service unavailable</body></html>", "text/html")
+        fault = exact.fault or fault
         if fault == "html_as_jpg":
             return self.send(200, b"<html><body>Image not archived</body></html>", "image/jpeg")
         if fault == "truncated":

@@ -31,7 +31,10 @@ def guarded(method):
         try:
             return method(self, response_or_failure)
         except Exception as exc:  # noqa: BLE001 - any bug or bad input ends in the row's record
-            meta = getattr(response_or_failure, "meta", None) or response_or_failure.request.meta
+            request = getattr(response_or_failure, "request", None)
+            meta = getattr(response_or_failure, "meta", None) or getattr(request, "meta", None)
+            if not meta or "state" not in meta:
+                raise
             self.crawler.stats.inc_value("rows/exceptions")
             self.crawler.stats.inc_value(f"rows/exceptions/{method.__name__}")
             self.logger.error("%s while handling row %s in %s: %s", type(exc).__name__,

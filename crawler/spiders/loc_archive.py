@@ -117,6 +117,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
     async def start(self):
         self.archive = self.settings.get("LOC_ARCHIVE")
         self.default_ts = self.settings.get("LOC_DEFAULT_TIMESTAMP")
+        self.crawler.stats.set_value("rows/read", 0)
         if self.settings.get("LOC_INDEX") == CALENDAR:
             self.index_known(None)
         if self.distributed:
