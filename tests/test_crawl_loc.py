@@ -35,12 +35,14 @@ def fault_crawl(tmp_path_factory):
     return work, rows, manifest_records(work), hits, r.stderr
 
 
+@pytest.mark.slow
 def test_every_row_has_one_record_with_the_right_status(fault_crawl):
     _, rows, records, _, _ = fault_crawl
     assert sorted(r["source_id"] for r in records) == sorted(r["Meme ID"] for r in rows)
     assert {r["source_id"]: r["status"] for r in records} == EXPECTED
 
 
+@pytest.mark.slow
 def test_stored_files_are_the_original_bytes(fault_crawl):
     work, rows, records, _, _ = fault_crawl
     md5_by_id = {r["Meme ID"]: r["MD5 Hash"] for r in rows}
@@ -56,6 +58,7 @@ def test_stored_files_are_the_original_bytes(fault_crawl):
         assert "id_/" in rec["capture_url"]
 
 
+@pytest.mark.slow
 def test_fewest_requests(fault_crawl):
     _, _, records, hits, _ = fault_crawl
     direct = f"/all/{TS}id_/{CDN.format(1)}"
@@ -71,6 +74,7 @@ def test_fewest_requests(fault_crawl):
     assert not any("127.0.0.2" in p for p in hits)
 
 
+@pytest.mark.slow
 def test_resume_skips_done_rows_without_a_request(fault_crawl, tmp_path):
     work, rows, records, _, _ = fault_crawl
     items, _ = loc_corpus(FAULT_ROWS)
@@ -86,6 +90,7 @@ def test_resume_skips_done_rows_without_a_request(fault_crawl, tmp_path):
     assert "'resume/skipped': 14" in r.stderr
 
 
+@pytest.mark.slow
 def test_utf8_csv_with_calendar_urls_and_jobdir(tmp_path):
     items, rows = loc_corpus([("21", None), ("22", None), ("23", None)], calendar_form=True)
     write_csv(tmp_path / "memes.csv", rows, utf16_tsv=False)
@@ -101,6 +106,7 @@ def test_utf8_csv_with_calendar_urls_and_jobdir(tmp_path):
     assert (tmp_path / "job").is_dir()
 
 
+@pytest.mark.slow
 def test_killed_crawl_resumes_with_nothing_lost_or_fetched_twice(tmp_path):
     ids = [str(100 + i) for i in range(60)]
     items, rows = loc_corpus([(i, None) for i in ids])
@@ -128,6 +134,7 @@ def test_killed_crawl_resumes_with_nothing_lost_or_fetched_twice(tmp_path):
         assert hits[path] == first_hits[path] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content,expect", [
     (None, "CSV not found"),
     ("a,b\n1,2\n", "missing column(s) 'Meme ID'"),
