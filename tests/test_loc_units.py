@@ -315,3 +315,96 @@ def test_dropped_requests_reach_their_errback():
 
 def test_shared_fixture_folder_is_where_the_tests_look():
     assert isinstance(FIXTURES, Path)
+
+
+# ---- an exception on any path through the spider ends in the row's record ------------------------------
+def _spider(index_kind=None):
+    from scrapy.utils.test import get_crawler
+    crawler = get_crawler(LocArchiveSpider, settings_dict={"LOC_ARCHIVE": "http://a.example/all",
+                                                          "LOC_DEFAULT_TIMESTAMP": "20160901235959"})
+    crawler.stats.open_spider()
+    spider = LocArchiveSpider.from_crawler(crawler)
+    spider.archive, spider.default_ts, spider.index_kind = "http://a.example/all", "20160901235959", index_kind
+    return spider
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("injected")
+
+
+@pytest.mark.parametrize("path,patch", [
+    ("first_request", "crawler.spiders.loc_archive.row_problem"),
+    ("parse_capture", "crawler.spiders.loc_archive.verify"),
+    ("parse_index", "crawler.archive.parse_cdx"),
+    ("parse_calendar", "crawler.archive.calendar_captures"),
+    ("on_error", "crawler.spiders.loc_archive.reason_for_failure"),
+    ("index_known", "crawler.spiders.loc_archive.LocArchiveSpider.range_first"),
+])
+def test_an_exception_on_every_path_ends_in_a_record(monkeypatch, path, patch):
+    from scrapy import Request
+    from scrapy.http import HtmlResponse, Response, TextResponse
+    from twisted.python.failure import Failure
+
+    spider = _spider(index_kind="pywb")
+    row = _row(archived_url="http://w/all/19960101000000-20160901235959*/http://c/1.jpg")
+    state = {"row": row, "attempts": [], "queue": [], "fetched": set(), "digests": set(), "index_asked": True,
+             "calendar_asked": False, "captures": [], "pages": 0, "listed": None}
+    request = Request("http://a.example/all/20150508184553id_/http://c/1.jpg", meta={"state": state})
+    monkeypatch.setattr(patch, _boom)
+    if path == "first_request":
+        out = spider.first_request(row)
+    elif path == "parse_capture":
+        out = spider.parse_capture(Response(request.url, body=b"right", request=request))
+    elif path == "parse_index":
+        out = spider.parse_index(TextResponse(request.url, body=b"", request=request))
+    elif path == "parse_calendar":
+        out = spider.parse_calendar(HtmlResponse(request.url, body=b"<html></html>", request=request))
+    elif path == "on_error":
+        failure = Failure(RuntimeError("download"))
+        failure.request = request
+        out = spider.on_error(failure)
+    else:
+        spider.index_kind = "unknown"
+        assert spider.with_index(state, spider.range_first).meta["probe"] == "pywb"
+        [out] = spider.index_known("pywb")
+    assert out["status"] == reasons.BAD_ROW and out["source_id"] == "1"
+    assert "RuntimeError" in out["detail"] or "injected" in out["detail"]
+
+
+def test_offsite_and_duplicate_drops_reach_the_errback():
+    from scrapy import Request, Spider
+    from scrapy.utils.test import get_crawler
+
+    from crawler.drops import DroppedRequests, OffsiteDropMiddleware
+    from crawler.faults import Dropped
+
+    class Site(Spider):
+        name = "site"
+        allowed_domains = ["a.example"]
+
+    crawler = get_crawler(Site)
+    crawler.spider = Site.from_crawler(crawler)
+    mw = OffsiteDropMiddleware.from_crawler(crawler)
+    mw.spider_opened(crawler.spider)
+    mw.process_request(Request("http://a.example/x"))
+    with pytest.raises(Dropped) as err:
+        mw.process_request(Request("http://b.example/x"))
+    assert err.value.reason == reasons.OFFSITE
+
+    crawled, items = [], []
+
+    class Engine:
+        def crawl(self, request):
+            crawled.append(request)
+
+        class scraper:  # noqa: N801 - stands in for engine.scraper (a plain call: no reactor here)
+            @staticmethod
+            def start_itemproc_async(item, response):
+                items.append(item)
+
+    crawler.engine = Engine()
+    ext = DroppedRequests.from_crawler(crawler)
+    follow = Request("http://a.example/next")
+    ext.request_dropped(Request("http://a.example/1", errback=lambda f: {"status": f.value.reason}), crawler.spider)
+    ext.request_dropped(Request("http://a.example/2", errback=lambda f: follow), crawler.spider)
+    assert items == [{"status": reasons.FILTERED_DUPLICATE}] and crawled == [follow]

@@ -172,10 +172,14 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
 
     def parse_probe(self, response):
         kind = response.meta["probe"]
-        ok = response.status == 200 and not looks_like_html(response)
-        if ok:
-            page = archive.parse_cdx(response.body.decode("utf-8", "replace"))
-            ok = bool(page.captures) or not page.malformed
+        try:
+            ok = response.status == 200 and not looks_like_html(response)
+            if ok:
+                page = archive.parse_cdx(response.body.decode("utf-8", "replace"))
+                ok = bool(page.captures) or not page.malformed
+        except Exception as exc:  # noqa: BLE001 - the waiting rows must still be released
+            self.logger.error("index probe %s failed: %s", response.url, type(exc).__name__)
+            ok = False
         return self.index_known(kind) if ok else self.next_probe(kind)
 
     def probe_failed(self, failure):
