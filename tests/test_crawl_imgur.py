@@ -96,7 +96,7 @@ def test_bad_client_id_stops_without_retrying(tmp_path):
     with Mirror(imgur=imgur_site()) as mirror:
         r = crawl(mirror, tmp_path, IMGUR_CLIENT_ID="wrong")
         hits = dict(mirror.hits)
-    assert r.returncode == 0
+    assert r.returncode == 1   # a crawl stopped at once exits non-zero
     assert hits["/3/gallery/t/meme/viral/week/0"] == 1
     assert "imgur refused the client id (http_401)" in r.stderr
     assert manifest_records(tmp_path) == []
