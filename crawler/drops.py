@@ -16,6 +16,8 @@ from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.urllength import UrlLengthMiddleware
 from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from processing import reasons
@@ -24,7 +26,19 @@ from .faults import Dropped
 
 
 class RobotsMiddleware(RobotsTxtMiddleware):
-    """robots.txt as Scrapy reads it; a forbidden URL fails with ``robots_forbidden``."""
+    """robots.txt as Scrapy reads it; a forbidden URL fails with ``robots_forbidden``.
+
+    Also fixes a race in Scrapy 2.19: requests that wait for a host's
+    robots.txt all await one Deferred, and only the first waiter receives the
+    parser (the asyncio adapter's callback returns None to the next ones), so
+    the other first requests to a host were never checked. The parser is read
+    back from the cache once the wait is over.
+    """
+
+    async def robot_parser(self, request):
+        parser = await super().robot_parser(request)
+        cached = self._parsers.get(urlparse_cached(request).netloc, parser)
+        return parser if isinstance(cached, Deferred) else cached
 
     def process_request_2(self, rp, request):
         try:

@@ -221,16 +221,20 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
             problem = f"{type(exc).__name__}: {str(exc)[:200]}"
         if problem:
             return self.finish(state, reasons.BAD_ROW, detail=problem)
-        ts, _, original = archive.parse_archived_url(row.archived_url)
-        if ts is not None:
-            return self.fetch(state, archive.raw_capture_url(self.archive, ts, original))
+        if archive.parse_archived_url(row.archived_url)[0] is not None:
+            return self.direct_request(state)
         return self.with_index(state, self.range_first)      # a range row: the index says where its captures are
 
     def range_first(self, state):
         if self.index_kind:
             return self.index_request(state)
-        original = archive.parse_archived_url(state["row"].archived_url)[2]
-        return self.fetch(state, archive.raw_capture_url(self.archive, self.default_ts, original))
+        return self.direct_request(state)
+
+    def direct_request(self, state):
+        """The row's own raw capture (its timestamp, else ``LOC_DEFAULT_TIMESTAMP``; the archive redirects)."""
+        state["direct"] = True
+        ts, _, original = archive.parse_archived_url(state["row"].archived_url)
+        return self.fetch(state, archive.raw_capture_url(self.archive, ts or self.default_ts, original))
 
     def _request(self, state, url, callback, **meta):
         return scrapy.Request(url, callback=callback, errback=self.on_error, dont_filter=True,
@@ -264,6 +268,8 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
             return self.index_request(state)
         if not state["calendar_asked"] and (not self.index_kind or state.get("index_failed")):
             return self.calendar_request(state)
+        if not state.get("direct") and state["listed"] == 0:
+            return self.direct_request(state)      # an index that lists nothing may lag: one raw request
         status, capture_url = row_outcome(state["attempts"], listed_none=state["listed"] == 0)
         return self.finish(state, status, capture_url=capture_url)
 
