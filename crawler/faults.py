@@ -29,6 +29,15 @@ def looks_like_html(response: Response) -> bool:
     return b"html" in ctype or head.startswith((b"<!doctype html", b"<html"))
 
 
+class Dropped(IgnoreRequest):
+    """A request a middleware refused, carrying the reason as data (never parsed from text)."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 def reason_for_failure(failure) -> str:
     exc = failure.value
     if isinstance(exc, HttpError):
@@ -39,11 +48,8 @@ def reason_for_failure(failure) -> str:
         return reasons.TRUNCATED
     if isinstance(exc, DownloadCancelledError):
         return reasons.TOO_LARGE  # Scrapy cancels downloads over DOWNLOAD_MAXSIZE
+    if isinstance(exc, Dropped):
+        return exc.reason
     if isinstance(exc, IgnoreRequest):
-        text = str(exc)
-        if text.startswith((reasons.REDIRECT_REFUSED, "quota_exhausted")):
-            return text.split(":", 1)[0]
-        if "robots" in text.lower():
-            return "robots_forbidden"
-        return "ignored"
+        return reasons.IGNORED
     return reasons.CONNECTION_ERROR

@@ -21,28 +21,22 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 from processing.cliutil import atomic_write_json
+
+from .spiderargs import excerpt
 
 SOURCE = "imgur"
 VIDEO_EXTENSIONS = ("gifv", "mp4", "webm")
 LINK_COLUMNS = ("url", "urls", "link", "links", "image", "image url", "image link", "imgur", "imgur url",
                 "imgur link", "src")
-EXCERPT = 60   # characters of a bad input quoted in a message
 
 _IMAGE_PATH = re.compile(r"^/(?P<id>[A-Za-z0-9]{1,20})\.(?P<ext>[A-Za-z0-9]{3,4})$")
 
 
 class LinkListError(Exception):
     """A link list that cannot be read at all (one line for the user)."""
-
-
-def excerpt(text: str, limit: int = EXCERPT) -> str:
-    """At most ``limit`` characters of ``text``, for messages about bad input."""
-    text = text.replace("\n", " ")
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 @dataclass(frozen=True)

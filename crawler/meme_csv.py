@@ -3,6 +3,12 @@
 Kaggle/LoC ship UTF-16 (BOM) tab-separated text; copies circulate as UTF-8
 CSV. Encoding comes from the BOM (else UTF-8), the delimiter from the header
 line; columns are matched by name, case- and space-insensitively.
+
+A file that cannot be a Meme Generator list (missing, a folder, empty,
+binary, wrong columns) raises ``CsvError`` with one line. A single bad row
+(undecodable bytes, an MD5 that is not 32 hex digits, a size that is not a
+whole number, no id) is still yielded, with ``problem`` saying what is wrong
+and ``line`` where, so the crawler records it as ``bad_row`` without a request.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -29,6 +37,19 @@ OPTIONAL = {
 }
 
 
+GET_IT = ("download the Meme Generator data set (57,652 rows) from the Library of Congress "
+          "(https://www.loc.gov/item/2018655052/) or Kaggle (\"Meme Generator Data Set\"), see datasets/meme_generator.md")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+_BAD = "\udcff"   # stands for undecodable bytes; never produced by a strict decode
+
+
+def _mark_undecodable(err: UnicodeDecodeError):
+    return _BAD, err.end
+
+
+codecs.register_error("meme_csv_mark", _mark_undecodable)
+
+
 class CsvError(Exception):
     pass
 
@@ -42,6 +63,8 @@ class MemeRow:
     size: int | None
     page_url: str = ""
     alt_text: str = ""
+    line: int = 0                    # physical line in the file (the header is line 1)
+    problem: str = ""                # why the row cannot be used, when it cannot
 
 
 def sniff_encoding(head: bytes) -> str:
@@ -66,36 +89,76 @@ def _column_map(header: list[str]) -> dict[str, int]:
                 break
     missing = [DISPLAY[f] for f in REQUIRED if f not in found]
     if missing:
+        got = ", ".join(header)
+        got = got if len(got) <= 120 else f"{got[:120]}... ({len(got):,} characters)"
         raise CsvError(f"missing column(s) {', '.join(repr(m) for m in missing)}; "
                        f"expected the Meme Generator columns (Meme ID, Archived URL, Base Meme Name, "
-                       f"Meme Page URL, MD5 Hash, File Size (In Bytes), Alternate Text), got {header}")
+                       f"Meme Page URL, MD5 Hash, File Size (In Bytes), Alternate Text), got: {got!r}")
     return found
+
+
+def printable(text: str) -> str:
+    """``text`` with the marks of undecodable bytes shown as U+FFFD (safe to write as UTF-8)."""
+    return text.replace(_BAD, "\ufffd")
+
+
+def _open_checked(path: Path) -> tuple[str, str]:
+    """(encoding, header line) of a file that can be a Meme Generator list, else CsvError."""
+    if path.is_dir():
+        raise CsvError(f"{path} is a folder, not the Meme Generator file; {GET_IT}")
+    if not path.exists():
+        raise CsvError(f"CSV not found: {path}; {GET_IT}, and put it there or pass -a csv=PATH")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head.strip():
+        raise CsvError(f"{path} is empty: expected the Meme Generator file; {GET_IT}")
+    encoding = sniff_encoding(head)
+    if encoding == "utf-8" and b"\x00" in head:
+        raise CsvError(f"{path} is not a text file (binary bytes at the start): expected the Meme Generator CSV/TSV")
+    with open(path, encoding=encoding, newline="", errors="meme_csv_mark") as fh:
+        first = fh.readline()
+    if _BAD in first:
+        raise CsvError(f"{path} is not a text file (its first line is not {encoding}): "
+                       f"expected the Meme Generator CSV/TSV")
+    return encoding, first
+
+
+def _row_problem(row: MemeRow, raw_size: str, raw_md5: str) -> str:
+    if any(_BAD in v for v in (row.meme_id, row.archived_url, row.base_meme_name, raw_md5, raw_size,
+                                row.page_url, row.alt_text)):
+        return f"undecodable bytes on line {row.line}"
+    if not row.meme_id:
+        return f"no Meme ID on line {row.line}"
+    if raw_md5 and not _MD5.fullmatch(raw_md5.lower()):
+        return f"MD5 Hash is not 32 hex digits on line {row.line}: {raw_md5[:40]!r}"
+    if raw_size and not raw_size.isdigit():
+        return f"File Size is not a whole number on line {row.line}: {raw_size[:40]!r}"
+    return ""
 
 
 def read_meme_csv(path: str | Path) -> Iterator[MemeRow]:
     path = Path(path)
-    if not path.is_file():
-        raise CsvError(f"CSV not found: {path} (download the Meme Generator data set, see datasets/meme_generator.md)")
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
-    encoding = sniff_encoding(head)
-    with open(path, encoding=encoding, newline="") as fh:
-        first = fh.readline()
+    encoding, first = _open_checked(path)
+    with open(path, encoding=encoding, newline="", errors="meme_csv_mark") as fh:
+        fh.readline()
         delimiter = "\t" if first.count("\t") > first.count(",") else ","
         header = next(csv.reader(io.StringIO(first), delimiter=delimiter))
         cols = _column_map(header)
-        for values in csv.reader(fh, delimiter=delimiter):
+        reader = csv.reader(fh, delimiter=delimiter)
+        for values in reader:
             if not any(v.strip() for v in values):
                 continue
             get = lambda f: values[cols[f]].strip() if f in cols and cols[f] < len(values) else ""  # noqa: E731
-            size = get("size")
-            yield MemeRow(meme_id=get("meme_id"), archived_url=get("archived_url"),
-                          base_meme_name=get("base_meme_name"), md5=get("md5").lower(),
+            size, md5 = get("size"), get("md5")
+            row = MemeRow(meme_id=get("meme_id"), archived_url=get("archived_url"),
+                          base_meme_name=get("base_meme_name"), md5=md5.lower(),
                           size=int(size) if size.isdigit() else None,
-                          page_url=get("page_url"), alt_text=get("alt_text"))
+                          page_url=get("page_url"), alt_text=get("alt_text"), line=reader.line_num + 1)
+            problem = _row_problem(row, size, md5)
+            yield dataclasses.replace(row, problem=problem) if problem else row
 
 
 def validate_csv(path: str | Path) -> None:
-    """Raise CsvError early (file present, header has the columns)."""
+    """Raise CsvError early (a readable text file whose header has the columns)."""
     rows = read_meme_csv(path)
     next(rows, None)

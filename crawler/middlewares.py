@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 from scrapy.downloadermiddlewares.redirect import RedirectMiddleware
 from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
-from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.response import response_status_message
 
 from processing.reasons import QUOTA_EXHAUSTED, REDIRECT_REFUSED
+
+from .faults import Dropped
 
 
 def is_private_host(host: str) -> bool:
@@ -47,7 +48,7 @@ class SafeRedirectMiddleware(RedirectMiddleware):
 
     def _redirect(self, redirected, request, reason):
         if not redirect_allowed(redirected.url, self.allowed_private):
-            raise IgnoreRequest(f"{REDIRECT_REFUSED}: {request.url} -> {redirected.url}")
+            raise Dropped(REDIRECT_REFUSED, f"{request.url} -> {redirected.url}")
         return super()._redirect(redirected, request, reason)
 
 
@@ -116,7 +117,7 @@ class ImgurQuotaMiddleware:
 
     def process_request(self, request, spider=None):
         if self.exhausted and request.meta.get("imgur_api"):
-            raise IgnoreRequest(QUOTA_EXHAUSTED)
+            raise Dropped(QUOTA_EXHAUSTED)
 
     def process_response(self, request, response, spider=None):
         remaining = [int(v) for k in (b"X-RateLimit-ClientRemaining", b"X-RateLimit-UserRemaining")

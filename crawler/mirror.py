@@ -2,7 +2,9 @@
 
 Serves on 127.0.0.1 only. It behaves like the real sites where the crawlers
 care: raw ``id_`` captures, redirects to the nearest capture, calendar pages
-with ``.day a`` links, imgur gallery pages with albums and rate-limit headers,
+with ``.day a`` links (OpenWayback) or, with ``index=``, a CDX API in pywb's
+(``/all/cdx``) or the Wayback Machine's (``/cdx/search/cdx``) form and a
+calendar that is only a script shell, as theirs are; imgur gallery pages with albums and rate-limit headers,
 and injected faults (404, flaky 503, 429 with Retry-After, wrong bytes,
 truncated bodies, HTML served as .jpg, challenge pages, slow answers).
 
@@ -22,7 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+import base64
+from urllib.parse import parse_qs, unquote, urlsplit
 
 CHALLENGE_HTML = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
                   b"<div id='cf-chl-widget'>Checking your browser</div><script src='/cdn-cgi/challenge-platform/'>"
@@ -34,6 +37,13 @@ class Capture:
     timestamp: str
     body: bytes
     content_type: str = "image/jpeg"
+    status: int = 200            # what the archive recorded (a non-200 capture answers with that status)
+    revisit: bool = False        # indexed as warc/revisit (same payload as an earlier 200 capture)
+    fault: str | None = None     # this capture only: short, html_as_jpg, 503 (always)
+
+    @property
+    def digest(self) -> str:
+        return base64.b32encode(hashlib.sha1(self.body).digest()).decode("ascii")
 
 
 @dataclass
@@ -41,8 +51,12 @@ class LocItem:
     original: str
     captures: list[Capture]
     # what its raw id_ request does: calendar (a query page instead of a redirect), 404, flaky503 (twice),
-    # 429 (once, with Retry-After), truncated, html_as_jpg, challenge, slow, hang, redirect_private
+    # 429 (once, with Retry-After), truncated, short (complete answer, too few bytes), html_as_jpg, challenge,
+    # slow, hang, redirect_private, robots (robots.txt disallows it)
     fault: str | None = None
+    # what its CDX index query does: paging (one capture per page), empty, malformed (a garbled line first),
+    # 429 (once, with Retry-After), 404
+    index_fault: str | None = None
 
 
 @dataclass
@@ -79,8 +93,9 @@ class Mirror:
     """Thread-served mirror; ``hits`` counts requests per path."""
 
     def __init__(self, loc: list[LocItem] | None = None, imgur: ImgurSite | None = None, *,
-                 latency: float = 0.0, slow_seconds: float = 1.5, retry_after: int = 1):
+                 latency: float = 0.0, slow_seconds: float = 1.5, retry_after: int = 1, index: str | None = None):
         self.loc = {item.original: item for item in (loc or [])}
+        self.index = index            # None (calendar pages only), "pywb" or "wayback"
         self.imgur = imgur or ImgurSite()
         self.latency = latency
         self.slow_seconds = slow_seconds
@@ -142,7 +157,7 @@ class Mirror:
                                                 v.get("content_type", "image/jpeg"), v.get("fault"))
                                   for k, v in im.get("images", {}).items()},
                           quota=im.get("quota", 12500))
-        return cls(loc, imgur, latency=spec.get("latency", 0.0))
+        return cls(loc, imgur, latency=spec.get("latency", 0.0), index=spec.get("index"))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -159,7 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
         if m.latency:
             time.sleep(m.latency)
         if path == "/robots.txt":
-            return self.send(200, b"User-agent: *\nAllow: /\n", "text/plain")
+            disallow = "".join(f"Disallow: /all/*/{i.original}\n" for i in m.loc.values() if i.fault == "robots")
+            return self.send(200, f"User-agent: *\n{disallow}Allow: /\n".encode(), "text/plain")
+        if path.startswith("/all/cdx?") or path.startswith("/cdx/search/cdx?"):
+            return self.cdx(self.path, n)
         if path.startswith("/all/"):
             return self.loc(path[len("/all/"):], n)
         if path.startswith("/3/"):
@@ -221,20 +239,72 @@ class _Handler(BaseHTTPRequestHandler):
         if exact is None:
             nearest = min(item.captures, key=lambda c: abs(_ts_seconds(c.timestamp) - _ts_seconds(ts)))
             return self.redirect(f"/all/{nearest.timestamp}id_/{original}")
+        if exact.fault == "503":
+            return self.send(503, b"<html><body>Service unavailable</body></html>", "text/html")
+        fault = exact.fault or fault
         if fault == "html_as_jpg":
             return self.send(200, b"<html><body>Image not archived</body></html>", "image/jpeg")
         if fault == "truncated":
             return self.send(200, exact.body[: len(exact.body) // 2], exact.content_type, declared=len(exact.body))
+        if fault == "short":
+            return self.send(200, exact.body[: len(exact.body) // 2], exact.content_type)
+        if exact.status != 200:
+            return self.send(exact.status, b"<html><body>archived error page</body></html>", "text/html")
         return self.send(200, exact.body, exact.content_type,
                          {"Memento-Datetime": exact.timestamp, "Link": f"<{original}>; rel=\"original\""})
 
     def calendar(self, item: LocItem | None, original: str):
+        if self.mirror.index:   # pywb and the Wayback Machine draw the calendar with a script from the CDX API
+            body = (f"<!DOCTYPE html><html><head><title>Calendar: {html.escape(original)}</title></head><body>"
+                    f'<div id="calendar"></div><script src="/static/calendar.js"></script></body></html>').encode()
+            return self.send(200, body, "text/html; charset=utf-8")
         days = "".join(
             f'<div class="day"><a href="/all/{c.timestamp}/{html.escape(original)}">{c.timestamp[6:8]}</a></div>'
             for c in (item.captures if item else []))
         body = (f"<!DOCTYPE html><html><head><title>Calendar: {html.escape(original)}</title></head><body>"
                 f'<div class="calendar"><div class="month">{days}</div></div></body></html>').encode()
         self.send(200, body, "text/html; charset=utf-8")
+
+    def cdx(self, raw_path: str, n: int):
+        """The CDX API of the configured kind; the other form (or no index) answers 404."""
+        m = self.mirror
+        parts = urlsplit(raw_path)
+        kind = "pywb" if parts.path == "/all/cdx" else "wayback"
+        if m.index != kind:
+            return self.send(404, b"<html><body>Not found</body></html>", "text/html")
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        original = q.get("url", "")
+        item = m.loc.get(original)
+        fault = item.index_fault if item else None
+        if fault == "429" and n <= 1:
+            return self.send(429, b"slow down", "text/plain", {"Retry-After": m.retry_after})
+        if fault == "404":
+            return self.send(404, b"<html><body>Not found</body></html>", "text/html")
+        captures = sorted(item.captures if item and fault != "empty" else [], key=lambda c: c.timestamp)
+        lo, hi = q.get("from", ""), q.get("to", "")
+        captures = [c for c in captures if (not lo or c.timestamp >= lo[:14]) and (not hi or c.timestamp <= hi[:14])]
+        key = original.split("://", 1)[-1]
+        if kind == "pywb":
+            lines = [json.dumps({"urlkey": key, "timestamp": c.timestamp, "url": original,
+                                 "mime": "warc/revisit" if c.revisit else c.content_type,
+                                 **({} if c.revisit else {"status": str(c.status)}), "digest": c.digest,
+                                 "length": str(len(c.body)), "offset": "0", "filename": "mirror.warc.gz"})
+                     for c in captures]
+            if fault == "malformed":
+                lines.insert(0, '{"urlkey": "broken", "timestamp": "2015')
+            return self.send(200, "".join(line + "\n" for line in lines).encode(), "text/x-ndjson")
+        start = int(q.get("resumeKey", "0") or 0)
+        size = 1 if fault == "paging" else int(q.get("limit", "0") or 0) or len(captures) or 1
+        chunk = captures[start:start + size]
+        rows = [["urlkey", "timestamp", "original", "mimetype", "statuscode", "digest", "length"]]
+        rows += [[key, c.timestamp, original, "warc/revisit" if c.revisit else c.content_type,
+                  "-" if c.revisit else str(c.status), c.digest, str(len(c.body))] for c in chunk]
+        if start + size < len(captures) and q.get("showResumeKey") == "true":
+            rows += [[], [str(start + size)]]
+        lines = [json.dumps(r) for r in rows]
+        if fault == "malformed":
+            lines.insert(1, '["broken", "2015')
+        self.send(200, ("[" + ",\n".join(lines) + "]\n").encode(), "application/json")
 
     # ---- imgur -------------------------------------------------------------
     def imgur_api(self, rest: str, n: int):

@@ -25,7 +25,6 @@ from .imgur_links import is_removed_placeholder
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 REMOVED_PATH = "/removed.png"
-STORE_ERROR = "store_error"  # the bytes were fine but could not be written
 
 
 def _rejected(url: str, reason: str, detail: str = "") -> dict:
@@ -103,7 +102,7 @@ class MemeFilesPipeline(FilesPipeline):
             if isinstance(result.value, FileException):   # raised by media_failed with a reason
                 adapter["status"] = str(result.value) or reasons.CONNECTION_ERROR
             else:
-                adapter.update(status=STORE_ERROR, detail=f"{type(result.value).__name__}: {result.value}")
+                adapter.update(status=reasons.STORE_ERROR, detail=f"{type(result.value).__name__}: {result.value}")
         elif result["status"] == "rejected":
             adapter["status"] = result["reason"]
             adapter["detail"] = result.get("detail") or None

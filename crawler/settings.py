@@ -17,7 +17,11 @@ COMMANDS_MODULE = "crawler.commands"
 
 # ---- where things are ------------------------------------------------------
 LOC_ARCHIVE = "https://webarchive.loc.gov/all"
-LOC_CSV = ""                  # the Meme Generator data set file; or -a csv=PATH
+LOC_CSV = "data/memegenerator.csv"   # the Meme Generator data set file; or -a csv=PATH
+LOC_INDEX = "auto"            # where other captures are listed: cdx (pywb / Wayback CDX API), calendar, auto
+LOC_INDEX_PROBE_URL = "http://memegenerator.net/"   # asked of the CDX APIs once per crawl to detect them
+LOC_INDEX_PAGE_SIZE = 1000    # captures per CDX page (Wayback form; paged with its resume key)
+LOC_INDEX_MAX_PAGES = 5       # CDX pages read per row at most
 LOC_DEFAULT_TIMESTAMP = "20160901235959"             # end of the data set's capture window
 IMGUR_API = "https://api.imgur.com"
 IMGUR_CLIENT_ID = os.environ.get("IMGUR_CLIENT_ID", "")
@@ -58,6 +62,11 @@ REDIRECT_ALLOWED_PRIVATE_HOSTS = []   # tests allow 127.0.0.1
 MEDIA_ALLOW_REDIRECTS = True
 
 DOWNLOADER_MIDDLEWARES = {
+    # Scrapy's filters, failing with a reason the spider records (crawler/drops.py)
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "crawler.drops.OffsiteDropMiddleware": 50,
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.drops.RobotsMiddleware": 100,
     "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
     "crawler.middlewares.SafeRedirectMiddleware": 600,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
@@ -65,7 +74,13 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.ImgurQuotaMiddleware": 560,
 }
 SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
+    "crawler.drops.UrlLengthDropMiddleware": 800,
     "crawler.resume.ResumeMiddleware": 950,
+}
+EXTENSIONS = {
+    "crawler.drops.DroppedRequests": 0,
+    "crawler.rowguard.RowSummary": 0,
 }
 ITEM_PIPELINES = {
     "crawler.pipelines.MemeFilesPipeline": 300,

@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEME_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CDN = "http://cdn.meme.am/instances/250x250/{}.jpg"
 TS = "20150508184553"
+OLD = "20120101000000"
+RANGE = "19960101000000-20160901235959"
+# loc_corpus faults that are about the CSV row, not the archive: (field, value written instead)
+ROW_FAULTS = {"bad_ts_month": ("ts", "20151399000000"), "bad_ts_nines": ("ts", "99999999999999"),
+              "bad_md5": ("MD5 Hash", "not-a-hash"), "bad_size": ("File Size (In Bytes)", "12kb")}
 
 
 def shared_data_missing() -> str | None:
@@ -69,7 +74,12 @@ def meme_jpeg(seed: int) -> bytes:
 
 
 def loc_corpus(rows: list[tuple[str, str | None]], calendar_form: bool = False):
-    """rows: (meme_id, fault). Returns (LocItems, csv rows as dicts)."""
+    """rows: (meme_id, fault). Returns (LocItems, csv rows as dicts).
+
+    ``fault`` is a ``LocItem.fault`` (what the archive does), one of the
+    scenarios below, a ``ROW_FAULTS`` key (a broken CSV field), or
+    ``idx_<index_fault>`` (the CDX answer misbehaves; the nearest capture is right).
+    """
     items, csv_rows = [], []
     for meme_id, fault in rows:
         seed = int(meme_id)
@@ -77,7 +87,35 @@ def loc_corpus(rows: list[tuple[str, str | None]], calendar_form: bool = False):
         original = CDN.format(meme_id)
         captures = [Capture(TS, body)]
         expected = body
-        if fault == "md5_wrong_then_right":    # nearest capture has other bytes; an older one verifies
+        row_fault, index_fault = ROW_FAULTS.get(fault or ""), None
+        if row_fault:
+            fault = None
+        elif (fault or "").startswith("idx_"):
+            index_fault, fault = fault[4:], None
+            captures = [Capture(OLD, meme_jpeg(seed + 1000)), Capture(TS, body)]
+        elif fault in ("short_then_older", "html_then_older", "503_then_older"):
+            # the row's own capture misbehaves; an older unrelated capture is listed too
+            captures = [Capture(TS, body, fault=fault.split("_then_")[0].replace("html", "html_as_jpg")),
+                        Capture(OLD, meme_jpeg(seed + 1000))]
+            fault = None
+        elif fault == "redirect_then_listed":    # no capture at TS: a 302 to the nearest, which the index lists too
+            captures = [Capture("20150601000000", meme_jpeg(seed + 1000)), Capture("20100101000000",
+                                                                                   meme_jpeg(seed + 2000))]
+            fault = None
+        elif fault == "same_digest":             # two wrong captures with one payload, then the right one
+            wrong = meme_jpeg(seed + 1000)
+            captures = [Capture("20150601000000", wrong), Capture("20150401000000", wrong),
+                        Capture("20140101000000", body)]
+            fault = None
+        elif fault == "skip_listed":             # a 404 capture and an unresolvable revisit nearer than the right one
+            captures = [Capture("20150601000000", meme_jpeg(seed + 1000), status=404),
+                        Capture("20150401000000", meme_jpeg(seed + 2000), revisit=True),
+                        Capture("20140101000000", body)]
+            fault = None
+        elif fault == "long_url":
+            original = CDN.format(meme_id) + "?" + "x" * 300
+            fault = None
+        elif fault == "md5_wrong_then_right":    # nearest capture has other bytes; an older one verifies
             captures = [Capture(TS, meme_jpeg(seed + 1000)), Capture("20140101000000", body)]
             fault = None
         elif fault == "md5_wrong":
@@ -92,13 +130,17 @@ def loc_corpus(rows: list[tuple[str, str | None]], calendar_form: bool = False):
         elif fault == "no_capture":
             captures = []
             fault = None
-        items.append(LocItem(original, captures, fault))
-        archived = (f"http://webarchive.loc.gov/all/19960101000000-20160901235959*/{original}" if calendar_form
-                    else f"http://webarchive.loc.gov/all/{TS}/{original}")
-        csv_rows.append({"Meme ID": meme_id, "Archived URL": archived, "Base Meme Name": f"Template {seed % 3}",
-                         "Meme Page URL": f"http://memegenerator.net/instance/{meme_id}",
-                         "MD5 Hash": hashlib.md5(expected).hexdigest(), "File Size (In Bytes)": len(expected),
-                         "Alternate Text": f"alt {meme_id}"})
+        items.append(LocItem(original, captures, fault, index_fault=index_fault))
+        ts = row_fault[1] if row_fault and row_fault[0] == "ts" else TS
+        archived = (f"http://webarchive.loc.gov/all/{RANGE}*/{original}" if calendar_form and not row_fault
+                    else f"http://webarchive.loc.gov/all/{ts}/{original}")
+        csv_row = {"Meme ID": meme_id, "Archived URL": archived, "Base Meme Name": f"Template {seed % 3}",
+                   "Meme Page URL": f"http://memegenerator.net/instance/{meme_id}",
+                   "MD5 Hash": hashlib.md5(expected).hexdigest(), "File Size (In Bytes)": len(expected),
+                   "Alternate Text": f"alt {meme_id}"}
+        if row_fault and row_fault[0] in csv_row:
+            csv_row[row_fault[0]] = row_fault[1]
+        csv_rows.append(csv_row)
     return items, csv_rows
 
 
@@ -139,8 +181,25 @@ def scrapy_cmd(spider: str, mirror, workdir: Path, args: dict | None = None, **s
 
 
 def run_crawl(spider: str, mirror, workdir: Path, args: dict | None = None, env=None, timeout=180, **settings):
+    """The real ``scrapy crawl`` against the mirror; ``timeout`` seconds at most (a hang fails the test)."""
     return subprocess.run(scrapy_cmd(spider, mirror, workdir, args, **settings), cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+def crawl_stats(stderr: str) -> dict:
+    """The stats Scrapy dumps when a crawl closes, as a dict."""
+    import ast
+    start = stderr.rfind("Dumping Scrapy stats:")
+    if start < 0:
+        return {}
+    text = stderr[stderr.index("{", start):]
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "{"
+        depth -= ch == "}"
+        if depth == 0:
+            return ast.literal_eval(text[:i + 1].replace("datetime.datetime", "").replace("tzinfo=datetime.timezone.utc", ""))
+    return {}
 
 
 def manifest_records(workdir: Path) -> list[dict]:

@@ -41,6 +41,7 @@ class Record:
     size: int | None = None
     animated: bool | None = None
     detail: str | None = None        # human-readable context for a failure
+    attempts: list[dict] | None = None  # every candidate tried: [{"url", "status"}], in order
     time: float = field(default_factory=time.time)
     schema: int = SCHEMA_VERSION
 

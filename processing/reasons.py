@@ -44,6 +44,10 @@ REDIRECT_REFUSED = "redirect_refused"
 ROBOTS_FORBIDDEN = "robots_forbidden"
 QUOTA_EXHAUSTED = "quota_exhausted"
 IGNORED = "ignored"
+URL_TOO_LONG = "url_too_long"
+OFFSITE = "offsite"
+FILTERED_DUPLICATE = "filtered_duplicate"
+STORE_ERROR = "store_error"
 
 MEANINGS: dict[str, str] = {
     OK: "stored (crawl) or written as a row (build)",
@@ -75,7 +79,11 @@ MEANINGS: dict[str, str] = {
     REDIRECT_REFUSED: "a redirect to a non-http(s) or private address",
     ROBOTS_FORBIDDEN: "robots.txt forbids the URL",
     QUOTA_EXHAUSTED: "imgur's API quota reached its reserve (transient: tried again on re-run)",
-    IGNORED: "a request Scrapy dropped for another reason (offsite, filtered)",
+    IGNORED: "a request Scrapy dropped for a reason it did not name",
+    URL_TOO_LONG: "the URL is longer than URLLENGTH_LIMIT: never requested",
+    OFFSITE: "the URL is outside the spider's allowed domains: never requested",
+    FILTERED_DUPLICATE: "the request was dropped as a duplicate by Scrapy's dupefilter",
+    STORE_ERROR: "the bytes were fine but could not be written to FILES_STORE",
     "http_NNN": "the server answered with HTTP status NNN (429 and 5xx are transient)",
 }
 
@@ -120,6 +128,13 @@ def is_final(status: str) -> bool:
     run; everything else is a verdict about the row itself.
     """
     return status not in TRANSIENT and not status.startswith("http_5")
+
+
+def markdown_table() -> str:
+    """The README's table of reasons, generated from ``MEANINGS`` (a test keeps the README in step)."""
+    lines = ["| status | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in MEANINGS.items()]
+    return "\n".join(lines)
 
 
 class Rejected(Exception):

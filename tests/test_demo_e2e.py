@@ -24,8 +24,8 @@ def test_demo_end_to_end(tmp_path):
     statuses = {k: v.status for k, v in manifests.records.items()}
     loc = {k[1]: s for k, s in statuses.items() if k[0] == "loc_archive"}
     imgur = {k[1]: s for k, s in statuses.items() if k[0] == "imgur"}
-    assert len(loc) == 20 and sorted(s for s in loc.values() if s != "ok") == ["http_404", "md5_mismatch",
-                                                                               "not_an_image"]
+    assert len(loc) == 20 and sorted(s for s in loc.values() if s != "ok") == ["http_404", "not_an_image",
+                                                                               "size_mismatch"]
     assert len(imgur) == 12 and imgur["dmgif"] == "animated" and imgur["dmgone"] == "removed"
     summary = json.loads((out / "dataset.summary.json").read_text())
     assert summary["inputs"] == 20 + 12 + 60 == summary["rows"] + summary["skipped_total"]

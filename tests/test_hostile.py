@@ -7,12 +7,10 @@ limit, so a hang (a FIFO, a symlink loop) fails its case, not the suite.
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import os
 import shutil
 import socket
-import stat
 import struct
 import subprocess
 import sys

@@ -1,11 +1,11 @@
 """``scrapy crawl`` that checks a spider's arguments before anything starts.
 
-A spider may define ``validate_arguments(settings, args)`` raising
-``UsageError``: a missing CSV or imgur client id is then one line on stderr
-and exit code 2, before logging starts or anything is written.
-
-A crawl its spider stopped for a fault of its own (a ``CloseSpider`` reason, such as imgur refusing the
-client id) exits 1: only ``finished``, ``shutdown`` (Ctrl-C) and Scrapy's ``closespider_*`` limits exit 0.
+A spider may declare ``ARGUMENTS`` (see crawler/spiderargs.py) and define
+``validate_arguments(settings, args)`` raising ``UsageError``: an unknown
+argument, a missing CSV or imgur client id is then one line on stderr and
+exit code 2, before logging starts or anything is written. A crawl that
+stops for any reason other than finishing its work (an error at start, a
+``CloseSpider`` raised by the spider) exits with code 1.
 """
 
 import sys
@@ -14,6 +14,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 from scrapy.spiderloader import get_spider_loader
 
+from ..spiderargs import check_arguments
 
 class Command(ScrapyCrawl):
     def process_options(self, args, opts):
@@ -23,11 +24,12 @@ class Command(ScrapyCrawl):
         loader = get_spider_loader(self.settings)
         if args[0] not in loader.list():
             return
-        validate = getattr(loader.load(args[0]), "validate_arguments", None)
-        if validate is None:
-            return
+        spider_cls = loader.load(args[0])
         try:
-            validate(self.settings, opts.spargs)
+            check_arguments(spider_cls, opts.spargs)
+            validate = getattr(spider_cls, "validate_arguments", None)
+            if validate is not None:
+                validate(self.settings, opts.spargs)
         except UsageError as exc:
             print(f"scrapy crawl {args[0]}: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -44,6 +46,7 @@ class Command(ScrapyCrawl):
 
 
 def exit_ok(finish_reason: str | None) -> bool:
-    """Whether a crawl that closed with ``finish_reason`` succeeded (None: it never closed, e.g. bootstrap)."""
+    """Whether a crawl that closed with ``finish_reason`` did its job (or was told to stop by its operator):
+    ``finished``, ``shutdown`` (Ctrl-C) and Scrapy's ``closespider_*`` limits; None: it never closed."""
     return finish_reason is None or finish_reason in ("finished", "shutdown") or \
         finish_reason.startswith("closespider_")

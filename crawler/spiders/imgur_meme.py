@@ -28,13 +28,14 @@ from processing import reasons
 
 from ..distributed import RedisJobsMixin
 from ..faults import reason_for_failure
-from ..imgur_links import (SOURCE, LinkListError, ListedLink, PagingState, excerpt, gallery_items, is_auth_error,
+from ..spiderargs import excerpt
+from ..imgur_links import (SOURCE, LinkListError, ListedLink, PagingState, gallery_items, is_auth_error,
                            is_video, parse_link, read_link_list, unique_links)
 
 SORTS = ("viral", "top", "time", "rising")
 WINDOWS = ("day", "week", "month", "year", "all")
 GALLERY_ARGS = ("tag", "sort", "window", "max_pages")
-ARGS = (*GALLERY_ARGS, "urls", "max_items", "include_animated")
+
 CLIENT_ID_HELP = "register an application at api.imgur.com/oauth2/addclient, then export IMGUR_CLIENT_ID=<id>"
 
 
@@ -58,6 +59,7 @@ def link_list_path(settings, urls: str | None) -> str | None:
 
 class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
     name = "imgur_meme"
+    ARGUMENTS = (*GALLERY_ARGS, "urls", "max_items", "include_animated")   # checked by crawler/spiderargs.py
 
     def __init__(self, tag="meme", sort="viral", window="week", max_items=None, max_pages=None,
                  include_animated="0", urls=None, **kwargs):
@@ -75,10 +77,6 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
 
     @classmethod
     def validate_arguments(cls, settings, args: dict) -> None:
-        unknown = sorted(set(args) - set(ARGS))
-        if unknown:
-            raise UsageError(f"unknown argument(s) {', '.join('-a ' + excerpt(a, 30) for a in unknown)}; "
-                             f"imgur_meme takes {', '.join(ARGS)}")
         for name in ("max_items", "max_pages"):
             if args.get(name) and not str(args[name]).isdigit():
                 raise UsageError(f"-a {name}= takes a whole number, got {excerpt(str(args[name]))}")

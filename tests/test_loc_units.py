@@ -1,0 +1,410 @@
+"""In-process checks of the pure parts of loc_archive: CDX parsing (both APIs, the shared real fixtures),
+candidate ordering, reason precedence, CSV validation, argument checks, and the one vocabulary of reasons."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from scrapy.exceptions import UsageError
+
+from crawler import archive
+from crawler.archive import CdxCapture, index_candidates, parse_cdx
+from crawler.meme_csv import CsvError, read_meme_csv
+from crawler.spiderargs import check_arguments, excerpt
+from crawler.spiders.loc_archive import LocArchiveSpider, row_outcome, row_problem, verify
+from crawler.testkit import ROOT, SHARED
+from processing import reasons
+
+FIXTURES = SHARED / "fixtures"
+
+
+# ---- CDX: the two JSON APIs -------------------------------------------------------------------------
+WAYBACK_JSON = """[["urlkey","timestamp","original","mimetype","statuscode","digest","length"],
+["am,meme,cdn)/instances/1.jpg","20150508184553","http://cdn.meme.am/instances/1.jpg","image/jpeg","200","AAA","100"],
+["am,meme,cdn)/instances/1.jpg","20150601000000","http://cdn.meme.am/instances/1.jpg","warc/revisit","-","AAA","90"],
+[],
+["am%2Cmeme%2Ccdn%29%2Finstances%2F1.jpg+20150601000000"]]
+"""
+PYWB_JSON = (
+    '{"urlkey": "am,meme,cdn)/instances/1.jpg", "timestamp": "20150508184553", "url": "http://cdn.meme.am/instances/1.jpg",'
+    ' "mime": "image/jpeg", "status": "200", "digest": "AAA", "length": "100", "offset": "0", "filename": "a.warc.gz"}\n'
+    '{"urlkey": "am,meme,cdn)/instances/1.jpg", "timestamp": "20150601000000", "url": "http://cdn.meme.am/instances/1.jpg",'
+    ' "mime": "warc/revisit", "digest": "AAA", "length": "90", "offset": "9", "filename": "a.warc.gz"}\n')
+
+
+def test_wayback_json_with_header_and_resume_key():
+    page = parse_cdx(WAYBACK_JSON)
+    assert [(c.timestamp, c.status, c.revisit, c.digest) for c in page.captures] == [
+        ("20150508184553", "200", False, "AAA"), ("20150601000000", None, True, "AAA")]
+    assert page.resume_key == "am%2Cmeme%2Ccdn%29%2Finstances%2F1.jpg+20150601000000" and page.malformed == 0
+
+
+def test_pywb_json_lines():
+    page = parse_cdx(PYWB_JSON)
+    assert [(c.timestamp, c.status, c.revisit) for c in page.captures] == [
+        ("20150508184553", "200", False), ("20150601000000", None, True)]
+    assert page.resume_key is None
+
+
+@pytest.mark.parametrize("text", [
+    WAYBACK_JSON.replace('"20150601000000","http', '"2015060', 1),
+    PYWB_JSON.replace('"timestamp": "20150601000000"', '"timestamp": "2015', 1),
+    WAYBACK_JSON.replace('"20150601000000","http', '"20151399000000","http', 1),
+])
+def test_a_malformed_line_is_counted_and_skipped(text):
+    page = parse_cdx(text)
+    assert [c.timestamp for c in page.captures] == ["20150508184553"] and page.malformed == 1
+
+
+def test_query_urls_of_both_apis():
+    pywb = archive.cdx_query_url("pywb", "https://webarchive.loc.gov/all", "http://a.b/1.jpg",
+                                 "19960101000000-20160901235959")
+    assert pywb == ("https://webarchive.loc.gov/all/cdx?url=http%3A%2F%2Fa.b%2F1.jpg&output=json"
+                    "&from=19960101000000&to=20160901235959")
+    wb = archive.cdx_query_url("wayback", "https://web.archive.org/web", "http://a.b/1.jpg", limit=50, resume_key="k+1")
+    assert wb == ("https://web.archive.org/cdx/search/cdx?url=http%3A%2F%2Fa.b%2F1.jpg&output=json"
+                  "&showResumeKey=true&limit=50&resumeKey=k%2B1")
+
+
+# ---- CDX: the shared real fixtures (pywb's index files, recorded Wayback answers) -------------------
+def _data_lines(text: str) -> list[str]:
+    return [x for x in text.splitlines() if x.strip() and not x.startswith((" CDX", "CDX", "#"))]
+
+
+@pytest.mark.realdata
+def test_every_pywb_index_file_parses():
+    files = sorted(p for p in (FIXTURES / "pywb-cdx").rglob("*") if p.is_file() and p.suffix != ".gz")
+    assert len(files) >= 15
+    for path in files:
+        text = path.read_text()
+        page = parse_cdx(text)
+        assert page.malformed == 0 and len(page.captures) == len(_data_lines(text)), path.name
+        for c in page.captures:
+            assert archive.valid_timestamp(c.timestamp) and c.original.startswith("http")
+    example = parse_cdx((FIXTURES / "pywb-cdx/cdxj/example.cdxj").read_text()).captures
+    assert [(c.status, c.revisit) for c in example] == [(None, False), (None, True), (None, False)]
+
+
+@pytest.mark.realdata
+def test_recorded_wayback_answers_parse_with_their_paging():
+    bodies = FIXTURES / "wayback-recordings" / "decoded_bodies"
+    pages = [parse_cdx((bodies / f"test_search_multipage__{i:02d}.cdx.txt").read_text()) for i in range(15)]
+    assert all(p.resume_key for p in pages[:14]) and pages[14].resume_key is None
+    assert sum(len(p.captures) for p in pages) == sum(len(_data_lines(
+        (bodies / f"test_search_multipage__{i:02d}.cdx.txt").read_text())) for i in range(15)) - 14
+    revisits = parse_cdx((bodies / "test_search_does_not_repeat_results__00.cdx.txt").read_text()).captures
+    assert any(c.revisit and c.status is None for c in revisits) and any(c.status == "301" for c in revisits)
+    blocked = parse_cdx((bodies / "test_search_raises_for_blocked_urls__00.cdx.txt").read_text())
+    assert blocked.captures == [] and blocked.malformed == 1
+
+
+@pytest.mark.realdata
+def test_candidates_from_pywb_dupes_index():
+    caps = parse_cdx((FIXTURES / "pywb-cdx/cdxj/dupes.cdxj").read_text()).captures
+    example = [c for c in caps if c.original == "http://example.com"]
+    # one 200 capture and a revisit of the same payload: one fetch, the nearer of the two
+    assert index_candidates(example, "20140127171300") == ["20140127171251"]
+    iana = [c for c in caps if c.original == "http://iana.org"]
+    assert index_candidates(iana, "20140127171238") == []        # a 302 is not the image
+
+
+# ---- candidate ordering against a plain reference ---------------------------------------------------
+def _reference(captures, target, skip_ts=(), skip_digests=()):
+    from datetime import datetime
+
+    def dist(ts):
+        return abs((datetime.strptime(ts, "%Y%m%d%H%M%S") - datetime.strptime(target, "%Y%m%d%H%M%S")).total_seconds())
+    ok_digests = {c.digest for c in captures if c.status == "200"}
+    out, seen = [], set(skip_digests)
+    for c in sorted(captures, key=lambda c: (dist(c.timestamp), c.timestamp)):
+        usable = (c.status == "200" and not c.revisit) or (c.revisit and c.digest in ok_digests)
+        if usable and c.timestamp not in skip_ts and c.digest not in seen and c.timestamp not in out:
+            seen.add(c.digest)
+            out.append(c.timestamp)
+    return out
+
+
+def test_index_candidates_match_the_reference():
+    import random
+    rng = random.Random(7)
+    for _ in range(200):
+        caps = [CdxCapture(f"20{rng.randint(10, 16)}0{rng.randint(1, 9)}1{rng.randint(0, 9)}000000", "http://a",
+                           rng.choice(["image/jpeg", "warc/revisit"]), rng.choice(["200", "200", "404", None]),
+                           rng.choice("ABCD")) for _ in range(rng.randint(0, 8))]
+        caps = [CdxCapture(c.timestamp, c.original, c.mime, None if c.revisit else (c.status or "200"), c.digest)
+                for c in caps]
+        target = "20150508184553"
+        skip_ts, skip_d = {caps[0].timestamp} if caps else set(), {"D"}
+        assert index_candidates(caps, target, skip_ts, skip_d) == _reference(caps, target, skip_ts, skip_d)
+
+
+def test_payload_digest_is_the_cdx_digest():
+    body = b"GIF89a..."
+    assert archive.payload_digest(body) == base64.b32encode(hashlib.sha1(body).digest()).decode()
+
+
+def test_timestamps_that_are_not_dates():
+    assert archive.valid_timestamp("20150508184553") and archive.valid_timestamp("2015")
+    for ts in ("20151399000000", "99999999999999", "2015-05", "", "201505081845531"):
+        assert not archive.valid_timestamp(ts)
+
+
+# ---- verdicts and precedence ------------------------------------------------------------------------
+def _row(**kw):
+    from crawler.meme_csv import MemeRow
+    base = dict(meme_id="1", archived_url="http://w/all/20150508184553/http://c/1.jpg", base_meme_name="B",
+                md5=hashlib.md5(b"right").hexdigest(), size=5)
+    return MemeRow(**{**base, **kw})
+
+
+def test_size_is_checked_before_md5():
+    row = _row()
+    assert verify(b"right", row, html=False) == reasons.OK
+    assert verify(b"rig", row, html=False) == reasons.SIZE_MISMATCH
+    assert verify(b"wrong", row, html=False) == reasons.MD5_MISMATCH
+    assert verify(b"right", row, html=True) == reasons.NOT_AN_IMAGE
+
+
+@pytest.mark.parametrize("statuses,expect", [
+    (["md5_mismatch", "size_mismatch", "not_an_image"], ("not_an_image", 2)),
+    (["size_mismatch", "md5_mismatch"], ("size_mismatch", 0)),
+    (["http_404", "md5_mismatch"], ("md5_mismatch", 1)),
+    (["http_503", "md5_mismatch"], ("http_503", 0)),        # transient anywhere: the row is transient
+    (["md5_mismatch", "timeout"], ("timeout", 1)),
+    (["md5_mismatch", "md5_mismatch"], ("md5_mismatch", 0)),  # a tie: the row's own capture
+    ([], ("no_capture", None)),
+])
+def test_row_outcome_precedence(statuses, expect):
+    attempts = [{"url": f"u{i}", "status": s} for i, s in enumerate(statuses)]
+    status, url = row_outcome(attempts)
+    assert (status, None if url is None else int(url[1:])) == expect
+
+
+def test_listed_nothing_and_404_is_no_capture():
+    assert row_outcome([{"url": "u0", "status": "http_404"}], listed_none=True) == ("no_capture", None)
+    assert row_outcome([{"url": "u0", "status": "http_404"}], listed_none=False) == ("http_404", "u0")
+
+
+# ---- CSV files and rows -----------------------------------------------------------------------------
+HEADER = "Meme ID,Archived URL,Base Meme Name,MD5 Hash,File Size (In Bytes)\n"
+
+
+@pytest.mark.parametrize("content,expect", [
+    (None, "CSV not found"), (b"", "is empty"), (b"\x00\x01\x02binary\xff" * 50, "not a text file"),
+    (b"\xff\xfe\xfe" + b"x" * 10, "not a text file"), (("x," * 50_000 + "\n").encode(), "missing column(s)"),
+])
+def test_bad_csv_files(tmp_path, content, expect):
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CsvError) as err:
+        list(read_meme_csv(path))
+    assert expect in str(err.value) and len(str(err.value)) < 600
+
+
+def test_a_folder_is_not_reported_as_missing(tmp_path):
+    with pytest.raises(CsvError, match="is a folder"):
+        list(read_meme_csv(tmp_path))
+
+
+def test_row_checks_before_any_request(tmp_path):
+    good_md5 = "a" * 32
+    lines = [f"1,http://w/all/20150508184553/http://c/1.jpg,B,{good_md5},12",
+             f"2,http://w/all/20150508184553/http://c/2.jpg,B,zz{good_md5[2:]}x,12",
+             f"3,http://w/all/20150508184553/http://c/3.jpg,B,{good_md5},12kb",
+             f"4,http://w/all/20151399000000/http://c/4.jpg,B,{good_md5},12",
+             f"5,http://w/all/99999999999999/http://c/5.jpg,B,{good_md5},12",
+             f",http://w/all/20150508184553/http://c/6.jpg,B,{good_md5},12",
+             f"7,not a url,B,{good_md5},12",
+             "8,http://w/all/19960101000000-20161399000000*/http://c/8.jpg,B,,"]
+    path = tmp_path / "m.csv"
+    path.write_bytes((HEADER + "\n".join(lines) + "\n").encode() + b"9,http://w/all/2015/http://c/9.jpg,B\xff,,\n")
+    problems = {r.line: row_problem(r) for r in read_meme_csv(path)}
+    assert problems[2] == ""
+    assert "MD5" in problems[3] and "File Size" in problems[4] and "not a date" in problems[5]
+    assert "not a date" in problems[6] and "no Meme ID" in problems[7] and "no archived URL" in problems[8]
+    assert "not a date" in problems[9] and problems[10] == "undecodable bytes on line 10"
+
+
+# ---- arguments and messages -------------------------------------------------------------------------
+def test_unknown_arguments_are_rejected_and_known_pass():
+    check_arguments(LocArchiveSpider, {"csv": "x", "limit": "3", "ids": "1"})
+    with pytest.raises(UsageError, match="unknown argument.*max_item.*takes -a csv="):
+        check_arguments(LocArchiveSpider, {"max_item": "5"})
+
+
+def test_excerpt_is_short():
+    assert excerpt("abc") == "'abc'"
+    long = excerpt("x" * 355_000)
+    assert len(long) < 100 and "355,000 characters" in long
+
+
+# ---- one vocabulary -----------------------------------------------------------------------------------
+def test_no_reason_is_written_as_a_literal_in_the_crawler():
+    names = reasons.ALL - {reasons.OK}
+    found = []
+    stand_ins = {"mirror.py", "testkit.py"}     # fault names of the fixture sites, not statuses
+    for path in sorted(p for p in (ROOT / "crawler").rglob("*.py") if p.name not in stand_ins):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr)}
+        # field names ({"animated": ...}, item["animated"], .get("animated")) are not statuses
+        docstrings |= {id(k) for n in ast.walk(tree) if isinstance(n, ast.Dict) for k in n.keys if k is not None}
+        docstrings |= {id(n.slice) for n in ast.walk(tree) if isinstance(n, ast.Subscript)}
+        docstrings |= {id(a) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                       and n.func.attr == "get" for a in n.args[:1]}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if node.value in names or node.value.startswith("http_") and node.value[5:].isdigit():
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert found == []
+
+
+def test_faults_module_does_not_parse_exception_text():
+    source = (ROOT / "crawler" / "faults.py").read_text()
+    assert "str(exc)" not in source and ".startswith(" not in source.split("def reason_for_failure")[1]
+
+
+def test_readme_reason_table_is_generated_from_meanings():
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- reasons:begin -->", "<!-- reasons:end -->"
+    assert readme.split(start)[1].split(end)[0].strip() == reasons.markdown_table()
+
+
+def test_every_meaning_is_one_line():
+    for name, meaning in reasons.MEANINGS.items():
+        assert meaning and "\n" not in meaning and (name == "http_NNN" or reasons.is_known(name))
+
+
+def test_attempts_survive_the_manifest(tmp_path):
+    from processing.manifest import ManifestWriter, Record, read_manifests
+    rec = Record("loc_archive", "1", "md5_mismatch", attempts=[{"url": "u", "status": "md5_mismatch"}])
+    with ManifestWriter(tmp_path / "m.jsonl") as w:
+        w.write(rec)
+    back = read_manifests([tmp_path]).records[("loc_archive", "1")]
+    assert back.attempts == [{"url": "u", "status": "md5_mismatch"}]
+    assert json.loads((tmp_path / "m.jsonl").read_text())["attempts"][0]["url"] == "u"
+
+
+def test_dropped_requests_reach_their_errback():
+    """Scrapy's own drops (URL length here) call the request's errback with the reason as data."""
+    from scrapy import Request
+    from scrapy.utils.test import get_crawler
+
+    from crawler.drops import UrlLengthDropMiddleware
+    from crawler.faults import Dropped
+
+    seen = []
+
+    def errback(failure):
+        seen.append((failure.value.reason, failure.request.url))
+        return {"status": failure.value.reason}
+
+    mw = UrlLengthDropMiddleware.from_crawler(get_crawler(settings_dict={"URLLENGTH_LIMIT": 30}))
+    short, long = Request("http://a/1", errback=errback), Request("http://a/" + "x" * 40, errback=errback)
+    out = list(mw.process_spider_output(None, [short, long]))
+    assert out == [short, {"status": reasons.URL_TOO_LONG}] and seen == [(reasons.URL_TOO_LONG, long.url)]
+    assert isinstance(Dropped(reasons.OFFSITE), Exception) and Dropped(reasons.OFFSITE).reason == reasons.OFFSITE
+
+
+def test_shared_fixture_folder_is_where_the_tests_look():
+    assert isinstance(FIXTURES, Path)
+
+
+# ---- an exception on any path through the spider ends in the row's record ------------------------------
+def _spider(index_kind=None):
+    from scrapy.utils.test import get_crawler
+    crawler = get_crawler(LocArchiveSpider, settings_dict={"LOC_ARCHIVE": "http://a.example/all",
+                                                          "LOC_DEFAULT_TIMESTAMP": "20160901235959"})
+    crawler.stats.open_spider()
+    spider = LocArchiveSpider.from_crawler(crawler)
+    spider.archive, spider.default_ts, spider.index_kind = "http://a.example/all", "20160901235959", index_kind
+    return spider
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("injected")
+
+
+@pytest.mark.parametrize("path,patch", [
+    ("first_request", "crawler.spiders.loc_archive.row_problem"),
+    ("parse_capture", "crawler.spiders.loc_archive.verify"),
+    ("parse_index", "crawler.archive.parse_cdx"),
+    ("parse_calendar", "crawler.archive.calendar_captures"),
+    ("on_error", "crawler.spiders.loc_archive.reason_for_failure"),
+    ("index_known", "crawler.spiders.loc_archive.LocArchiveSpider.range_first"),
+])
+def test_an_exception_on_every_path_ends_in_a_record(monkeypatch, path, patch):
+    from scrapy import Request
+    from scrapy.http import HtmlResponse, Response, TextResponse
+    from twisted.python.failure import Failure
+
+    spider = _spider(index_kind="pywb")
+    row = _row(archived_url="http://w/all/19960101000000-20160901235959*/http://c/1.jpg")
+    state = {"row": row, "attempts": [], "queue": [], "fetched": set(), "digests": set(), "index_asked": True,
+             "calendar_asked": False, "captures": [], "pages": 0, "listed": None}
+    request = Request("http://a.example/all/20150508184553id_/http://c/1.jpg", meta={"state": state})
+    monkeypatch.setattr(patch, _boom)
+    if path == "first_request":
+        out = spider.first_request(row)
+    elif path == "parse_capture":
+        out = spider.parse_capture(Response(request.url, body=b"right", request=request))
+    elif path == "parse_index":
+        out = spider.parse_index(TextResponse(request.url, body=b"", request=request))
+    elif path == "parse_calendar":
+        out = spider.parse_calendar(HtmlResponse(request.url, body=b"<html></html>", request=request))
+    elif path == "on_error":
+        failure = Failure(RuntimeError("download"))
+        failure.request = request
+        out = spider.on_error(failure)
+    else:
+        spider.index_kind = "unknown"
+        assert spider.with_index(state, spider.range_first).meta["probe"] == "pywb"
+        [out] = spider.index_known("pywb")
+    assert out["status"] == reasons.BAD_ROW and out["source_id"] == "1"
+    assert "RuntimeError" in out["detail"] or "injected" in out["detail"]
+
+
+def test_offsite_and_duplicate_drops_reach_the_errback():
+    from scrapy import Request, Spider
+    from scrapy.utils.test import get_crawler
+
+    from crawler.drops import DroppedRequests, OffsiteDropMiddleware
+    from crawler.faults import Dropped
+
+    class Site(Spider):
+        name = "site"
+        allowed_domains = ["a.example"]
+
+    crawler = get_crawler(Site)
+    crawler.spider = Site.from_crawler(crawler)
+    mw = OffsiteDropMiddleware.from_crawler(crawler)
+    mw.spider_opened(crawler.spider)
+    mw.process_request(Request("http://a.example/x"))
+    with pytest.raises(Dropped) as err:
+        mw.process_request(Request("http://b.example/x"))
+    assert err.value.reason == reasons.OFFSITE
+
+    crawled, items = [], []
+
+    class Engine:
+        def crawl(self, request):
+            crawled.append(request)
+
+        class scraper:  # noqa: N801 - stands in for engine.scraper (a plain call: no reactor here)
+            @staticmethod
+            def start_itemproc_async(item, response):
+                items.append(item)
+
+    crawler.engine = Engine()
+    ext = DroppedRequests.from_crawler(crawler)
+    follow = Request("http://a.example/next")
+    ext.request_dropped(Request("http://a.example/1", errback=lambda f: {"status": f.value.reason}), crawler.spider)
+    ext.request_dropped(Request("http://a.example/2", errback=lambda f: follow), crawler.spider)
+    assert items == [{"status": reasons.FILTERED_DUPLICATE}] and crawled == [follow]
