@@ -49,6 +49,12 @@ def calendar_url(archive: str, original: str, date_range: str | None = None) -> 
     return f"{archive.rstrip('/')}/{date_range or ''}*/{original}"
 
 
+def capture_timestamp(url: str) -> str | None:
+    """The 14-digit (or shorter) timestamp of an archive capture URL, or None for any other URL."""
+    m = _CAPTURE_PATH.search(urlsplit(url).path + ("?" + urlsplit(url).query if urlsplit(url).query else ""))
+    return m.group("ts") if m else None
+
+
 def to_datetime(ts: str) -> datetime:
     ts = (ts + "00000000000000")[:14]
     ts = ts[:4] + (ts[4:6] if ts[4:6] != "00" else "01") + (ts[6:8] if ts[6:8] != "00" else "01") + ts[8:]

@@ -8,6 +8,7 @@ from scrapy.exceptions import UsageError
 from scrapy.settings import Settings
 
 from crawler.commands.crawl import exit_ok
+from crawler.spiderargs import check_arguments
 from crawler.imgur_links import (LinkListError, PagingState, gallery_items, is_auth_error, is_removed_placeholder,
                                  is_video, parse_link, read_link_list, unique_links)
 from crawler.mirror import REMOVED_PNG, REMOVED_PNG_MD5
@@ -153,6 +154,7 @@ def settings(**kw):
 ])
 def test_validate_arguments(args, message):
     with pytest.raises(UsageError, match=message) as exc:
+        check_arguments(ImgurMemeSpider, args)
         ImgurMemeSpider.validate_arguments(settings(), args)
     assert len(str(exc.value)) < 300
 
