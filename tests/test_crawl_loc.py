@@ -13,6 +13,7 @@ from crawler import archive
 from crawler.meme_csv import read_meme_csv
 from crawler.middlewares import redirect_allowed, retry_after_seconds
 from crawler.mirror import Mirror
+from processing.reasons import is_known
 
 FAULT_ROWS = [("1", None), ("2", "calendar"), ("3", "404"), ("4", "flaky503"), ("5", "429"), ("6", "truncated"),
               ("7", "html_as_jpg"), ("8", "challenge"), ("9", "md5_wrong_then_right"), ("10", "md5_wrong"),
@@ -40,6 +41,8 @@ def test_every_row_has_one_record_with_the_right_status(fault_crawl):
     _, rows, records, _, _ = fault_crawl
     assert sorted(r["source_id"] for r in records) == sorted(r["Meme ID"] for r in rows)
     assert {r["source_id"]: r["status"] for r in records} == EXPECTED
+    # every fault of the mirror's archive ends in a status (and attempt statuses) from the one vocabulary
+    assert all(is_known(s) for r in records for s in [r["status"]] + [a["status"] for a in r.get("attempts", [])])
 
 
 @pytest.mark.slow
