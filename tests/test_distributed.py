@@ -42,6 +42,7 @@ def redis_url(tmp_path_factory):
 
 
 def feed(url, work, csv, *extra):
+    (work / "manifests").mkdir(exist_ok=True)    # the workers' shared manifest folder must exist
     r = subprocess.run([sys.executable, "-m", "crawler.feed", "loc_archive", "--csv", str(csv), "--redis-url", url,
                         "--manifest-dir", str(work / "manifests"), *extra], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -104,20 +105,21 @@ def test_killed_worker_loses_nothing(redis_url, tmp_path):
 def test_without_redis_url_nothing_changes(tmp_path):
     from scrapy.settings import Settings
 
-    from crawler.distributed import RedisAddon
+    from crawler.distributed import JobPump, RedisAddon
     plain, dist = Settings(), Settings({"REDIS_URL": "redis://127.0.0.1:1/0"})
     RedisAddon().update_settings(plain)
     RedisAddon().update_settings(dist)
-    assert plain["SCHEDULER"] == "scrapy.core.scheduler.Scheduler"
-    assert dist["SCHEDULER"] == "crawler.distributed.Scheduler"
-    assert dist["DUPEFILTER_CLASS"] == "scrapy_redis.dupefilter.RFPDupeFilter"
+    assert plain["SCHEDULER"] == dist["SCHEDULER"] == "scrapy.core.scheduler.Scheduler"
+    assert plain.getdict("SPIDER_MIDDLEWARES") == {}
+    assert dist.getdict("SPIDER_MIDDLEWARES") == {JobPump: 940}
 
 
 def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
     from crawler.testkit import imgur_site
     redis.Redis.from_url(redis_url).flushdb()
-    r = subprocess.run([sys.executable, "-m", "crawler.feed", "imgur_meme", "--pages", "6", "--redis-url", redis_url],
-                       cwd=ROOT, capture_output=True, text=True)
+    (tmp_path / "manifests").mkdir()
+    r = subprocess.run([sys.executable, "-m", "crawler.feed", "imgur_meme", "--pages", "6", "--redis-url", redis_url,
+                        "-s", f"MANIFEST_DIR={tmp_path / 'manifests'}"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "pushed 6 jobs" in r.stdout
     with Mirror(imgur=imgur_site(), latency=0.05) as mirror:
         cmd = scrapy_cmd("imgur_meme", mirror, tmp_path, None, REDIS_URL=redis_url, MAX_IDLE_TIME_BEFORE_CLOSE="2",
