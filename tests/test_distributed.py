@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import json
 import time
 from collections import Counter
 
@@ -12,12 +13,11 @@ import pytest
 import redis
 
 from crawler.testkit import ROOT
-from crawler.testkit import TS, CDN, free_port, loc_corpus, manifest_records, scrapy_cmd, write_csv
+from crawler.testkit import TS, CDN, crawl_settings, free_port, loc_corpus, manifest_records, scrapy_cmd, write_csv
 from crawler.mirror import Mirror
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
+def redis_server() -> str:
     exe = shutil.which("redis-server")
     if exe is None and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], capture_output=True,
@@ -25,18 +25,29 @@ def redis_url(tmp_path_factory):
         exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server is not installed and could not be installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
+    return exe
+
+
+def start_redis(port: int, folder, durable: bool = False) -> subprocess.Popen:
+    """A redis-server on 127.0.0.1:port; ``durable``: its data survives a restart in the same folder."""
+    persist = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+    proc = subprocess.Popen([redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persist,
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL)
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    for _ in range(200):
         try:
             client.ping()
             break
         except redis.ConnectionError:
             time.sleep(0.05)
-    yield url
+    return proc
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -50,11 +61,14 @@ def feed(url, work, csv, *extra):
 
 
 def worker(mirror, work, url, **settings):
-    cmd = scrapy_cmd("loc_archive", mirror, work, None, REDIS_URL=url, MAX_IDLE_TIME_BEFORE_CLOSE="2",
-                     CONCURRENT_REQUESTS="4", CONCURRENT_REQUESTS_PER_DOMAIN="4", **settings)
+    settings = {"MAX_IDLE_TIME_BEFORE_CLOSE": "2", "CONCURRENT_REQUESTS": "4", "CONCURRENT_REQUESTS_PER_DOMAIN": "4",
+                **settings}
+    cmd = scrapy_cmd("loc_archive", mirror, work, None, REDIS_URL=url, **settings)
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_two_workers_fetch_every_row_exactly_once(redis_url, tmp_path):
     redis.Redis.from_url(redis_url).flushdb()
     ids = [str(300 + i) for i in range(40)]
@@ -75,6 +89,8 @@ def test_two_workers_fetch_every_row_exactly_once(redis_url, tmp_path):
     assert "ScrapyDeprecationWarning" not in "".join(logs)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_killed_worker_loses_nothing(redis_url, tmp_path):
     redis.Redis.from_url(redis_url).flushdb()
     ids = [str(500 + i) for i in range(60)]
@@ -114,6 +130,8 @@ def test_without_redis_url_nothing_changes(tmp_path):
     assert dist.getdict("SPIDER_MIDDLEWARES") == {JobPump: 940}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
     from crawler.testkit import imgur_site
     redis.Redis.from_url(redis_url).flushdb()
@@ -133,3 +151,234 @@ def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
     assert max(per_id.values()) == 1                     # img1 is on two pages: claimed once across workers
     assert all(v == 1 for k, v in hits.items() if k.startswith("/i/"))
     assert hits["/3/gallery/t/meme/viral/week/5"] == 1   # each page handed out once, no chaining
+
+
+def wait_for_records(work, n, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline and len(manifest_records(work)) < n:
+        time.sleep(0.05)
+
+
+def one_ok_record_per_row(work, ids):
+    per_row = Counter(r["source_id"] for r in manifest_records(work))
+    return set(per_row) == set(ids) and max(per_row.values()) == 1 and \
+        all(r["status"] == "ok" for r in manifest_records(work))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_second_feed_during_a_crawl_pushes_nothing_queued_or_in_flight(redis_url, tmp_path):
+    """The README's recovery step run while a crawl is live must not fetch anything twice."""
+    redis.Redis.from_url(redis_url).flushdb()
+    ids = [str(700 + i) for i in range(40)]
+    items, rows = loc_corpus([(i, None) for i in ids])
+    write_csv(tmp_path / "memes.tsv", rows)
+    with Mirror(items, latency=0.2) as mirror:
+        assert "pushed 40 jobs" in feed(redis_url, tmp_path, tmp_path / "memes.tsv")
+        w = worker(mirror, tmp_path, redis_url)
+        wait_for_records(tmp_path, 3)
+        out = feed(redis_url, tmp_path, tmp_path / "memes.tsv")   # rows done, queued or in flight: none pushed
+        assert "pushed 0 jobs" in out, out
+        err = w.communicate(timeout=180)[1]
+        assert w.returncode == 0, err[-2000:]
+        hits = dict(mirror.hits)
+    assert one_ok_record_per_row(tmp_path, ids)
+    assert all(hits[f"/all/{TS}id_/{CDN.format(i)}"] == 1 for i in ids)
+    assert "pushed 0 jobs" in feed(redis_url, tmp_path, tmp_path / "memes.tsv")   # after the crawl: all final
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_worker_skips_a_job_whose_row_was_finished_elsewhere(redis_url, tmp_path):
+    """A job pushed again for a row that got a final record meanwhile (a feeder that read the manifests just
+    before the record was written) is dropped when popped, not fetched again."""
+    from crawler.distributed import Keys
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    ids = [str(800 + i) for i in range(6)]
+    items, rows = loc_corpus([(i, None) for i in ids])
+    write_csv(tmp_path / "memes.tsv", rows)
+    with Mirror(items) as mirror:
+        feed(redis_url, tmp_path, tmp_path / "memes.tsv")
+        w = worker(mirror, tmp_path, redis_url)
+        assert w.communicate(timeout=120) and w.returncode == 0
+        keys = Keys("loc_archive")
+        job = client.hget(keys.job, "loc_archive/800")   # kept only while queued or claimed: gone when done
+        assert job is None and client.sismember(keys.done, "loc_archive/800")
+        client.hset(keys.job, "loc_archive/800", '{"until": "record", "job": {"row": {}}}')
+        client.hset(keys.state, "loc_archive/800", "q")
+        client.rpush(keys.jobs, "loc_archive/800")         # the stale push
+        w = worker(mirror, tmp_path, redis_url)
+        assert w.communicate(timeout=120) and w.returncode == 0
+        hits = dict(mirror.hits)
+    assert one_ok_record_per_row(tmp_path, ids)
+    assert hits[f"/all/{TS}id_/{CDN.format('800')}"] == 1
+    assert client.llen(keys.jobs) == 0 and not client.hexists(keys.state, "loc_archive/800")
+
+
+def _make_store_folders(args):
+    """One of 8 processes: create the same store folders at the same moment, many times over."""
+    root, barrier, rounds = args
+    from crawler.pipelines import MemeFilesPipeline
+    from io import BytesIO
+    errors = 0
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            store = MemeFilesPipeline.STORE_SCHEMES[""](f"{root}/{r}/files")
+            store.persist_file(f"full/ab/{os.getpid()}.jpg", BytesIO(b"x"), info=None)
+        except FileExistsError:
+            errors += 1
+    return errors
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_store_creation_is_race_free_across_processes(tmp_path):
+    """Workers started together create the same FILES_STORE folders: Scrapy's FSFilesStore checks, then
+    creates, and the loser of the race gets FileExistsError."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(8)
+        with ctx.Pool(8) as pool:
+            errors = pool.map(_make_store_folders, [(str(tmp_path), barrier, 40)] * 8)
+    assert sum(errors) == 0
+    assert len(list(tmp_path.glob("*/files/full/ab/*.jpg"))) == 8 * 40
+
+
+def _cli(args, **kw):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_wrong_redis_url_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "manifests").mkdir()
+    items, rows = loc_corpus([("900", None)])
+    write_csv(tmp_path / "memes.tsv", rows)
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    for url, cause in ((unreachable, "Connection"), ("redis://127.0.0.1:notaport/0", "port"),
+                       ("http://127.0.0.1:6379", "scheme")):
+        with Mirror(items) as mirror:
+            r = _cli(["-m", "scrapy", "crawl", "loc_archive", *crawl_settings(mirror, tmp_path, REDIS_URL=url)])
+        assert r.returncode == 2, r.stderr[-1500:]
+        assert r.stderr.count("\n") == 1 and url in r.stderr and cause.lower() in r.stderr.lower(), r.stderr
+        r = _cli(["-m", "crawler.feed", "loc_archive", "--csv", str(tmp_path / "memes.tsv"), "-s", f"REDIS_URL={url}",
+                  "-s", f"MANIFEST_DIR={tmp_path / 'manifests'}"])
+        assert r.returncode == 2, r.stderr[-1500:]
+        assert r.stderr.count("\n") == 1 and url in r.stderr and cause.lower() in r.stderr.lower(), r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_feeder_reads_the_workers_settings_and_manifests(redis_url, tmp_path):
+    """After a finished crawl (and with Redis forgetting it), a feeder given the workers' settings (``-s``, as
+    for scrapy) pushes nothing; a manifest folder that does not exist is refused."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    ids = [str(950 + i) for i in range(5)]
+    items, rows = loc_corpus([(i, None) for i in ids])
+    write_csv(tmp_path / "memes.tsv", rows)
+    with Mirror(items) as mirror:
+        feed(redis_url, tmp_path, tmp_path / "memes.tsv")
+        w = worker(mirror, tmp_path, redis_url)
+        assert w.communicate(timeout=120) and w.returncode == 0
+    client.flushdb()
+    base = ["-m", "crawler.feed", "loc_archive", "--csv", str(tmp_path / "memes.tsv"), "-s", f"REDIS_URL={redis_url}"]
+    r = _cli([*base, "-s", f"MANIFEST_DIR={tmp_path / 'manifests'}"])
+    assert r.returncode == 0 and "pushed 0 jobs" in r.stdout and "skipped 5 with a final record" in r.stdout, r
+    r = _cli([*base, "-s", f"MANIFEST_DIR={tmp_path / 'nowhere'}"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nowhere does not exist" in r.stderr, r.stderr
+    assert client.llen("loc_archive:jobs") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_redis_outage_loses_no_row(tmp_path):
+    """Redis goes away mid-crawl: a short outage is ridden out (every row recorded once, exit 0); a long one
+    stops the worker with a clear line and exit 1, and its rows are fed again once Redis is back."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    (tmp_path / "redis").mkdir()
+    server = start_redis(port, tmp_path / "redis", durable=True)
+    ids, more = [str(1000 + i) for i in range(30)], [str(1100 + i) for i in range(30)]
+    items, rows = loc_corpus([(i, None) for i in ids])
+    items2, rows2 = loc_corpus([(i, None) for i in more])
+    write_csv(tmp_path / "memes.tsv", rows)
+    write_csv(tmp_path / "more.tsv", rows2)
+    try:
+        with Mirror(items + items2, latency=0.2) as mirror:
+            feed(url, tmp_path, tmp_path / "memes.tsv")
+            w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="60", CONCURRENT_REQUESTS="2",
+                       MAX_IDLE_TIME_BEFORE_CLOSE="3")
+            wait_for_records(tmp_path, 4)
+            server.terminate()
+            server.wait(timeout=10)
+            time.sleep(2)
+            server = start_redis(port, tmp_path / "redis", durable=True)
+            err = w.communicate(timeout=180)[1]
+            assert w.returncode == 0, err[-2000:]
+            assert "unreachable" in err and "is back" in err
+            assert one_ok_record_per_row(tmp_path, ids)
+
+            feed(url, tmp_path, tmp_path / "more.tsv")
+            w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="2", CONCURRENT_REQUESTS="2",
+                       MAX_IDLE_TIME_BEFORE_CLOSE="3")
+            wait_for_records(tmp_path, 34)
+            server.terminate()
+            server.wait(timeout=10)
+            err = w.communicate(timeout=120)[1]
+            assert w.returncode == 1, err[-2000:]
+            assert f"stopping: Redis at {url} unreachable" in err
+            server = start_redis(port, tmp_path / "redis", durable=True)
+            out = feed(url, tmp_path, tmp_path / "more.tsv")
+            assert "0 in flight" in out, out        # the stopped worker's claims are not held any more
+            w = worker(mirror, tmp_path, url)
+            assert w.communicate(timeout=180) and w.returncode == 0
+        assert one_ok_record_per_row(tmp_path, ids + more)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_link_list_shapes():
+    from crawler.links import imgur_image_id, link_source_id, parse_link_list
+    one_line = "https://i.imgur.com/abcde.jpg,https://i.imgur.com/fghij.png,https://i.imgur.com/abcde.jpg"
+    assert parse_link_list(one_line) == [(1, "https://i.imgur.com/abcde.jpg"), (1, "https://i.imgur.com/fghij.png"),
+                                         (1, "https://i.imgur.com/abcde.jpg")]
+    assert parse_link_list("\ufeffhttps://i.imgur.com/abcde.jpg\n\n i.imgur.com/fghij.png \n") == [
+        (1, "https://i.imgur.com/abcde.jpg"), (3, "i.imgur.com/fghij.png")]
+    assert parse_link_list("id,Image URL\n1,https://i.imgur.com/abcde.jpg\n2,\n") == [
+        (2, "https://i.imgur.com/abcde.jpg"), (3, "")]
+    assert parse_link_list("\n\n") == []
+    assert [imgur_image_id(u) for u in ("https://i.imgur.com/abcde.jpg", "http://imgur.com/abcde.gifv",
+                                        "https://example.com/abcde.jpg", "https://i.imgur.com/a/abcde",
+                                        "not a link")] == ["abcde", "abcde", None, None, None]
+    assert link_source_id("https://i.imgur.com/abcde.jpg", 4) == "abcde"
+    assert link_source_id("junk", 4) == "line 4: junk"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_feed_imgur_link_list_one_job_per_link(redis_url, tmp_path):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    (tmp_path / "manifests").mkdir()
+    links = tmp_path / "memeurls.csv"
+    links.write_text("https://i.imgur.com/abcde.jpg,https://i.imgur.com/fghij.png,https://i.imgur.com/abcde.jpg,"
+                     "https://example.com/x.jpg")
+    (tmp_path / "manifests" / "imgur_meme-old.jsonl").write_text(
+        '{"source": "imgur", "source_id": "fghij", "label": 1, "status": "ok"}\n')
+    args = ["-m", "crawler.feed", "imgur_meme", "--urls", str(links), "-s", f"REDIS_URL={redis_url}",
+            "-s", f"MANIFEST_DIR={tmp_path / 'manifests'}"]
+    r = _cli(args)
+    assert r.returncode == 0 and "pushed 2 jobs" in r.stdout and "skipped 1 with a final record" in r.stdout, r
+    jobs = {k: json.loads(client.hget("imgur_meme:job", k))["job"] for k in client.lrange("imgur_meme:jobs", 0, -1)}
+    assert jobs == {"imgur/abcde": {"link": "https://i.imgur.com/abcde.jpg", "line": 1},
+                    "imgur/line 1: https://example.com/x.jpg": {"link": "https://example.com/x.jpg", "line": 1}}
+    r = _cli(args)
+    assert r.returncode == 0 and "pushed 0 jobs" in r.stdout and "2 queued" in r.stdout, r
+    links.write_bytes(b"\x00\xff\xfe binary")
+    r = _cli(args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
