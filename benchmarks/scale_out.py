@@ -1,4 +1,4 @@
-"""Scale-out: crawl rows/s with 1 vs 2 Redis-fed workers; Redis round-trips per row; sharded builds on Dask.
+"""Scale-out: crawl rows/s standalone vs 1 and 2 Redis-fed workers; Redis round-trips per row; sharded builds on Dask.
 
     python benchmarks/scale_out.py [--rows 400] [--latency 0.05]
 
@@ -35,25 +35,33 @@ def redis_calls(client) -> int:
     return sum(v["calls"] for k, v in client.info("commandstats").items())
 
 
+CRAWL = {"LOG_LEVEL": "WARNING", "CONCURRENT_REQUESTS": "32", "CONCURRENT_REQUESTS_PER_DOMAIN": "32"}
+IDLE_S = 1   # a worker's MAX_IDLE_TIME_BEFORE_CLOSE: counted in its wall time, taken off to compare with standalone
+
+
 def crawl(n_workers: int, rows, items, url: str, latency: float) -> dict:
+    """n_workers Redis-fed workers, or (n_workers == 0) one standalone crawl of the same rows."""
     client = redis.Redis.from_url(url)
     client.flushdb()
     work = Path(tempfile.mkdtemp())
     write_csv(work / "rows.tsv", rows)
+    (work / "manifests").mkdir()
     with Mirror(items, latency=latency) as mirror:
-        subprocess.run([sys.executable, "-m", "crawler.feed", "loc_archive", "--csv", str(work / "rows.tsv"),
-                        "--redis-url", url, "--manifest-dir", str(work / "manifests")], cwd=ROOT, check=True,
-                       capture_output=True)
+        if n_workers:
+            subprocess.run([sys.executable, "-m", "crawler.feed", "loc_archive", "--csv", str(work / "rows.tsv"),
+                            "--redis-url", url, "--manifest-dir", str(work / "manifests")], cwd=ROOT, check=True,
+                           capture_output=True)
+            cmds = [scrapy_cmd("loc_archive", mirror, work, None, REDIS_URL=url,
+                               MAX_IDLE_TIME_BEFORE_CLOSE=str(IDLE_S), **CRAWL)] * n_workers
+        else:
+            cmds = [scrapy_cmd("loc_archive", mirror, work, {"csv": work / "rows.tsv"}, **CRAWL)]
         client.config_resetstat()
         t0 = time.perf_counter()
-        procs = [subprocess.Popen(scrapy_cmd("loc_archive", mirror, work, None, REDIS_URL=url,
-                                             MAX_IDLE_TIME_BEFORE_CLOSE="1", LOG_LEVEL="WARNING",
-                                             CONCURRENT_REQUESTS="32", CONCURRENT_REQUESTS_PER_DOMAIN="32"),
-                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for _ in range(n_workers)]
+        procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for cmd in cmds]
         for p in procs:
             p.wait()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - (IDLE_S if n_workers else 0)
     ok = sum(r["status"] == "ok" for r in manifest_records(work))
     return {"rows_ok": ok, "seconds": round(seconds, 2), "rows_s": round(ok / seconds, 1),
             "redis_calls_per_row": round(redis_calls(client) / ok, 2)}
@@ -90,8 +98,11 @@ def main() -> int:
     try:
         items, rows = corpus(args.rows)
         res = {"rows": args.rows, "latency_s": args.latency,
+               "crawl_standalone": crawl(0, rows, items, url, args.latency),
                "crawl_1_worker": crawl(1, rows, items, url, args.latency),
                "crawl_2_workers": crawl(2, rows, items, url, args.latency)}
+        res["crawl_1_worker_over_standalone"] = round(res["crawl_1_worker"]["rows_s"] /
+                                                      res["crawl_standalone"]["rows_s"], 2)
         res["crawl_2_over_1"] = round(res["crawl_2_workers"]["rows_s"] / res["crawl_1_worker"]["rows_s"], 2)
         if SHARED.exists():
             tmp = Path(tempfile.mkdtemp())
@@ -100,6 +111,8 @@ def main() -> int:
             res["build_2_over_1"] = round(res["build_img_s_2_dask_workers"] / res["build_img_s_1_dask_worker"], 2)
     finally:
         server.terminate()
+    print(f"crawl: standalone {res['crawl_standalone']['rows_s']} rows/s, 1 worker {res['crawl_1_worker']['rows_s']} "
+          f"rows/s (x{res['crawl_1_worker_over_standalone']} of standalone)")
     print(f"crawl: 1 worker {res['crawl_1_worker']['rows_s']} rows/s, 2 workers {res['crawl_2_workers']['rows_s']} "
           f"rows/s (x{res['crawl_2_over_1']}); Redis calls per row: {res['crawl_2_workers']['redis_calls_per_row']}")
     if "build_2_over_1" in res:
