@@ -10,7 +10,7 @@ Redis state, per spider (``<name>`` is the spider's name)::
 
     <name>:jobs          list   job keys waiting, in order
     <name>:job           hash   key -> {"until": "record"|"parsed", "job": {...}}
-    <name>:state         hash   key -> "q" (queued) | worker id (claimed, "host:pid")
+    <name>:state         hash   key -> "q" (queued) | worker id (claimed, "host:pid:nonce")
     <name>:done          set    keys finished for good (a final record, or a page parsed)
     <name>:worker:<id>   string a worker's heartbeat, expires after REDIS_LEASE_TTL
 
@@ -36,8 +36,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import time
+import weakref
 
 import redis
 from itemadapter import ItemAdapter
@@ -133,14 +135,15 @@ def job_key(source: str, source_id) -> str:
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:nonce``: the nonce tells apart a restarted worker that got the same pid (pid 1 in a container)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def worker_is_dead(client: redis.Redis, keys: "Keys", owner: str) -> bool:
     """A claim's worker is dead when its heartbeat expired, or it ran on this host and its process is gone."""
     if not client.exists(keys.worker(owner)):
         return True
-    host, _, pid = owner.rpartition(":")
+    host, pid, _ = (owner.rsplit(":", 2) + ["", ""])[:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -209,20 +212,23 @@ class RedisAddon:
 class JobPump:
     """Spider middleware of a distributed worker: after the spider's own start, feeds it jobs from Redis.
 
-    It keeps ``REDIS_JOBS_PER_SLOT`` x ``CONCURRENT_REQUESTS`` rows claimed (popped, not yet recorded), so the scheduler never runs dry
-    while jobs are queued; it stops after ``MAX_IDLE_TIME_BEFORE_CLOSE`` seconds with nothing queued and nothing
+    Whenever fewer than half of ``REDIS_PREFETCH`` x ``CONCURRENT_REQUESTS`` requests are waiting (scheduled or in
+    the downloader) and the engine takes more, it claims jobs to fill that up, so the downloader never runs dry
+    while jobs are queued, and a worker holds no more rows than it is about to fetch; it stops after ``MAX_IDLE_TIME_BEFORE_CLOSE`` seconds with nothing queued and nothing
     in flight. Sits outside ResumeMiddleware (950): its jobs bypass resume's start filter and are checked
     against resume's final records here, so a skipped job is released (as done) instead of held.
     """
 
-    POLL = 0.05
+    POLL = 0.05         # seconds between looks at the claims while jobs are coming
+    EMPTY_POLL = 0.25   # seconds between pops of an empty queue
 
     def __init__(self, crawler):
         self.crawler = crawler
         s = crawler.settings
         self.url = s.get("REDIS_URL")
         self.client = connect(self.url, s.getfloat("REDIS_CONNECT_TIMEOUT"))
-        self.in_flight_max = max(1, int(s.getfloat("REDIS_JOBS_PER_SLOT") * s.getint("CONCURRENT_REQUESTS")))
+        self.prefetch = max(1, int(s.getfloat("REDIS_PREFETCH") * s.getint("CONCURRENT_REQUESTS")))
+        self.waiting: weakref.WeakSet[Request] = weakref.WeakSet()   # scheduled, not out of the downloader yet
         self.idle_max = s.getfloat("MAX_IDLE_TIME_BEFORE_CLOSE")
         self.lease_ttl = s.getint("REDIS_LEASE_TTL")
         self.retry_time = s.getfloat("REDIS_RETRY_TIME")
@@ -232,6 +238,9 @@ class JobPump:
         self.down_since: float | None = None
         self.stopping = False
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(self.left, signal=signals.request_left_downloader)
+        crawler.signals.connect(self.left, signal=signals.request_dropped)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -269,13 +278,15 @@ class JobPump:
 
     def _flush(self) -> bool:
         """Send the releases and the heartbeat; False while Redis is down."""
+        sending = list(self.unsent)
         try:
-            while self.unsent:
-                key, done = self.unsent[0]
-                self.release_script(keys=[self.keys.job, self.keys.state, self.keys.done],
-                                    args=[key, self.id, "1" if done else "0"])
-                self.unsent.pop(0)
-            self.client.set(self.keys.worker(self.id), "1", ex=self.lease_ttl)
+            with self.client.pipeline(transaction=False) as pipe:   # one round-trip; a release is idempotent
+                for key, done in sending:
+                    self.release_script(keys=[self.keys.job, self.keys.state, self.keys.done],
+                                        args=[key, self.id, "1" if done else "0"], client=pipe)
+                pipe.set(self.keys.worker(self.id), "1", ex=self.lease_ttl)
+                pipe.execute()
+            del self.unsent[:len(sending)]
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)
             return False
@@ -290,6 +301,21 @@ class JobPump:
             return None
         self._ok()
         return [(flat[i], json.loads(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def claim_once(self, key: str) -> bool:
+        """True the first time any worker claims ``key`` (the imgur spider's image ids). Blocks while Redis is
+        down (the answer decides whether an item exists), up to REDIS_RETRY_TIME, then stops the crawl."""
+        delay = self.POLL
+        while True:
+            try:
+                added = self.client.sadd(self.keys.claimed, key)
+            except (redis.RedisError, OSError) as exc:
+                self._failed(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._ok()
+            return bool(added)
 
     # ---- the pump ----------------------------------------------------------
     async def process_start(self, start):
@@ -308,8 +334,10 @@ class JobPump:
                     await asyncio.sleep(backoff)
                     continue
                 last_beat, backoff = now, self.POLL
-            room = self.in_flight_max - len(self.claims)
-            popped = self._pop(room) if room > 0 else []
+            room = self.prefetch - len(self.waiting)
+            # refill in halves: one round-trip per half batch, and the other half still keeps the downloader busy
+            asked = room >= max(1, self.prefetch // 2) and not self.crawler.engine.needs_backout()
+            popped = self._pop(room) if asked else []
             if popped is None:
                 backoff = min(backoff * 2, 5.0)
                 await asyncio.sleep(backoff)
@@ -330,7 +358,13 @@ class JobPump:
             elif time.monotonic() - idle_since >= self.idle_max:
                 spider.logger.info("no jobs for %.0f s: closing", self.idle_max)
                 return
-            await asyncio.sleep(self.POLL if room <= 0 or popped else 0.25)
+            await asyncio.sleep(self.EMPTY_POLL if asked and not popped else self.POLL)
+
+    def scheduled(self, request, **kwargs):
+        self.waiting.add(request)
+
+    def left(self, request, **kwargs):
+        self.waiting.discard(request)
 
     # ---- releasing ---------------------------------------------------------
     def _release(self, key: str, done: bool) -> None:
@@ -391,7 +425,7 @@ class RedisJobsMixin:
         """True the first time any worker sees ``key`` (a Redis set when distributed)."""
         if self.distributed:
             pump = next(m for m in self.crawler.engine.scraper.spidermw.middlewares if isinstance(m, JobPump))
-            return bool(pump.client.sadd(pump.keys.claimed, key))
+            return pump.claim_once(key)
         if key in local:
             return False
         local.add(key)
