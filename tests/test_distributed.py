@@ -52,6 +52,14 @@ def redis_url(tmp_path_factory):
     proc.wait(timeout=10)
 
 
+def corpus_file(path, first: int, n: int):
+    """Rows first..first+n-1 (all resolvable) written as a Meme Generator file; returns (ids, mirror items)."""
+    ids = [str(first + i) for i in range(n)]
+    items, rows = loc_corpus([(i, None) for i in ids])
+    write_csv(path, rows)
+    return ids, items
+
+
 def feed(url, work, csv, *extra):
     (work / "manifests").mkdir(exist_ok=True)    # the workers' shared manifest folder must exist
     r = subprocess.run([sys.executable, "-m", "crawler.feed", "loc_archive", "--csv", str(csv), "--redis-url", url,
@@ -71,9 +79,7 @@ def worker(mirror, work, url, **settings):
 @pytest.mark.timeout(300)
 def test_two_workers_fetch_every_row_exactly_once(redis_url, tmp_path):
     redis.Redis.from_url(redis_url).flushdb()
-    ids = [str(300 + i) for i in range(40)]
-    items, rows = loc_corpus([(i, None) for i in ids])
-    write_csv(tmp_path / "memes.tsv", rows)
+    ids, items = corpus_file(tmp_path / "memes.tsv", 300, 40)
     with Mirror(items, latency=0.1) as mirror:
         assert "pushed 40 jobs" in feed(redis_url, tmp_path, tmp_path / "memes.tsv")
         workers = [worker(mirror, tmp_path, redis_url) for _ in range(2)]
@@ -93,9 +99,7 @@ def test_two_workers_fetch_every_row_exactly_once(redis_url, tmp_path):
 @pytest.mark.timeout(300)
 def test_killed_worker_loses_nothing(redis_url, tmp_path):
     redis.Redis.from_url(redis_url).flushdb()
-    ids = [str(500 + i) for i in range(60)]
-    items, rows = loc_corpus([(i, None) for i in ids])
-    write_csv(tmp_path / "memes.tsv", rows)
+    ids, items = corpus_file(tmp_path / "memes.tsv", 500, 60)
     with Mirror(items, latency=0.15) as mirror:
         feed(redis_url, tmp_path, tmp_path / "memes.tsv")
         a, b = worker(mirror, tmp_path, redis_url), worker(mirror, tmp_path, redis_url)
@@ -170,9 +174,7 @@ def one_ok_record_per_row(work, ids):
 def test_second_feed_during_a_crawl_pushes_nothing_queued_or_in_flight(redis_url, tmp_path):
     """The README's recovery step run while a crawl is live must not fetch anything twice."""
     redis.Redis.from_url(redis_url).flushdb()
-    ids = [str(700 + i) for i in range(40)]
-    items, rows = loc_corpus([(i, None) for i in ids])
-    write_csv(tmp_path / "memes.tsv", rows)
+    ids, items = corpus_file(tmp_path / "memes.tsv", 700, 40)
     with Mirror(items, latency=0.2) as mirror:
         assert "pushed 40 jobs" in feed(redis_url, tmp_path, tmp_path / "memes.tsv")
         w = worker(mirror, tmp_path, redis_url)
@@ -195,9 +197,7 @@ def test_worker_skips_a_job_whose_row_was_finished_elsewhere(redis_url, tmp_path
     from crawler.distributed import Keys
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     client.flushdb()
-    ids = [str(800 + i) for i in range(6)]
-    items, rows = loc_corpus([(i, None) for i in ids])
-    write_csv(tmp_path / "memes.tsv", rows)
+    ids, items = corpus_file(tmp_path / "memes.tsv", 800, 6)
     with Mirror(items) as mirror:
         feed(redis_url, tmp_path, tmp_path / "memes.tsv")
         w = worker(mirror, tmp_path, redis_url)
@@ -255,8 +255,7 @@ def _cli(args, **kw):
 @pytest.mark.timeout(180)
 def test_wrong_redis_url_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "manifests").mkdir()
-    items, rows = loc_corpus([("900", None)])
-    write_csv(tmp_path / "memes.tsv", rows)
+    _, items = corpus_file(tmp_path / "memes.tsv", 900, 1)
     unreachable = f"redis://127.0.0.1:{free_port()}/0"
     for url, cause in ((unreachable, "Connection"), ("redis://127.0.0.1:notaport/0", "port"),
                        ("http://127.0.0.1:6379", "scheme")):
@@ -277,9 +276,7 @@ def test_feeder_reads_the_workers_settings_and_manifests(redis_url, tmp_path):
     for scrapy) pushes nothing; a manifest folder that does not exist is refused."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
-    ids = [str(950 + i) for i in range(5)]
-    items, rows = loc_corpus([(i, None) for i in ids])
-    write_csv(tmp_path / "memes.tsv", rows)
+    ids, items = corpus_file(tmp_path / "memes.tsv", 950, 5)
     with Mirror(items) as mirror:
         feed(redis_url, tmp_path, tmp_path / "memes.tsv")
         w = worker(mirror, tmp_path, redis_url)
@@ -302,11 +299,8 @@ def test_redis_outage_loses_no_row(tmp_path):
     url = f"redis://127.0.0.1:{port}/0"
     (tmp_path / "redis").mkdir()
     server = start_redis(port, tmp_path / "redis", durable=True)
-    ids, more = [str(1000 + i) for i in range(30)], [str(1100 + i) for i in range(30)]
-    items, rows = loc_corpus([(i, None) for i in ids])
-    items2, rows2 = loc_corpus([(i, None) for i in more])
-    write_csv(tmp_path / "memes.tsv", rows)
-    write_csv(tmp_path / "more.tsv", rows2)
+    ids, items = corpus_file(tmp_path / "memes.tsv", 1000, 30)
+    more, items2 = corpus_file(tmp_path / "more.tsv", 1100, 30)
     try:
         with Mirror(items + items2, latency=0.2) as mirror:
             feed(url, tmp_path, tmp_path / "memes.tsv")
