@@ -290,50 +290,65 @@ def test_feeder_reads_the_workers_settings_and_manifests(redis_url, tmp_path):
     assert client.llen("loc_archive:jobs") == 0
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_redis_outage_loses_no_row(tmp_path):
-    """Redis goes away mid-crawl: a short outage is ridden out (every row recorded once, exit 0); a long one
-    stops the worker with a clear line and exit 1, and its rows are fed again once Redis is back."""
+@pytest.fixture
+def durable_redis(tmp_path):
+    """A redis-server of its own that a test may stop and restart (``restart(stop_only=True)`` leaves it down)."""
     port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
     (tmp_path / "redis").mkdir()
-    server = start_redis(port, tmp_path / "redis", durable=True)
-    ids, items = corpus_file(tmp_path / "memes.tsv", 1000, 30)
-    more, items2 = corpus_file(tmp_path / "more.tsv", 1100, 30)
-    try:
-        with Mirror(items + items2, latency=0.2) as mirror:
-            feed(url, tmp_path, tmp_path / "memes.tsv")
-            w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="60", CONCURRENT_REQUESTS="2",
-                       MAX_IDLE_TIME_BEFORE_CLOSE="3")
-            wait_for_records(tmp_path, 4)
-            server.terminate()
-            server.wait(timeout=10)
-            time.sleep(2)
-            server = start_redis(port, tmp_path / "redis", durable=True)
-            err = w.communicate(timeout=180)[1]
-            assert w.returncode == 0, err[-2000:]
-            assert "unreachable" in err and "is back" in err
-            assert one_ok_record_per_row(tmp_path, ids)
+    state = {"proc": start_redis(port, tmp_path / "redis", durable=True)}
 
-            feed(url, tmp_path, tmp_path / "more.tsv")
-            w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="2", CONCURRENT_REQUESTS="2",
-                       MAX_IDLE_TIME_BEFORE_CLOSE="3")
-            wait_for_records(tmp_path, 34)
-            server.terminate()
-            server.wait(timeout=10)
-            err = w.communicate(timeout=120)[1]
-            assert w.returncode == 1, err[-2000:]
-            assert f"stopping: Redis at {url} unreachable" in err
-            server = start_redis(port, tmp_path / "redis", durable=True)
-            out = feed(url, tmp_path, tmp_path / "more.tsv")
-            assert "0 in flight" in out, out        # the stopped worker's claims are not held any more
-            w = worker(mirror, tmp_path, url)
-            assert w.communicate(timeout=180) and w.returncode == 0
-        assert one_ok_record_per_row(tmp_path, ids + more)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    def restart(down_seconds: float = 0.0, stop_only: bool = False):
+        state["proc"].terminate()
+        state["proc"].wait(timeout=10)
+        if not stop_only:
+            time.sleep(down_seconds)
+            state["proc"] = start_redis(port, tmp_path / "redis", durable=True)
+
+    yield f"redis://127.0.0.1:{port}/0", restart
+    state["proc"].terminate()
+    state["proc"].wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_short_redis_outage_is_ridden_out(durable_redis, tmp_path):
+    """Redis away for 2 s mid-crawl: the worker says so, goes on, and every row is recorded once (exit 0)."""
+    url, restart = durable_redis
+    ids, items = corpus_file(tmp_path / "memes.tsv", 1000, 30)
+    with Mirror(items, latency=0.2) as mirror:
+        feed(url, tmp_path, tmp_path / "memes.tsv")
+        w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="60", CONCURRENT_REQUESTS="2",
+                   MAX_IDLE_TIME_BEFORE_CLOSE="3")
+        wait_for_records(tmp_path, 4)
+        restart(down_seconds=2)
+        err = w.communicate(timeout=180)[1]
+    assert w.returncode == 0, err[-2000:]
+    assert "unreachable" in err and "is back" in err
+    assert one_ok_record_per_row(tmp_path, ids)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_long_redis_outage_stops_the_worker_and_loses_nothing(durable_redis, tmp_path):
+    """Redis away for longer than REDIS_RETRY_TIME: the worker stops with one clear line and exit 1 (it must
+    not hang); once Redis is back, a feed and a worker finish every row, each recorded once."""
+    url, restart = durable_redis
+    ids, items = corpus_file(tmp_path / "memes.tsv", 1100, 30)
+    with Mirror(items, latency=0.2) as mirror:
+        feed(url, tmp_path, tmp_path / "memes.tsv")
+        w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="2", CONCURRENT_REQUESTS="2",
+                   MAX_IDLE_TIME_BEFORE_CLOSE="3")
+        wait_for_records(tmp_path, 4)
+        restart(stop_only=True)
+        err = w.communicate(timeout=60)[1]
+        assert w.returncode == 1, err[-2000:]
+        assert f"stopping: Redis at {url} unreachable" in err
+        restart()
+        out = feed(url, tmp_path, tmp_path / "memes.tsv")
+        assert "0 in flight" in out, out        # the stopped worker's claims are not held any more
+        w = worker(mirror, tmp_path, url)
+        assert w.communicate(timeout=180) and w.returncode == 0
+    assert one_ok_record_per_row(tmp_path, ids)
 
 
 def test_link_list_shapes():
