@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from itemadapter import ItemAdapter
-from scrapy.pipelines.files import FilesPipeline
+from scrapy.pipelines.files import FilesPipeline, FSFilesStore
 from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
@@ -31,6 +31,21 @@ def _rejected(url: str, reason: str, detail: str = "") -> dict:
     return {"url": url, "status": "rejected", "reason": reason, "detail": detail}
 
 
+class SharedFSFilesStore(FSFilesStore):
+    """FSFilesStore whose folders may be created by many processes at once.
+
+    Scrapy's own ``_mkdir`` checks, then creates: two workers starting together (or two writer threads) both
+    see the folder missing and the second ``mkdir`` raises ``FileExistsError``. Creating with ``exist_ok``
+    is race-free across threads and processes.
+    """
+
+    def _mkdir(self, dirname: Path, domain=None) -> None:
+        seen = self.created_directories[domain] if domain else set()
+        if str(dirname) not in seen:
+            dirname.mkdir(parents=True, exist_ok=True)
+            seen.add(str(dirname))
+
+
 class MemeFilesPipeline(FilesPipeline):
     """Scrapy's FilesPipeline, keeping the original bytes (no re-encode).
 
@@ -45,6 +60,8 @@ class MemeFilesPipeline(FilesPipeline):
       animated image becomes ``animated`` when the item says
       ``keep_animated=False``. Neither is stored.
     """
+
+    STORE_SCHEMES = {**FilesPipeline.STORE_SCHEMES, "": SharedFSFilesStore, "file": SharedFSFilesStore}
 
     def __init__(self, store_uri, *, crawler):
         super().__init__(store_uri, crawler=crawler)
@@ -80,16 +97,10 @@ class MemeFilesPipeline(FilesPipeline):
             return _rejected(url, reasons.ANIMATED)
         sha256 = hashlib.sha256(body).hexdigest()
         path = f"full/{sha256[:2]}/{sha256}.{_EXTENSIONS.get(fmt, 'img')}"
-        await maybe_deferred_to_future(deferToThread(self._write, path, body, info))
+        await maybe_deferred_to_future(deferToThread(self.store.persist_file, path, BytesIO(body), info))
         self.inc_stats("downloaded")
         return {"url": url, "path": path, "checksum": hashlib.md5(body).hexdigest(), "status": "downloaded",
                 "sha256": sha256, "width": width, "height": height, "animated": animated, "size": len(body)}
-
-    def _write(self, path: str, body: bytes, info) -> None:
-        if self.local_root is not None:
-            # FSFilesStore's own mkdir is check-then-create, which races between writer threads
-            (self.local_root / path).parent.mkdir(parents=True, exist_ok=True)
-        self.store.persist_file(path, BytesIO(body), info)
 
     def item_completed(self, results, item, info):
         adapter = ItemAdapter(item)

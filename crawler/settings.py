@@ -91,6 +91,10 @@ ITEM_PIPELINES = {
 # REDIS_URL = "redis://host:6379/0"   # set it (or -s REDIS_URL=...) to crawl from a shared Redis queue
 ADDONS = {"crawler.distributed.RedisAddon": 0}
 MAX_IDLE_TIME_BEFORE_CLOSE = 30       # a distributed worker stops after this many idle seconds
+REDIS_PREFETCH = 2.0                  # requests a worker keeps waiting, x CONCURRENT_REQUESTS: more jobs at half
+REDIS_LEASE_TTL = 30                  # a dead worker's claims are re-fed this many seconds after its last heartbeat
+REDIS_RETRY_TIME = 60                 # a worker retries an unreachable Redis this long, then stops with exit 1
+REDIS_CONNECT_TIMEOUT = 5             # seconds per connection attempt
 
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"

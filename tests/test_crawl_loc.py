@@ -204,6 +204,7 @@ def test_handmade_sample_is_in_the_official_format():
 def test_parallel_writes_into_one_new_folder(tmp_path):
     """Writer threads racing to create the same content-addressed folder must all succeed."""
     from concurrent.futures import ThreadPoolExecutor
+    from io import BytesIO
 
     from scrapy.utils.test import get_crawler
 
@@ -211,5 +212,5 @@ def test_parallel_writes_into_one_new_folder(tmp_path):
 
     pipe = MemeFilesPipeline.from_crawler(get_crawler(settings_dict={"FILES_STORE": str(tmp_path)}))
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: pipe._write(f"full/ab/{i}.jpg", b"x" * i, None), range(64)))
+        list(pool.map(lambda i: pipe.store.persist_file(f"full/ab/{i}.jpg", BytesIO(b"x" * i), None), range(64)))
     assert len(list((tmp_path / "full" / "ab").iterdir())) == 64

@@ -3,7 +3,8 @@
 A spider may declare ``ARGUMENTS`` (see crawler/spiderargs.py) and define
 ``validate_arguments(settings, args)`` raising ``UsageError``: an unknown
 argument, a missing CSV or imgur client id is then one line on stderr and
-exit code 2, before logging starts or anything is written. A crawl that
+exit code 2, before logging starts or anything is written; so is a
+``REDIS_URL`` that is malformed or unreachable. A crawl that
 stops for any reason other than finishing its work (an error at start, a
 ``CloseSpider`` raised by the spider) exits with code 1.
 """
@@ -14,13 +15,18 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 from scrapy.spiderloader import get_spider_loader
 
+from ..distributed import redis_url_problem
 from ..spiderargs import check_arguments
+
 
 class Command(ScrapyCrawl):
     def process_options(self, args, opts):
         super().process_options(args, opts)
         if len(args) != 1:
             return
+        url = self.settings.get("REDIS_URL")
+        if url and (problem := redis_url_problem(url, self.settings.getfloat("REDIS_CONNECT_TIMEOUT"))):
+            usage_error(args[0], f"cannot use REDIS_URL={url}: {problem}")
         loader = get_spider_loader(self.settings)
         if args[0] not in loader.list():
             return
@@ -31,8 +37,7 @@ class Command(ScrapyCrawl):
             if validate is not None:
                 validate(self.settings, opts.spargs)
         except UsageError as exc:
-            print(f"scrapy crawl {args[0]}: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            usage_error(args[0], str(exc))
 
     def run(self, args, opts):
         if len(args) != 1:
@@ -43,6 +48,11 @@ class Command(ScrapyCrawl):
         reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
         if self.crawler_process.bootstrap_failed or not exit_ok(reason):
             self.exitcode = 1
+
+
+def usage_error(spider: str, message: str):
+    print(f"scrapy crawl {spider}: error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def exit_ok(finish_reason: str | None) -> bool:
