@@ -29,7 +29,7 @@ from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import assign_splits, label_counts, source_counts, split_counts
-from .transform import FITS, canonical_fit
+from .transform import DEFAULT_FIT, FITS, canonical_fit
 from .writer import H5Writer, PartialBuildError, partial_path
 
 CHUNK = 16          # jobs per inter-process task
@@ -51,7 +51,7 @@ class BuildConfig:
     cifar: str | None = None
     cifar_count: int = 8000
     cifar_md5: str = CIFAR100_MD5
-    fit: str = "square"
+    fit: str = DEFAULT_FIT
     min_side: int = INPUT_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)

@@ -57,7 +57,7 @@ def test_run_writes_model_report_and_plots(trained):
     assert report["count"] == 20 and report["memes"] == 8
     assert report["accuracy"] >= 0.9          # captions on noise vs blocky noise: easy
     assert "test: 20 images" in stdout and "ROC-AUC" in stdout
-    assert json.loads((out / "preprocess.json").read_text())["fit"] == "square"
+    assert json.loads((out / "preprocess.json").read_text())["fit"] == "letterbox"
     with open(out / "log.csv") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(report["epochs_run"]))
 
@@ -137,7 +137,11 @@ def test_evaluate_split_and_folders(trained, dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["count"] == 45 and report["memes"] == 40 and report["skipped"] == {"not_an_image": 1}
-    assert (tmp_path / "ev" / "roc.png").is_file()
+    assert (tmp_path / "ev" / "roc.png").is_file() and report["input"] == "fit letterbox"
+    r = cli("training.evaluate", out, "--non-memes", photos, "--native-size", "--max-side", "256", "--json")
+    assert r.returncode == 0, r.stderr
+    native = json.loads(r.stdout)
+    assert native["count"] == 5 and native["input"] == "native size"
 
 
 def test_read_rows_matches_fancy_indexing(dataset):

@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from processing.reference import original_block_means
-from processing.transform import (area_resize, block_mean_pool, fit_original, fit_square, original_square_side,
+from processing.transform import (LETTERBOX_FILL, area_resize, block_mean_pool, fit_letterbox, fit_original, fit_square,
+                                  letterbox_box, original_square_side,
                                   tiny_to_input, upsample_repeat)
 
 
@@ -78,3 +79,41 @@ def test_upsample_repeat_is_pixel_repetition():
     assert np.array_equal(upsample_repeat(tiny, 1), tiny)
     with pytest.raises(ValueError):
         tiny_to_input(np.zeros((30, 30, 3), np.uint8))
+
+
+@pytest.mark.parametrize("h,w", [(300, 900), (900, 300), (400, 400), (96, 160), (1000, 130)])
+def test_letterbox_keeps_every_row_and_column(h, w):
+    """A border and a distinct colour per cell of a 4x6 grid all survive: nothing is cut off."""
+    scale = 128 / max(h, w)
+    band = int(np.ceil(2 / scale))            # wide enough to leave one pure output pixel after area resampling
+    rgb = np.zeros((h, w, 3), np.uint8)
+    colours = {}
+    rows, cols = np.array_split(np.arange(h), 4), np.array_split(np.arange(w), 6)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            colour = (40 * i + 20, 40 * j + 10, 200)
+            rgb[r[0]:r[-1] + 1, c[0]:c[-1] + 1] = colour
+            colours[(i, j)] = colour
+    border = (255, 0, 0)
+    rgb[:band], rgb[-band:], rgb[:, :band], rgb[:, -band:] = border, border, border, border
+    out = fit_letterbox(rgb)
+    assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+    top, left, nh, nw = letterbox_box(h, w)
+    assert max(nh, nw) == 128 and abs(nh - h * scale) <= 0.5 and abs(nw - w * scale) <= 0.5
+    inner = out[top:top + nh, left:left + nw]
+    for edge in (inner[0], inner[-1], inner[:, 0], inner[:, -1]):   # the border is on all four sides
+        assert (edge == border).all(axis=-1).mean() > 0.5
+    found = {tuple(p) for p in inner.reshape(-1, 3).tolist()}
+    # cells narrower than a pixel after scaling cannot survive pure; all others must
+    for (i, j), colour in colours.items():
+        if len(rows[i]) * scale >= 3 + 2 * band * scale and len(cols[j]) * scale >= 3 + 2 * band * scale:
+            assert colour in found, (i, j)
+    outside = np.ones((128, 128), bool)
+    outside[top:top + nh, left:left + nw] = False
+    assert (out[outside] == LETTERBOX_FILL).all()
+
+
+def test_letterbox_of_a_square_is_the_square_fit():
+    for side in (256, 200, 128, 96):
+        rgb = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        assert np.array_equal(fit_letterbox(rgb), fit_square(rgb))

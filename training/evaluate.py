@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
+from processing.decode import decode_image
 from processing.prepare import Options, prepare
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import from_folder
@@ -22,6 +23,7 @@ from processing.sources import from_folder
 from . import plots
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report
+from .predict import cap_long_side
 from .preprocess import Preprocess
 
 GRID = 9
@@ -59,22 +61,37 @@ def evaluate_split(model, data: str, split: str, batch_size: int = 64):
     return ds.labels.astype(int), probs, grid
 
 
-def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64):
-    """Labelled folders through the training preprocessing; unreadable files are counted."""
+def folder_jobs(memes: list[str], non_memes: list[str]):
+    return [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
+
+
+def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64,
+                     native_max_side: int | None = None):
+    """Labelled folders through the training preprocessing; unreadable files are counted.
+
+    With ``native_max_side`` each image is fed at its own aspect and size (long
+    side capped), one at a time, through the SPP head; the grid still shows
+    the fitted square.
+    """
     options = Options(fit=pre.fit, size=pre.size, min_side=1)
-    jobs = [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
-    images, labels, skipped = [], [], {}
-    for job in jobs:
+    images, labels, native_probs, skipped = [], [], [], {}
+    for job in folder_jobs(memes, non_memes):
         row = prepare(job, options)
         if row.reason:
             skipped[row.reason] = skipped.get(row.reason, 0) + 1
             continue
+        if native_max_side:
+            pixels = cap_long_side(decode_image(Path(job.path).read_bytes()).rgb, native_max_side)
+            native_probs.append(float(np.asarray(model.predict_on_batch(pixels[None]))[0, 1]))
         images.append(row.image)
         labels.append(job.label)
     if not images:
         raise UsageError("no readable images in the given folders")
     x = np.stack(images)
-    probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+    if native_max_side:
+        probs = np.array(native_probs)
+    else:
+        probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
     order = np.random.default_rng(0).permutation(len(x))[:GRID]
     return np.array(labels), probs, x[order], np.array(labels)[order], probs[order], skipped
 
@@ -106,6 +123,9 @@ def parse_args(argv=None):
     p.add_argument("--memes", action="append", default=[], metavar="DIR", help="folder of memes; repeatable")
     p.add_argument("--non-memes", action="append", default=[], metavar="DIR", help="folder of non-memes; repeatable")
     p.add_argument("--threshold", type=float, help="meme probability threshold (default: the one stored with the model)")
+    p.add_argument("--native-size", action="store_true",
+                   help="with folders: feed each image at its own aspect and size (SPP) instead of the fit")
+    p.add_argument("--max-side", type=int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -116,6 +136,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if bool(args.data) == bool(args.memes or args.non_memes):
         raise UsageError("give either --data, or --memes/--non-memes folders")
+    if args.native_size and args.data:
+        raise UsageError("--native-size works on --memes/--non-memes folders (a dataset holds fitted squares)")
     for d in [*args.memes, *args.non_memes]:
         if not Path(d).is_dir():
             raise UsageError(f"folder not found: {d}")
@@ -131,9 +153,10 @@ def main(argv=None) -> int:
             y, probs, grid = evaluate_split(model, args.data, args.split, args.batch_size)
             grid_y, grid_p, extra = y[:GRID], probs[:GRID], {"data": args.data, "split": args.split}
         else:
-            y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(model, pre, args.memes, args.non_memes,
-                                                                      args.batch_size)
-            extra = {"meme_dirs": args.memes, "non_meme_dirs": args.non_memes, "skipped": skipped}
+            y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(
+                model, pre, args.memes, args.non_memes, args.batch_size, args.max_side if args.native_size else None)
+            extra = {"meme_dirs": args.memes, "non_meme_dirs": args.non_memes, "skipped": skipped,
+                     "input": "native size" if args.native_size else f"fit {pre.fit}"}
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     if args.out:
