@@ -2,7 +2,10 @@
 
 Scores a trained model on a dataset split, or on folders of labelled images
 of any size preprocessed exactly as in training, and writes report.json with
-accuracy, precision, recall, F1, ROC-AUC and the confusion matrix, plus PNGs.
+accuracy, precision, recall, F1, ROC-AUC and the confusion matrix, plus PNGs
+(ROC, reliability diagram, confusion matrix, sample predictions). The decision
+threshold is the one stored with the model (chosen on the validation split by
+``training.run``) unless ``--threshold`` overrides it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from processing.sources import from_folder
 
 from . import plots
 from .h5file import DatasetError, open_dataset
-from .metrics import binary_report
+from .metrics import binary_report, expected_calibration_error, reliability_bins
 from .predict import cap_long_side
 from .preprocess import Preprocess
 
@@ -98,9 +101,12 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
 
 def write_report(out: Path, y, probs, grid, grid_y, grid_p, threshold: float, title: str, extra: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    report = {**binary_report(y, probs, threshold), **extra}
+    bins = reliability_bins(y, probs)
+    report = {**binary_report(y, probs, threshold), "reliability_bins": bins,
+              "expected_calibration_error": expected_calibration_error(bins), **extra}
     atomic_write_json(out / "report.json", report)
     plots.roc(y, probs, report["roc_auc"], out / "roc.png", title=f"ROC: {title}")
+    plots.reliability(bins, report["expected_calibration_error"], out / "reliability.png", title=f"reliability: {title}")
     plots.confusion(report["confusion_matrix"]["rows_true_cols_pred"], out / "confusion.png", title=title)
     plots.prediction_grid(grid, grid_y, grid_p, out / "predictions.png", threshold)
     return report
@@ -111,7 +117,8 @@ def format_summary(report: dict) -> str:
     (tn, fp), (fn, tp) = report["confusion_matrix"]["rows_true_cols_pred"]
     return (f"{report['count']} images ({report['memes']} memes): accuracy {report['accuracy']:.4f}, "
             f"precision {report['precision']:.4f}, recall {report['recall']:.4f}, F1 {report['f1']:.4f}, "
-            f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; confusion [[tn {tn}, fp {fp}], [fn {fn}, tp {tp}]]")
+            f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; confusion [[tn {tn}, fp {fp}], [fn {fn}, tp {tp}]] "
+            f"at threshold {report['threshold']:.4f}")
 
 
 def parse_args(argv=None):

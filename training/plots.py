@@ -82,3 +82,25 @@ def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def reliability(bins: list[dict], ece: float, out: Path, title: str = "reliability") -> None:
+    """Reliability diagram: meme fraction against mean predicted probability per bin, with counts."""
+    full = [b for b in bins if b["count"]]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    ax.bar([b["low"] for b in bins], [b["meme_fraction"] or 0 for b in bins], width=bins[0]["high"] - bins[0]["low"],
+           align="edge", alpha=0.35, edgecolor="black", label="meme fraction per bin")
+    ax.plot([b["mean_probability"] for b in full], [b["meme_fraction"] for b in full], "o-", label=f"ECE = {ece:.3f}")
+    for b in full:
+        ax.annotate(str(b["count"]), (b["mean_probability"], b["meme_fraction"]), fontsize=7,
+                    textcoords="offset points", xytext=(0, 5), ha="center")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("predicted meme probability")
+    ax.set_ylabel("fraction that are memes")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
