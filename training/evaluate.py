@@ -76,27 +76,31 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
     side capped), one at a time, through the SPP head; the grid still shows
     the fitted square.
     """
+    x, labels, paths, skipped = load_folders(pre, memes, non_memes)
+    if native_max_side:
+        probs = np.array([float(np.asarray(model.predict_on_batch(
+            cap_long_side(decode_image(Path(p).read_bytes()).rgb, native_max_side)[None]))[0, 1]) for p in paths])
+    else:
+        probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+    order = np.random.default_rng(0).permutation(len(x))[:GRID]
+    return labels, probs, x[order], labels[order], probs[order], skipped
+
+
+def load_folders(pre: Preprocess, memes: list[str], non_memes: list[str]):
+    """(fitted images, labels, paths, skipped reasons) of labelled folders; UsageError if none is readable."""
     options = Options(fit=pre.fit, size=pre.size, min_side=1)
-    images, labels, native_probs, skipped = [], [], [], {}
+    images, labels, paths, skipped = [], [], [], {}
     for job in folder_jobs(memes, non_memes):
         row = prepare(job, options)
         if row.reason:
             skipped[row.reason] = skipped.get(row.reason, 0) + 1
             continue
-        if native_max_side:
-            pixels = cap_long_side(decode_image(Path(job.path).read_bytes()).rgb, native_max_side)
-            native_probs.append(float(np.asarray(model.predict_on_batch(pixels[None]))[0, 1]))
         images.append(row.image)
         labels.append(job.label)
+        paths.append(job.path)
     if not images:
         raise UsageError("no readable images in the given folders")
-    x = np.stack(images)
-    if native_max_side:
-        probs = np.array(native_probs)
-    else:
-        probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
-    order = np.random.default_rng(0).permutation(len(x))[:GRID]
-    return np.array(labels), probs, x[order], np.array(labels)[order], probs[order], skipped
+    return np.stack(images), np.array(labels), paths, skipped
 
 
 def write_report(out: Path, y, probs, grid, grid_y, grid_p, threshold: float, title: str, extra: dict) -> dict:
