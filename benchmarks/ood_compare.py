@@ -1,6 +1,6 @@
 """Fit and caption synthesis compared on real folders never trained on, small enough for a 2-core CPU.
 
-    python benchmarks/ood_compare.py [--shared ../shared/data] [--out /tmp/ood-compare] [--epochs 8]
+    python benchmarks/ood_compare.py [--shared ../shared/data] [--out /tmp/ood-compare] [--epochs 8] [--sizes 128]
 
 Every variant trains the default architecture on the same small real set
 (Advice Animals memes, ``--tiny-count`` CIFAR-style pictures, the BSD100
@@ -41,6 +41,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/ood-compare"))
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--tiny-count", type=int, default=500)
+    p.add_argument("--sizes", default="128", help="training sizes (training.run --sizes); scoring is at 128")
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def main() -> int:
         t0 = time.time()
         if not (run / "model.keras").exists():
             subprocess.run([py, "-m", "training.run", "--data", str(data), "--out", str(run), "--epochs",
-                            str(args.epochs), "--patience", str(args.epochs), "--overwrite", "--verbose", "0", *flags],
+                            str(args.epochs), "--patience", str(args.epochs), "--sizes", args.sizes, "--overwrite", "--verbose", "0", *flags],
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         seconds = time.time() - t0
         results[name] = score(run, data, folders, {f.name for f in trained}) | {"train_s": round(seconds)}

@@ -80,13 +80,30 @@ def test_score_run_on_a_built_dataset(shared, tmp_path):
     assert 0 < by["photos/BSD100"].count < 12
     assert {e[0] for e in errors} <= {"memes/modern/devops", "nonmemes-text/movie-posters"}
     assert sum(e[0] == "memes/modern/devops" for e in errors) == 4
-    picked = instructive_errors(errors, 0.5, n=9, per_folder=2)
+    picked = instructive_errors(errors, n=9, per_folder=2)
     assert len(picked) <= 4 and sum(e[0] == "memes/modern/devops" for e in picked) == 2
     assert all(e[3].shape == (128, 128, 3) for e in picked)
 
 
 def test_instructive_errors_are_the_most_confident_mistakes():
     img = np.zeros((2, 2, 3), np.uint8)
-    cands = [("a", 1, 0.4, img), ("a", 1, 0.01, img), ("a", 1, 0.1, img), ("b", 0, 0.7, img), ("b", 0, 0.2, img)]
-    picked = instructive_errors(cands, 0.5, n=3, per_folder=2)
-    assert [(c[0], c[2]) for c in picked] == [("a", 0.01), ("a", 0.1), ("b", 0.7)]
+    mistakes = [("a", 1, 0.4, img), ("a", 1, 0.01, img), ("a", 1, 0.1, img), ("b", 0, 0.7, img), ("b", 0, 0.95, img)]
+    picked = instructive_errors(mistakes, n=3, per_folder=2)
+    assert [(c[0], c[2]) for c in picked] == [("a", 0.01), ("b", 0.95), ("a", 0.1)]
+
+
+def test_report_writes_the_ood_table_into_the_readme(tmp_path):
+    from training import report
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale table\n{report.README_END}\nafter\n")
+    test = {"accuracy": 0.99, "precision": 1.0, "recall": 0.98, "f1": 0.99, "roc_auc": None}
+    results = {"no-modern": {"what": "leave-one-source-out", "test": test, "threshold": 0.42,
+                             "folders": [Score("memes/modern/devops", MEME, "all, never trained on", 45, 6)]}}
+    meta = {"created": "now", "backend": "tensorflow", "out": "reports/x", "epochs": 1, "shared": "s"}
+    report.update_readme(readme, results, meta)
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{report.README_END}\nafter\n") and "stale" not in text
+    assert "| `no-modern` | `memes/modern/devops` | all, never trained on | meme recall | 6/45 | 0.133 |" in text
+    assert "honest numbers" in text and "| 0.420 |" in text
+    md = report.write_report(tmp_path, tmp_path, results, {"train no-modern": 1.0}, meta)
+    assert "6/45" in md and (tmp_path / "report.json").is_file()

@@ -130,13 +130,15 @@ def markdown_table(scores_by_run: dict[str, list[Score]]) -> str:
     return "\n".join(rows)
 
 
-def instructive_errors(candidates: list[tuple[str, int, float, np.ndarray]], threshold: float,
-                       n: int = GRID_ERRORS, per_folder: int = ERRORS_PER_FOLDER):
-    """The most confident mistakes, at most ``per_folder`` from each folder: (folder, label, prob, image) items."""
-    wrong = [c for c in candidates if (c[2] >= threshold) != (c[1] == MEME)]
-    wrong.sort(key=lambda c: -abs(c[2] - threshold))
+def instructive_errors(mistakes: list[tuple[str, int, float, np.ndarray]], n: int = GRID_ERRORS,
+                       per_folder: int = ERRORS_PER_FOLDER):
+    """The most confident of the (folder, label, probability, image) mistakes, at most ``per_folder`` per folder.
+
+    Confidence in the wrong answer: 1 - p for a meme called non-meme, p for a non-meme called meme.
+    """
+    ranked = sorted(mistakes, key=lambda c: -((1 - c[2]) if c[1] == MEME else c[2]))
     taken, per = [], {}
-    for c in wrong:
+    for c in ranked:
         if per.get(c[0], 0) < per_folder:
             taken.append(c)
             per[c[0]] = per.get(c[0], 0) + 1

@@ -67,8 +67,9 @@ def confusion(matrix, out: Path, title: str = "confusion matrix") -> None:
     plt.close(fig)
 
 
-def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_THRESHOLD, n: int = 3) -> None:
-    """An n x n grid of images titled with predicted vs true label (the original showed 3x3)."""
+def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_THRESHOLD, n: int = 3,
+                    captions=None) -> None:
+    """An n x n grid of images titled with predicted vs true label (the original showed 3x3), and a caption each."""
     fig, axes = plt.subplots(n, n, figsize=(2.6 * n, 2.8 * n))
     for k, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
@@ -77,8 +78,9 @@ def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_
         pred = int(prob[k] >= threshold)
         ax.imshow(images[k])
         ok = pred == int(y_true[k])
-        ax.set_title(f"pred {'meme' if pred else 'not'} ({prob[k]:.2f})\ntrue {'meme' if y_true[k] else 'not'}",
-                     color="green" if ok else "red", fontsize=9)
+        ax.set_title((f"{captions[k]}\n" if captions else "")
+                     + f"pred {'meme' if pred else 'not'} ({prob[k]:.2f})\ntrue {'meme' if y_true[k] else 'not'}",
+                     color="green" if ok else "red", fontsize=8 if captions else 9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
