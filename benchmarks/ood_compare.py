@@ -43,6 +43,9 @@ def main() -> int:
     p.add_argument("--tiny-count", type=int, default=500)
     p.add_argument("--sizes", default="128", help="training sizes (training.run --sizes); scoring is at 128")
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--native", metavar="VARIANT", help="also score this variant's model at native size (SPP, long side "
+                   "capped at --max-side) on the folders it never trained on")
+    p.add_argument("--max-side", type=int, default=256)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folders = real_folders(args.shared)
@@ -65,6 +68,10 @@ def main() -> int:
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         seconds = time.time() - t0
         results[name] = score(run, data, folders, {f.name for f in trained}) | {"train_s": round(seconds)}
+        if name == args.native:
+            results[f"{name} (native size)"] = native(run, folders, {f.name for f in trained}, args.max_side) | {
+                "train_s": round(seconds), "threshold": results[name]["threshold"],
+                "test_accuracy": results[name]["test_accuracy"]}
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         print(f"{name}: done in {seconds:.0f} s", flush=True)
     table = side_by_side(results)
@@ -82,6 +89,25 @@ def score(run: Path, data: Path, folders, trained: set[str]) -> dict:
     test = json.loads((run / "report.json").read_text())
     return {"threshold": pre.threshold, "test_accuracy": test["accuracy"],
             "folders": {s.folder: [s.scope, s.correct, s.count] for s in scores}}
+
+
+def native(run: Path, folders, trained: set[str], max_side: int) -> dict:
+    """Folders never trained on, each image fed at its own aspect and size (evaluate --native-size)."""
+    from processing.schema import MEME
+    from training.evaluate import evaluate_folders, load_classifier
+    from training.ood import score as score_folder
+
+    model, pre = load_classifier(run)
+    out = {}
+    for f in folders:
+        if f.name in trained or f.family == "tiny":
+            continue
+        roots = [str(r) for r in f.roots]
+        _, probs, *_ = evaluate_folders(model, pre, roots if f.label == MEME else [],
+                                        [] if f.label == MEME else roots, native_max_side=max_side)
+        s = score_folder(f.name, f.label, "all, never trained on", probs, pre.threshold)
+        out[f.name] = [s.scope, s.correct, s.count]
+    return {"folders": out}
 
 
 def side_by_side(results: dict) -> str:
