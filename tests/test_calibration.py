@@ -10,14 +10,13 @@ def reference_threshold(y, p):
     """Every candidate tried one by one with a plain loop."""
     values = sorted(set(p))
     candidates = {0.5} | {(a + b) / 2 for a, b in zip(values, values[1:])}
-    best, best_t = -1.0, None
-    for t in sorted(candidates, key=lambda t: (abs(t - 0.5), t)):
+    def score(t):
         tp = sum(1 for yi, pi in zip(y, p) if yi == 1 and pi >= t)
         tn = sum(1 for yi, pi in zip(y, p) if yi == 0 and pi < t)
-        score = tp / y.count(1) + tn / y.count(0)
-        if score > best + 1e-12:
-            best, best_t = score, t
-    return best_t
+        return tp / y.count(1) + tn / y.count(0)
+    best = max(score(t) for t in candidates)
+    margin = 1 / min(y.count(0), y.count(1))
+    return min((t for t in candidates if score(t) >= best - margin - 1e-12), key=lambda t: (abs(t - 0.5), t))
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -32,8 +31,13 @@ def test_threshold_rule_matches_plain_reference(seed):
 
 
 def test_threshold_rule_separable_and_degenerate_cases():
-    # scores well below 0.5 but perfectly separable: the threshold moves between the classes
-    assert choose_threshold([0, 0, 1, 1], [0.01, 0.02, 0.20, 0.30]) == pytest.approx(0.11)
+    # scores well below 0.5 but separable: the threshold moves down to the memes, stopping one meme short of
+    # perfect (0.25 instead of 0.12) because one image of the 4 is within the margin and 0.25 is nearer 0.5
+    assert choose_threshold([0] * 4 + [1] * 4, [0.01, 0.02, 0.03, 0.04, 0.2, 0.3, 0.35, 0.4]) == pytest.approx(0.25)
+    assert choose_threshold([0] * 40 + [1] * 40, [0.01] * 40 + [0.2] * 40) == pytest.approx(0.105)
+    # one outlier non-meme near 1 is not worth moving the threshold for (one image of margin)
+    y = [0] * 10 + [1] * 10
+    assert choose_threshold(y, [0.1] * 9 + [0.999] + [0.9] * 9 + [0.6]) == 0.5
     # 0.5 already separates: kept (tie goes to the default)
     assert choose_threshold([0, 1], [0.1, 0.9]) == 0.5
     assert choose_threshold([1, 1, 1], [0.1, 0.2, 0.3]) == 0.5   # one class: nothing to balance

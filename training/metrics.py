@@ -63,12 +63,15 @@ def choose_threshold(y_true, prob) -> float:
     """The decision threshold a model is saved with, chosen on the validation split.
 
     Rule: among DEFAULT_THRESHOLD and the midpoints between consecutive
-    distinct validation probabilities, take the threshold with the highest
-    balanced accuracy (equivalently Youden's J: recall + specificity - 1);
-    ties go to the one closest to DEFAULT_THRESHOLD. Balanced accuracy, not
-    accuracy, so the answer does not depend on the class ratio of the
-    validation split. With one class only there is nothing to balance: the
-    default is kept.
+    distinct validation probabilities, find the highest balanced accuracy
+    (equivalently Youden's J: recall + specificity - 1); of the thresholds
+    within one validation image of it (one image of the smaller class, the
+    least a threshold can change), take the one closest to
+    DEFAULT_THRESHOLD. Balanced accuracy, not accuracy, so the answer does not
+    depend on the class ratio of the validation split; the one-image margin,
+    so a lone outlier in a small validation split cannot push the threshold
+    to 0.999 (seen in a 96-image split). With one class only there is
+    nothing to balance: the default is kept.
     """
     y = np.asarray(y_true).astype(int)
     p = np.asarray(prob, dtype=float)
@@ -80,7 +83,7 @@ def choose_threshold(y_true, prob) -> float:
     recall = (len(pos) - np.searchsorted(pos, candidates, side="left")) / len(pos)
     specificity = np.searchsorted(neg, candidates, side="left") / len(neg)
     score = recall + specificity
-    best = np.flatnonzero(score >= score.max() - 1e-12)
+    best = np.flatnonzero(score >= score.max() - 1 / min(len(pos), len(neg)) - 1e-12)
     return float(candidates[best[np.argmin(np.abs(candidates[best] - DEFAULT_THRESHOLD))]])
 
 

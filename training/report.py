@@ -127,7 +127,7 @@ HONEST = ("Each real folder is scored on its own: on its held-out test split (`t
           "on that folder, in full (`all, never trained on`) where it did not. The leave-one-source-out rows "
           "(`no-modern` on `memes/modern/*`, `no-text` on `nonmemes-text/*`) are the honest numbers: memes and "
           "hard negatives unlike anything the model was trained on. Thresholds are chosen on each run's "
-          "validation split (highest balanced accuracy, ties nearest 0.5).")
+          "validation split (highest balanced accuracy; within one validation image of it, nearest 0.5).")
 
 
 def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: dict) -> str:

@@ -55,8 +55,8 @@ def parse_args(argv=None):
                         f"default {SYNTH_MEMES}; 0 turns it off)")
     p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
-                   help="store the threshold with the best balanced accuracy on the val split with the model "
-                        "(ties: closest to 0.5); --no-calibrate keeps 0.5")
+                   help="store with the model the threshold of best balanced accuracy on the val split (within one "
+                        "val image of the best: the one closest to 0.5); --no-calibrate keeps 0.5")
     p.add_argument("--workers", type=int, default=2, help="reader threads")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
@@ -188,7 +188,7 @@ def finish(args, train_seconds: float) -> dict:
         val_y, val_probs, _ = evaluate_split(model, args.data, "val", args.batch_size)
         pre = pre.with_threshold(choose_threshold(val_y, val_probs))
         pre.save(args.out)
-        calibration = {"threshold_rule": "max balanced accuracy on val, ties closest to 0.5",
+        calibration = {"threshold_rule": "max balanced accuracy on val; within one val image of it, closest to 0.5",
                        "val_balanced_accuracy": balanced_accuracy(val_y, val_probs, pre.threshold)}
     y, probs, grid = evaluate_split(model, args.data, "test", args.batch_size)
     report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre.threshold, "test split",
