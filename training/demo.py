@@ -75,9 +75,12 @@ def parse_args(argv=None):
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="real data folder, if present")
     p.add_argument("--generated", action="store_true", help="use the generated corpus even if real data exists")
     p.add_argument("--memes", type=int, default=322, help="memes in the corpus (default: all 322 real ones)")
-    p.add_argument("--tiny", type=int, default=1000, help="32x32 non-memes in the CIFAR-format tarball")
+    p.add_argument("--tiny", type=int, default=600,
+                   help="32x32 non-memes in the CIFAR-format tarball (default 600: the real folders add ~1,300 rows)")
     p.add_argument("--arch", default="memenet", choices=("memenet", "seed"))
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--sizes", default="96", help="training sizes (training.run --sizes; default 96: about half the "
+                   "work of 128 on the broader data, scored at 128)")
     return p.parse_args(argv)
 
 
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
                                     "--no-progress"], logs)
     run = out / "run"
     timings["training.run"] = run_stage("train", [py, "-m", "training.run", "--data", str(dataset), "--out", str(run),
-                                        "--arch", args.arch, "--epochs", str(args.epochs), "--degrade-memes", "0.5",
+                                        "--arch", args.arch, "--epochs", str(args.epochs), "--sizes", args.sizes, "--degrade-memes", "0.5",
                                         "--smooth-tiny", "0.5", "--verbose", "2"], logs)
     if corpus.photos:
         timings["training.evaluate"] = run_stage("evaluate_photos", [py, "-m", "training.evaluate", str(run),
