@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.testkit import picture, save
+from crawler.testkit import save
 from processing import build_h5
 from processing.schema import MEME, NON_MEME
 from training.ood import (Score, build_inputs, instructive_errors, markdown_table, real_folders, score, score_run,
