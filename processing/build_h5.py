@@ -25,7 +25,7 @@ from .distribute import build_sharded
 from .pipeline import COMPRESSIONS, GROUP_BY, BuildConfig
 from .schema import INPUT_SIZE, SPLIT_NAMES
 from .split import parse_fractions
-from .transform import DEPRECATED_NAMES, FITS
+from .transform import DEFAULT_FIT, DEPRECATED_NAMES, FITS
 from .writer import partial_path
 
 
@@ -48,9 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--tiny-count", type=int, metavar="N", help="take N pictures from each --tiny folder")
     p.add_argument("--out", type=Path, default=paths.DATASET, metavar="PATH",
                    help=f"output HDF5 file (default {paths.DATASET})")
-    p.add_argument("--fit", choices=[*sorted(FITS), *DEPRECATED_NAMES], default="square",
-                   help="square: largest top-anchored square, area-resampled (default); original: the original "
-                        "project's top-left k*128 crop ('seed' is its old name)")
+    p.add_argument("--fit", choices=[*sorted(FITS), *DEPRECATED_NAMES], default=DEFAULT_FIT,
+                   help="letterbox: the whole image, aspect kept, centred on grey (default); square: largest "
+                        "top-anchored square, area-resampled; original: the original project's top-left k*128 "
+                        "crop ('seed' is its old name)")
     p.add_argument("--min-side", type=int, default=INPUT_SIZE,
                    help=f"skip images whose short side is below this (default {INPUT_SIZE})")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb cap")

@@ -31,7 +31,7 @@ from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import assign_splits, label_counts, source_counts, split_counts
-from .transform import FITS, canonical_fit
+from .transform import DEFAULT_FIT, FITS, canonical_fit
 from .writer import H5Writer, OutputBusy, PartialBuildError, output_lock, partial_path
 
 CHUNK = 16          # jobs per inter-process task
@@ -53,7 +53,7 @@ class BuildConfig:
     cifar: str | None = None
     cifar_count: int = 8000
     cifar_md5: str = CIFAR100_MD5
-    fit: str = "square"
+    fit: str = DEFAULT_FIT
     min_side: int = INPUT_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES     # bytes read per input file; more is ``too_large``

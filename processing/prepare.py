@@ -14,12 +14,12 @@ from .reasons import Rejected
 from .sources import Job, PixelJob
 from .schema import INPUT_SIZE as SIZE
 from .schema import TINY_SIZE as TINY
-from .transform import fit_image, tiny_to_input
+from .transform import DEFAULT_FIT, fit_image, tiny_to_input
 
 
 @dataclass(frozen=True)
 class Options:
-    fit: str = "square"
+    fit: str = DEFAULT_FIT
     size: int = SIZE
     min_side: int = SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS

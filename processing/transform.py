@@ -1,9 +1,12 @@
 """Pure array math: decoded RGB to the model's 128x128x3 uint8 input.
 
 ``fit_original`` is the original project's rule (top-left square, side the largest
-multiple of 128, block mean). ``fit_square`` is the default: the largest
-top-anchored, horizontally centred square, area-resampled, so a 250x250
-thumbnail keeps its whole picture and both captions.
+multiple of 128, block mean). ``fit_square`` takes the largest top-anchored,
+horizontally centred square, area-resampled, so a 250x250 thumbnail keeps its
+whole picture and both captions. ``fit_letterbox`` (the default, ``DEFAULT_FIT``)
+keeps the whole image whatever its shape: a wide two-panel meme keeps both
+panels and a tall caption-bar meme keeps its picture, at the price of a
+neutral band on the short side.
 """
 
 from __future__ import annotations
@@ -67,7 +70,33 @@ def fit_square(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
     return area_resize(rgb[rows, cols], size)
 
 
-FITS = {"square": fit_square, "original": fit_original}
+LETTERBOX_FILL = 128   # mid grey: unlike a white caption bar or a black frame, it is neither
+
+
+def letterbox_box(h: int, w: int, size: int = SIZE) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of an h x w image scaled so its long side is ``size``, centred."""
+    scale = size / max(h, w)
+    nh, nw = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
+    return (size - nh) // 2, (size - nw) // 2, nh, nw
+
+
+def fit_letterbox(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """The whole image, aspect kept, long side area-resampled to ``size``, centred on grey."""
+    h, w = rgb.shape[:2]
+    if h == w:   # nothing to pad: the same pixels as fit_square
+        return area_resize(rgb, size)
+    top, left, nh, nw = letterbox_box(h, w, size)
+    if (nh, nw) == (h, w):
+        inner = rgb
+    else:
+        inner = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.Resampling.BOX))
+    out = np.full((size, size, 3), LETTERBOX_FILL, np.uint8)
+    out[top:top + nh, left:left + nw] = inner
+    return out
+
+
+FITS = {"letterbox": fit_letterbox, "square": fit_square, "original": fit_original}
+DEFAULT_FIT = "letterbox"   # measured against "square" in the closing note of issue 12
 DEPRECATED_NAMES = {"seed": "original"}   # the original method's old name, still accepted
 
 
@@ -81,13 +110,20 @@ def fit_image(rgb: np.ndarray, fit: str, size: int = SIZE) -> np.ndarray:
 
 
 def fit_region(height: int, width: int, fit: str, size: int = SIZE) -> tuple[int, int, int]:
-    """(top, left, side): the square of a height x width picture that ``fit`` turns into the model input.
+    """(top, left, side): the square, in the picture's own pixels, that ``fit`` turns into the model input.
 
-    The service uses it to lay a heat map computed on the model input back over the whole picture.
+    For ``letterbox`` the square is the picture's long side, centred, so it
+    reaches past the short sides (negative ``top`` or ``left``): that is the
+    grey padding. The service uses it to lay a heat map computed on the model
+    input back over the whole picture.
     """
-    if canonical_fit(fit) == "original":
+    fit = canonical_fit(fit)
+    if fit == "original":
         side = original_square_side(height, width, size) or min(height, width)
         return 0, 0, side
+    if fit == "letterbox":
+        side = max(height, width)
+        return -((side - height) // 2), -((side - width) // 2), side
     rows, cols = top_square(height, width)
     return rows.start, cols.start, rows.stop - rows.start
 

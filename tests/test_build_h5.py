@@ -14,7 +14,7 @@ from crawler.testkit import ROOT, SHARED, image_bytes, picture, save
 from processing import build_h5
 from processing.cifar import write_cifar100_tarball
 from processing.manifest import ManifestWriter, Record
-from processing.transform import fit_square, tiny_to_input
+from processing.transform import DEFAULT_FIT, fit_letterbox, tiny_to_input
 
 
 @pytest.fixture
@@ -74,14 +74,14 @@ def test_every_input_accounted_for(corpus, tmp_path):
         assert f["images"].shape == (43, 128, 128, 3) and f["images"].dtype == np.uint8
         assert f["images"].chunks == (1, 128, 128, 3) and f["images"].compression == "lzf"
         assert f.attrs["schema_version"] == 1 and json.loads(f.attrs["label_names"]) == ["non_meme", "meme"]
-        assert f.attrs["fit"] == "square" and "created" in f.attrs and "tool_version" in f.attrs
+        assert f.attrs["fit"] == DEFAULT_FIT == "letterbox" and "created" in f.attrs and "tool_version" in f.attrs
         assert len(set(f["sha256"][:].tolist())) == 43                 # exact duplicates stored once
         sources = [s.decode() for s in f["source"][:]]
         ids = [s.decode() for s in f["source_id"][:]]
         # the stored tensor is exactly the transform of the decoded file
         i = ids.index("template1/2.jpg")
         rgb = np.asarray(Image.open(corpus["memes"] / "template1" / "2.jpg").convert("RGB"))
-        assert np.array_equal(f["images"][i], fit_square(rgb))
+        assert np.array_equal(f["images"][i], fit_letterbox(rgb))
         j = ids.index("cat/3.png")
         tiny = np.asarray(Image.open(corpus["tiny"] / "cat" / "3.png"))
         assert np.array_equal(f["images"][j], tiny_to_input(tiny))

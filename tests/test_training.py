@@ -58,7 +58,7 @@ def test_run_writes_model_report_and_plots(trained):
     assert report["count"] == 20 and report["memes"] == 8
     assert report["accuracy"] >= 0.9          # captions on noise vs blocky noise: easy
     assert "test: 20 images" in stdout and "ROC-AUC" in stdout
-    assert json.loads((out / "preprocess.json").read_text())["fit"] == "square"
+    assert json.loads((out / "preprocess.json").read_text())["fit"] == "letterbox"
     with open(out / "log.csv") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(report["epochs_run"]))
 
@@ -142,7 +142,36 @@ def test_evaluate_split_and_folders(trained, dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["count"] == 45 and report["memes"] == 40 and report["skipped"] == {"not_an_image": 1}
-    assert (tmp_path / "ev" / "roc.png").is_file()
+    assert (tmp_path / "ev" / "roc.png").is_file() and report["input"] == "fit letterbox"
+    r = cli("training.evaluate", out, "--non-memes", photos, "--native-size", "--max-side", "256", "--json")
+    assert r.returncode == 0, r.stderr
+    native = json.loads(r.stdout)
+    assert native["count"] == 5 and native["input"] == "native size"
+
+
+@pytest.mark.slow
+def test_threshold_chosen_on_val_is_stored_and_read_back(trained, dataset, tmp_path):
+    out, _ = trained
+    stored = json.loads((out / "preprocess.json").read_text())["threshold"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["threshold"] == stored and report["threshold_rule"].startswith("max balanced accuracy on val")
+    assert (out / "reliability.png").is_file() and len(report["reliability_bins"]) == 10
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "model.keras").write_bytes((out / "model.keras").read_bytes())
+    pre = json.loads((out / "preprocess.json").read_text())
+    meme = next((dataset.parent / "memes").rglob("*.jpg"))
+    for threshold, label in ((0.0, "meme"), (1.01, "non_meme")):   # 1.01: no probability reaches it
+        (copy / "preprocess.json").write_text(json.dumps({**pre, "threshold": threshold}))
+        r = cli("training.predict", copy, meme, "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["label"] == label
+        r = cli("training.evaluate", copy, "--data", dataset, "--json")
+        assert r.returncode == 0, r.stderr
+        ev = json.loads(r.stdout)
+        assert ev["threshold"] == threshold and ev["recall"] == (1.0 if label == "meme" else 0.0)
+        r = cli("training.evaluate", copy, "--data", dataset, "--json", "--threshold", "0.5")
+        assert json.loads(r.stdout)["threshold"] == 0.5
 
 
 def test_read_rows_matches_fancy_indexing(dataset):
@@ -205,3 +234,21 @@ def test_same_seed_same_model_on_cpu(dataset, tmp_path):
     wa = keras.saving.load_model(tmp_path / "a" / "checkpoint.keras").get_weights()
     wb = keras.saving.load_model(tmp_path / "b" / "checkpoint.keras").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+
+
+def test_synthesised_memes_are_paired_with_their_uncaptioned_picture(dataset):
+    plain = H5Batches(dataset, "train", 16, shuffle=True, seed=3)
+    synth = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.5)
+    again = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.5)
+    made = 0
+    for i in range(len(plain)):
+        (x0, y0), (x1, y1), (x2, y2) = plain[i], synth[i], again[i]
+        assert np.array_equal(x1, x2) and np.array_equal(y1, y2)            # deterministic per (seed, epoch, batch)
+        turned = np.flatnonzero(y1 != y0)
+        assert (y0[turned] == 0).all() and (y1[turned] == 1).all()
+        assert len(turned) <= (y0 == 0).sum() // 2
+        kept = np.setdiff1d(np.arange(len(y0)), turned)
+        assert np.array_equal(x1[kept], x0[kept])                          # partners stay as they were
+        made += len(turned)
+    assert made > 0
+    assert class_weights(np.array([0, 0, 0, 1]), 0.5) == {0: 4 / 3, 1: 4 / 5}

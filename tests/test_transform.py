@@ -3,8 +3,9 @@ import pytest
 from PIL import Image
 
 from processing.reference import original_block_means
-from processing.transform import (area_resize, block_mean_pool, fit_image, fit_original, fit_region, fit_square,
-                                  original_square_side, tiny_to_input, upsample_repeat)
+from processing.transform import (LETTERBOX_FILL, area_resize, block_mean_pool, fit_image, fit_letterbox, fit_original,
+                                  fit_region, fit_square, letterbox_box, original_square_side, tiny_to_input,
+                                  upsample_repeat)
 
 
 @pytest.mark.parametrize("h,w", [(128, 128), (255, 300), (384, 257), (513, 1024), (1000, 130)])
@@ -80,6 +81,15 @@ def test_upsample_repeat_is_pixel_repetition():
         tiny_to_input(np.zeros((30, 30, 3), np.uint8))
 
 
+@pytest.mark.parametrize("h,w", [(128, 128), (250, 400), (400, 250), (301, 130)])
+def test_letterbox_region_is_the_centred_long_side(h, w):
+    top, left, side = fit_region(h, w, "letterbox")
+    assert side == max(h, w) and top <= 0 and left <= 0
+    assert abs((top + side / 2) - h / 2) <= 0.5 and abs((left + side / 2) - w / 2) <= 0.5   # centred
+    t, lft, nh, nw = letterbox_box(h, w)                 # the picture's place inside the model input agrees
+    assert abs(-top * 128 / side - t) <= 1 and abs(-left * 128 / side - lft) <= 1
+
+
 @pytest.mark.parametrize("fit", ["square", "original"])
 @pytest.mark.parametrize("h,w", [(128, 128), (250, 400), (400, 250), (300, 129), (90, 200), (513, 1024)])
 def test_fit_region_is_all_the_fit_looks_at(fit, h, w):
@@ -90,3 +100,41 @@ def test_fit_region_is_all_the_fit_looks_at(fit, h, w):
     rest = np.full_like(rgb, 77)                            # all outside the region replaced
     rest[top:top + side, left:left + side] = rgb[top:top + side, left:left + side]
     assert np.array_equal(fit_image(rest, fit), fit_image(rgb, fit))
+
+
+@pytest.mark.parametrize("h,w", [(300, 900), (900, 300), (400, 400), (96, 160), (1000, 130)])
+def test_letterbox_keeps_every_row_and_column(h, w):
+    """A border and a distinct colour per cell of a 4x6 grid all survive: nothing is cut off."""
+    scale = 128 / max(h, w)
+    band = int(np.ceil(2 / scale))            # wide enough to leave one pure output pixel after area resampling
+    rgb = np.zeros((h, w, 3), np.uint8)
+    colours = {}
+    rows, cols = np.array_split(np.arange(h), 4), np.array_split(np.arange(w), 6)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            colour = (40 * i + 20, 40 * j + 10, 200)
+            rgb[r[0]:r[-1] + 1, c[0]:c[-1] + 1] = colour
+            colours[(i, j)] = colour
+    border = (255, 0, 0)
+    rgb[:band], rgb[-band:], rgb[:, :band], rgb[:, -band:] = border, border, border, border
+    out = fit_letterbox(rgb)
+    assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+    top, left, nh, nw = letterbox_box(h, w)
+    assert max(nh, nw) == 128 and abs(nh - h * scale) <= 0.5 and abs(nw - w * scale) <= 0.5
+    inner = out[top:top + nh, left:left + nw]
+    for edge in (inner[0], inner[-1], inner[:, 0], inner[:, -1]):   # the border is on all four sides
+        assert (edge == border).all(axis=-1).mean() > 0.5
+    found = {tuple(p) for p in inner.reshape(-1, 3).tolist()}
+    # cells narrower than a pixel after scaling cannot survive pure; all others must
+    for (i, j), colour in colours.items():
+        if len(rows[i]) * scale >= 3 + 2 * band * scale and len(cols[j]) * scale >= 3 + 2 * band * scale:
+            assert colour in found, (i, j)
+    outside = np.ones((128, 128), bool)
+    outside[top:top + nh, left:left + nw] = False
+    assert (out[outside] == LETTERBOX_FILL).all()
+
+
+def test_letterbox_of_a_square_is_the_square_fit():
+    for side in (256, 200, 128, 96):
+        rgb = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        assert np.array_equal(fit_letterbox(rgb), fit_square(rgb))

@@ -19,12 +19,14 @@ import keras
 import numpy as np
 from PIL import Image
 
-from processing.schema import INPUT_SIZE
-from processing.transform import block_mean_pool, upsample_repeat
+from processing.schema import INPUT_SIZE, MEME, NON_MEME
+from processing.transform import DEFAULT_FIT, block_mean_pool, upsample_repeat
 
 from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
+from .synth import caption_meme
 
-BLOCK = 16  # rows that stay neighbours within one epoch's shuffle
+BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
+MAX_SYNTH = 0.5  # each synthesised meme needs an uncaptioned partner in its batch
 
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""
@@ -52,17 +54,20 @@ class H5Batches(keras.utils.PyDataset):
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
-                 sizes=(INPUT_SIZE,), balance_classes: bool = False, **kwargs):
+                 synth_memes: float = 0.0, fit: str = DEFAULT_FIT, sizes=(INPUT_SIZE,), balance_classes: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment = shuffle, seed, augment
         self.degrade_memes, self.smooth_tiny = degrade_memes, smooth_tiny
+        self.synth_memes, self.fit = min(synth_memes, MAX_SYNTH), fit
         self.sizes = tuple(sizes)
         self.indices, self.labels = split_indices(path, split)
         if len(self.indices) == 0:
             raise DatasetError(f"split {split!r} of {path} is empty")
-        # balance_classes: yield inverse-frequency sample weights as a third element
-        self.class_weight = class_weights(self.labels) if balance_classes else None
+        # balance_classes: yield inverse-frequency sample weights as a third element, for the label mix
+        # after synthesis (a fraction synth_memes of the non-memes turns into memes)
+        self.class_weight = class_weights(self.labels, self.synth_memes) if balance_classes else None
         self.epoch = 0
         self._order = self._permutation()
         self._local = threading.local()
@@ -109,13 +114,35 @@ class H5Batches(keras.utils.PyDataset):
         pos = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
         x = read_rows(self._images(), self.indices[pos])
         y = self.labels[pos].astype(np.int32)
-        if self.augment or self.degrade_memes or self.smooth_tiny:
-            x = self._transform(x, y, np.random.default_rng([self.seed, self.epoch, i]))
+        if self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            x, y = self._synthesise(x, y, rng)
+            x = self._transform(x, y, rng)
         x = resize_batch(x, self.size)
         if self.class_weight is None:
             return x, y
         w = np.array([self.class_weight[int(v)] for v in y], dtype=np.float32)
         return x, y, w
+
+    def _synthesise(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs within the batch: a non-meme's slot is given the captioned version of another non-meme.
+
+        So the same picture is seen uncaptioned as a non-meme and captioned
+        (``training.synth``) as a meme in one step; a fraction ``synth_memes``
+        of the batch's non-memes becomes such a meme (at most half, since each
+        needs a partner that stays uncaptioned).
+        """
+        if not self.synth_memes:
+            return x, y
+        non_memes = rng.permutation(np.flatnonzero(y == NON_MEME))
+        m = min(len(non_memes) // 2, int(rng.binomial(len(non_memes), self.synth_memes)))
+        if not m:
+            return x, y
+        x, y = x.copy(), y.copy()
+        for source, target in zip(non_memes[:m], non_memes[m:2 * m]):
+            x[target] = caption_meme(x[source], rng, fit=self.fit)
+            y[target] = MEME
+        return x, y
 
     def _transform(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = x.copy()
@@ -132,8 +159,14 @@ class H5Batches(keras.utils.PyDataset):
         return x
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Inverse-frequency weights, normalised so the mean weight is 1."""
+def class_weights(labels: np.ndarray, synth_memes: float = 0.0) -> dict[int, float]:
+    """Inverse-frequency weights, normalised so the mean weight is 1.
+
+    With ``synth_memes`` the counts are the expected ones after that fraction
+    of the non-memes has been turned into memes.
+    """
     n = len(labels)
-    counts = np.bincount(labels, minlength=2)
+    counts = np.bincount(labels, minlength=2).astype(float)
+    moved = counts[NON_MEME] * synth_memes
+    counts = {NON_MEME: counts[NON_MEME] - moved, MEME: counts[MEME] + moved}
     return {c: (n / (2 * counts[c]) if counts[c] else 0.0) for c in (0, 1)}

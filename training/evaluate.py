@@ -2,7 +2,10 @@
 
 Scores a trained model on a dataset split, or on folders of labelled images
 of any size preprocessed exactly as in training, and writes report.json with
-accuracy, precision, recall, F1, ROC-AUC and the confusion matrix, plus PNGs.
+accuracy, precision, recall, F1, ROC-AUC and the confusion matrix, plus PNGs
+(ROC, reliability diagram, confusion matrix, sample predictions). The decision
+threshold is the one stored with the model (chosen on the validation split by
+``training.run``) unless ``--threshold`` overrides it.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
-from processing.files import escape_name
+from processing.decode import decode_image
+from processing.files import escape_name, read_capped
 from processing.prepare import Options, prepare
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
 
 from . import plots
 from .h5file import DatasetError, open_dataset
-from .metrics import binary_report
+from .metrics import binary_report, expected_calibration_error, reliability_bins
+from .predict import cap_long_side
 from .preprocess import Preprocess
 
 GRID = 9
@@ -60,12 +65,36 @@ def evaluate_split(model, data: str, split: str, batch_size: int = 64):
     return ds.labels.astype(int), probs, grid
 
 
-def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64):
-    """Labelled folders through the training preprocessing; files that cannot be used are counted by reason."""
+def folder_jobs(memes: list[str], non_memes: list[str]):
+    return [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
+
+
+def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64,
+                     native_max_side: int | None = None):
+    """Labelled folders through the training preprocessing; unreadable files are counted.
+
+    With ``native_max_side`` each image is fed at its own aspect and size (long
+    side capped), one at a time, through the SPP head; the grid still shows
+    the fitted square.
+    """
+    x, labels, paths, skipped = load_folders(pre, memes, non_memes)
+    if native_max_side:
+        probs = np.array([float(np.asarray(model.predict_on_batch(
+            cap_long_side(decode_image(read_capped(p)).rgb, native_max_side)[None]))[0, 1])
+            for p in paths])
+    else:
+        probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+    order = np.random.default_rng(0).permutation(len(x))[:GRID]
+    return labels, probs, x[order], labels[order], probs[order], skipped
+
+
+def load_folders(pre: Preprocess, memes: list[str], non_memes: list[str]):
+    """(fitted images, labels, paths, skipped reasons) of labelled folders; UsageError if none is readable.
+
+    Files that cannot be used (special files, unreadable, not images, ...) are counted by reason."""
     options = Options(fit=pre.fit, size=pre.size, min_side=1)
-    jobs = [j for d in memes for j in from_folder(d, MEME)] + [j for d in non_memes for j in from_folder(d, NON_MEME)]
-    images, labels, skipped = [], [], {}
-    for job in jobs:
+    images, labels, paths, skipped = [], [], [], {}
+    for job in folder_jobs(memes, non_memes):
         row = None if isinstance(job, Skip) else prepare(job, options)
         reason = job.reason if row is None else row.reason
         if reason:
@@ -73,19 +102,20 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
             continue
         images.append(row.image)
         labels.append(job.label)
+        paths.append(job.path)
     if not images:
         raise UsageError("no readable images in the given folders")
-    x = np.stack(images)
-    probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
-    order = np.random.default_rng(0).permutation(len(x))[:GRID]
-    return np.array(labels), probs, x[order], np.array(labels)[order], probs[order], skipped
+    return np.stack(images), np.array(labels), paths, skipped
 
 
 def write_report(out: Path, y, probs, grid, grid_y, grid_p, threshold: float, title: str, extra: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    report = {**binary_report(y, probs, threshold), **extra}
+    bins = reliability_bins(y, probs)
+    report = {**binary_report(y, probs, threshold), "reliability_bins": bins,
+              "expected_calibration_error": expected_calibration_error(bins), **extra}
     atomic_write_json(out / "report.json", report)
     plots.roc(y, probs, report["roc_auc"], out / "roc.png", title=f"ROC: {title}")
+    plots.reliability(bins, report["expected_calibration_error"], out / "reliability.png", title=f"reliability: {title}")
     plots.confusion(report["confusion_matrix"]["rows_true_cols_pred"], out / "confusion.png", title=title)
     plots.prediction_grid(grid, grid_y, grid_p, out / "predictions.png", threshold)
     return report
@@ -96,7 +126,8 @@ def format_summary(report: dict) -> str:
     (tn, fp), (fn, tp) = report["confusion_matrix"]["rows_true_cols_pred"]
     return (f"{report['count']} images ({report['memes']} memes): accuracy {report['accuracy']:.4f}, "
             f"precision {report['precision']:.4f}, recall {report['recall']:.4f}, F1 {report['f1']:.4f}, "
-            f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; confusion [[tn {tn}, fp {fp}], [fn {fn}, tp {tp}]]")
+            f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}; confusion [[tn {tn}, fp {fp}], [fn {fn}, tp {tp}]] "
+            f"at threshold {report['threshold']:.4f}")
 
 
 def parse_args(argv=None):
@@ -108,6 +139,9 @@ def parse_args(argv=None):
     p.add_argument("--memes", action="append", default=[], metavar="DIR", help="folder of memes; repeatable")
     p.add_argument("--non-memes", action="append", default=[], metavar="DIR", help="folder of non-memes; repeatable")
     p.add_argument("--threshold", type=float, help="meme probability threshold (default: the one stored with the model)")
+    p.add_argument("--native-size", action="store_true",
+                   help="with folders: feed each image at its own aspect and size (SPP) instead of the fit")
+    p.add_argument("--max-side", type=int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", type=Path, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -118,6 +152,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if bool(args.data) == bool(args.memes or args.non_memes):
         raise UsageError("give either --data, or --memes/--non-memes folders")
+    if args.native_size and args.data:
+        raise UsageError("--native-size works on --memes/--non-memes folders (a dataset holds fitted squares)")
     for d in [*args.memes, *args.non_memes]:
         if not Path(d).is_dir():
             raise UsageError(f"folder not found: {d}")
@@ -133,10 +169,11 @@ def main(argv=None) -> int:
             y, probs, grid = evaluate_split(model, args.data, args.split, args.batch_size)
             grid_y, grid_p, extra = y[:GRID], probs[:GRID], {"data": args.data, "split": args.split}
         else:
-            y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(model, pre, args.memes, args.non_memes,
-                                                                      args.batch_size)
+            y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(
+                model, pre, args.memes, args.non_memes, args.batch_size, args.max_side if args.native_size else None)
             extra = {"meme_dirs": [escape_name(d) for d in args.memes],
-                     "non_meme_dirs": [escape_name(d) for d in args.non_memes], "skipped": skipped}
+                     "non_meme_dirs": [escape_name(d) for d in args.non_memes], "skipped": skipped,
+                     "input": "native size" if args.native_size else f"fit {pre.fit}"}
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     if args.out:

@@ -67,8 +67,9 @@ def confusion(matrix, out: Path, title: str = "confusion matrix") -> None:
     plt.close(fig)
 
 
-def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_THRESHOLD, n: int = 3) -> None:
-    """An n x n grid of images titled with predicted vs true label (the original showed 3x3)."""
+def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_THRESHOLD, n: int = 3,
+                    captions=None) -> None:
+    """An n x n grid of images titled with predicted vs true label (the original showed 3x3), and a caption each."""
     fig, axes = plt.subplots(n, n, figsize=(2.6 * n, 2.8 * n))
     for k, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
@@ -77,8 +78,31 @@ def prediction_grid(images, y_true, prob, out: Path, threshold: float = DEFAULT_
         pred = int(prob[k] >= threshold)
         ax.imshow(images[k])
         ok = pred == int(y_true[k])
-        ax.set_title(f"pred {'meme' if pred else 'not'} ({prob[k]:.2f})\ntrue {'meme' if y_true[k] else 'not'}",
-                     color="green" if ok else "red", fontsize=9)
+        ax.set_title((f"{captions[k]}\n" if captions else "")
+                     + f"pred {'meme' if pred else 'not'} ({prob[k]:.2f})\ntrue {'meme' if y_true[k] else 'not'}",
+                     color="green" if ok else "red", fontsize=8 if captions else 9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def reliability(bins: list[dict], ece: float, out: Path, title: str = "reliability") -> None:
+    """Reliability diagram: meme fraction against mean predicted probability per bin, with counts."""
+    full = [b for b in bins if b["count"]]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    ax.bar([b["low"] for b in bins], [b["meme_fraction"] or 0 for b in bins], width=bins[0]["high"] - bins[0]["low"],
+           align="edge", alpha=0.35, edgecolor="black", label="meme fraction per bin")
+    ax.plot([b["mean_probability"] for b in full], [b["meme_fraction"] for b in full], "o-", label=f"ECE = {ece:.3f}")
+    for b in full:
+        ax.annotate(str(b["count"]), (b["mean_probability"], b["meme_fraction"]), fontsize=7,
+                    textcoords="offset points", xytext=(0, 5), ha="center")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("predicted meme probability")
+    ax.set_ylabel("fraction that are memes")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -15,14 +15,14 @@ import numpy as np
 
 from processing.cliutil import atomic_write_json
 from processing.schema import DEFAULT_THRESHOLD, INPUT_SIZE, LABEL_NAMES, predicted_label
-from processing.transform import canonical_fit, fit_image
+from processing.transform import DEFAULT_FIT, canonical_fit, fit_image
 
 FILENAME = "preprocess.json"
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    fit: str = "square"                  # processing.transform.FITS
+    fit: str = DEFAULT_FIT               # processing.transform.FITS
     size: int = INPUT_SIZE               # side of the square the model was trained on
     threshold: float = DEFAULT_THRESHOLD  # meme probability at or above which the answer is "meme"
     arch: str = "memenet"

@@ -2,11 +2,14 @@
 
 Runs the build -> train -> evaluate pipeline on the real data in
 ``../shared/data`` with default settings and writes report.md / report.json:
-per-stage counts and timings, test metrics of the default and the seed
-architecture, accuracy on full-resolution photos that were never trained on
-(the bias check), the same with the anti-shortcut augmentations switched off,
-and a template-disjoint split. With ``--readme`` it rewrites the README's
-results table from these numbers.
+per-stage counts and timings, test metrics of the default and the original
+architecture, and the out-of-distribution table (``training.ood``): each real
+folder scored on its own, as meme recall or non-meme specificity with counts,
+on its held-out test split where it was trained on and in full where it was
+not. The leave-one-source-out runs train without memes/modern and without
+nonmemes-text and score on them: the honest numbers for memes and hard
+negatives unlike anything trained on. errors.png shows the most confident
+mistakes. With ``--readme`` it rewrites the README's results section.
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from pathlib import Path
 
 from processing.cliutil import UsageError, atomic_write_json, atomic_write_text, run_main
 
+from .ood import build_inputs, instructive_errors, markdown_table as ood_table, real_folders
+
 ROOT = Path(__file__).resolve().parents[1]
-NO_AUG = ["--degrade-memes", "0", "--smooth-tiny", "0"]
+NO_AUG = ["--degrade-memes", "0", "--smooth-tiny", "0", "--synth-memes", "0"]
+# dataset name -> families of training.ood folders left out of it (None: the original's setting, memes + tiny only)
+DATASETS = {"all": (), "nomodern": ("modern",), "notext": ("text",), "nophotos": None}
 # name, dataset, arch, training flags beyond the defaults, what it shows
 RUNS = [
-    ("default", "main", "memenet", [], "default architecture and settings; BSD100 photos among the non-memes"),
-    ("seed-arch", "main", "seed", [], "the original architecture, same data and training"),
-    ("unseen-templates", "templates", "memenet", [], "test memes from templates never trained on"),
-    ("no-photos", "nophotos", "memenet", [], "no photo in training: non-memes are all 32px pictures"),
-    ("no-photos-seed-arch", "nophotos", "seed", [], "the same with the original architecture"),
+    ("default", "all", "memenet", [], "every real source and every kind of non-meme, template-grouped splits"),
+    ("seed-arch", "all", "seed", [], "the original architecture, same data and training"),
+    ("no-modern", "nomodern", "memenet", [], "leave-one-source-out: no memes/modern in training"),
+    ("no-text", "notext", "memenet", [], "leave-one-source-out: no nonmemes-text in training"),
     ("no-photos-no-augment", "nophotos", "memenet", NO_AUG,
-     "no photos and no anti-blockiness augmentation: the original's setting"),
+     "Advice Animals against 32px pictures only, no anti-shortcut augmentation: the original's setting"),
 ]
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -46,77 +52,104 @@ def sh(cmd: list[str], log: Path) -> float:
     return time.time() - t0
 
 
+def dataset_folders(folders, name: str):
+    """The training.ood folders a dataset is built from."""
+    leave_out = DATASETS[name]
+    if leave_out is None:
+        return [f for f in folders if f.family in ("advice-animals", "tiny")]
+    return [f for f in folders if f.family not in leave_out]
+
+
 def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str) -> dict:
     py = sys.executable
-    memes, tiny, photos = shared / "memes" / "advice-animals", shared / "tiny" / "cifar10-test", shared / "photos"
-    for d in (memes, tiny, photos):
-        if not d.is_dir():
-            raise UsageError(f"real data not found: {d} (see ../shared/data/MANIFEST.md)")
-    common = ["--memes", str(memes), "--tiny", str(tiny), "--tiny-count", str(tiny_count),
-              "--compression", compression, "--overwrite", "--no-progress"]
-    train_photos = ["--non-memes", str(photos / "BSD100")]
-    builds = {
-        "main": [*common, *train_photos],
-        "templates": [*common, *train_photos, "--group-by", "template"],
-        "nophotos": common,
-        "heldout": ["--non-memes", str(photos / "Urban100"), "--split", "0,0,1", "--compression", compression,
-                    "--overwrite", "--no-progress"],
-    }
-    return {f"build {name}.h5": sh([py, "-m", "processing.build_h5", *args, "--out", str(out / f"{name}.h5")],
-                                   out / f"build_{name}.log") for name, args in builds.items()}
+    folders = real_folders(shared)
+    for family in ("advice-animals", "tiny", "photos"):
+        if not any(f.family == family for f in folders):
+            raise UsageError(f"real data not found: no {family} folder in {shared} (see ../shared/data/MANIFEST.md)")
+    return {f"build {name}.h5": sh([py, "-m", "processing.build_h5",
+                                    *build_inputs(dataset_folders(folders, name), (), tiny_count),
+                                    "--group-by", "template", "--compression", compression, "--overwrite",
+                                    "--no-progress", "--out", str(out / f"{name}.h5")], out / f"build_{name}.log")
+            for name in DATASETS}
 
 
-def train_and_evaluate(data_dir: Path, out: Path, epochs: int, runs: list[str]) -> tuple[dict, dict]:
+def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, runs: list[str]):
+    """Trains each run, then scores it per folder; returns (results, timings, error candidates)."""
+    from .evaluate import load_classifier
+    from .ood import score_run
+
     py = sys.executable
-    results, timings = {}, {}
+    folders = real_folders(shared)
+    results, timings, errors = {}, {}, []
     for name, dataset, arch, flags, what in RUNS:
         if runs and name not in runs:
             continue
         run = out / "runs" / name
-        timings[f"train {name}"] = sh([py, "-m", "training.run", "--data", str(data_dir / f"{dataset}.h5"),
-                                       "--out", str(run), "--arch", arch, "--epochs", str(epochs), "--overwrite",
-                                       *flags], out / f"train_{name}.log")
-        timings[f"photos {name}"] = sh([py, "-m", "training.evaluate", str(run), "--data",
-                                        str(data_dir / "heldout.h5"), "--split", "test", "--out", str(run / "photos")],
-                                       out / f"photos_{name}.log")
+        data = data_dir / f"{dataset}.h5"
+        timings[f"train {name}"] = sh([py, "-m", "training.run", "--data", str(data), "--out", str(run), "--arch",
+                                       arch, "--epochs", str(epochs), "--overwrite", *flags], out / f"train_{name}.log")
+        t0 = time.time()
+        model, pre = load_classifier(run)
+        trained = {f.name for f in dataset_folders(folders, dataset)}
+        scores, wrong = score_run(model, pre, folders, str(data), trained)
+        timings[f"folders {name}"] = time.time() - t0
+        errors += [(f"{name}: {folder}", label, p, image) for folder, label, p, image in wrong]
+        atomic_write_json(run / "ood.json", [{**vars(s), "rate": s.rate, "metric": s.metric} for s in scores])
         test = json.loads((run / "report.json").read_text())
-        photos = json.loads((run / "photos" / "report.json").read_text())
         results[name] = {"what": what, "dataset": dataset, "arch": arch, "flags": " ".join(flags) or "defaults",
-                         "test": test, "photos_accuracy": photos["accuracy"], "photos_count": photos["count"],
+                         "test": test, "threshold": pre.threshold, "folders": scores,
                          "epochs_run": test["epochs_run"], "train_seconds": test["train_seconds"]}
-    return results, timings
+    return results, timings, errors
+
+
+def errors_grid(errors, out: Path) -> None:
+    """The most confident mistakes over all runs, a few per folder, in one PNG."""
+    from . import plots
+
+    picked = instructive_errors(errors)
+    if picked:
+        plots.prediction_grid([c[3] for c in picked], [c[1] for c in picked], [c[2] for c in picked],
+                              out / "errors.png", captions=[c[0] for c in picked])
 
 
 def markdown_table(results: dict) -> str:
-    rows = ["| run | what it shows | test accuracy | precision | recall | F1 | ROC-AUC | held-out photos called non-meme |",
+    rows = ["| run | what it shows | test accuracy | precision | recall | F1 | ROC-AUC | threshold (from val) |",
             "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         t = r["test"]
         auc = "n/a" if t["roc_auc"] is None else f"{t['roc_auc']:.4f}"
         rows.append(f"| `{name}` | {r['what']} | {t['accuracy']:.4f} | {t['precision']:.4f} | {t['recall']:.4f} | "
-                    f"{t['f1']:.4f} | {auc} | {r['photos_accuracy']:.4f} ({r['photos_count']}) |")
+                    f"{t['f1']:.4f} | {auc} | {r['threshold']:.3f} |")
     return "\n".join(rows)
+
+
+HONEST = ("Each real folder is scored on its own: on its held-out test split (`test split`) where the run trained "
+          "on that folder, in full (`all, never trained on`) where it did not. The leave-one-source-out rows "
+          "(`no-modern` on `memes/modern/*`, `no-text` on `nonmemes-text/*`) are the honest numbers: memes and "
+          "hard negatives unlike anything the model was trained on. Thresholds are chosen on each run's "
+          "validation split (highest balanced accuracy; within one validation image of it, nearest 0.5).")
 
 
 def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: dict) -> str:
     counts = {}
-    for name in ("main", "templates", "nophotos", "heldout"):
+    for name in DATASETS:
         summary = data_dir / f"{name}.summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
             counts[name] = {k: s[k] for k in ("rows", "by_label", "by_split", "skipped")}
-    atomic_write_json(out / "report.json", {"meta": meta, "datasets": counts, "runs": results, "timings_s": timings})
+    runs = {name: {**r, "folders": [{**vars(s), "rate": s.rate, "metric": s.metric} for s in r["folders"]]}
+            for name, r in results.items()}
+    atomic_write_json(out / "report.json", {"meta": meta, "datasets": counts, "runs": runs, "timings_s": timings})
     lines = [f"# Real-data report ({meta['created']})", "",
              f"Backend `{meta['backend']}`, {meta['epochs']} epochs max (early stopping on validation loss), "
-             f"data from `{meta['shared']}`. Test split: 10% of the memes, of the CIFAR stand-in pictures and (where "
-             "trained with photos) of the BSD100 photos. The last column is the bias check: the "
-             f"{results[next(iter(results))]['photos_count'] if results else 0} full-resolution Urban100 photos, "
-             "never used in any training, processed through the meme path.", "",
-             markdown_table(results), "", "## Datasets", ""]
+             f"data from `{meta['shared']}`, splits grouped by template (train/val/test 0.8/0.1/0.1).", "",
+             markdown_table(results), "", "## Out of distribution: every real folder on its own", "", HONEST, "",
+             ood_table({name: r["folders"] for name, r in results.items()}), "", "## Datasets", ""]
     for name, c in counts.items():
         lines.append(f"- `{name}.h5`: {c['rows']} rows, {c['by_label']}, splits {c['by_split']}, skipped {c['skipped']}")
     lines += ["", "## Stage timings (s)", ""] + [f"- {k}: {v:.1f}" for k, v in timings.items()]
-    lines += ["", "Plots: `runs/<run>/{learning_curves,roc,confusion,predictions}.png` and `runs/<run>/photos/*.png`."]
+    lines += ["", "Plots: `errors.png` (the most confident mistakes of all runs, at most two per folder and run) and "
+              "`runs/<run>/{learning_curves,roc,reliability,confusion,predictions}.png`."]
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "report.md", text)
     return text
@@ -128,7 +161,8 @@ def update_readme(readme: Path, results: dict, meta: dict) -> None:
         raise UsageError(f"{readme} has no {README_START} marker")
     block = (f"{README_START}\n_Written by `python -m training.report` on {meta['created']} "
              f"(Keras backend `{meta['backend']}`); see `{meta['out']}/report.md`._\n\n"
-             f"{markdown_table(results)}\n{README_END}")
+             f"{markdown_table(results)}\n\n{HONEST}\n\n"
+             f"{ood_table({name: r['folders'] for name, r in results.items()})}\n{README_END}")
     atomic_write_text(readme, re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text,
                                      flags=re.S))
 
@@ -138,13 +172,13 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="real data folder")
     p.add_argument("--out", type=Path, default=Path("reports/real-data"))
-    p.add_argument("--prebuilt", type=Path, help="use main/templates/photos .h5 already built in this folder")
+    p.add_argument("--prebuilt", type=Path, help="use the " + "/".join(DATASETS) + " .h5 already built in this folder")
     p.add_argument("--tiny-count", type=int, default=1000, help="CIFAR stand-in pictures (default 1000)")
     p.add_argument("--compression", default="none", choices=("none", "lzf", "gzip"))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--runs", default="", help="comma-separated subset of: " + ", ".join(r[0] for r in RUNS))
     p.add_argument("--build-only", action="store_true", help="only build the datasets")
-    p.add_argument("--readme", type=Path, help="rewrite this README's results table")
+    p.add_argument("--readme", type=Path, help="rewrite this README's results section")
     return p.parse_args(argv)
 
 
@@ -157,8 +191,10 @@ def main(argv=None) -> int:
         timings.update(build_datasets(args.shared, args.out, args.tiny_count, args.compression))
     if args.build_only:
         return 0
-    results, t = train_and_evaluate(data_dir, args.out, args.epochs, [r for r in args.runs.split(",") if r])
+    results, t, errors = train_and_evaluate(args.shared, data_dir, args.out, args.epochs,
+                                            [r for r in args.runs.split(",") if r])
     timings.update(t)
+    errors_grid(errors, args.out)
     meta = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "shared": str(args.shared),
             "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "epochs": args.epochs, "out": str(args.out)}
     print(write_report(args.out, data_dir, results, timings, meta))

@@ -2,7 +2,9 @@
 
 Trains the SPP classifier on the ``train`` split, streaming from HDF5,
 early-stops on ``val``, checkpoints every epoch (``--resume`` continues a
-killed run), then evaluates on ``test`` and writes report.json and PNGs.
+killed run), chooses the decision threshold on ``val`` (see
+``training.metrics.choose_threshold``; saved in preprocess.json), then
+evaluates on ``test`` and writes report.json and PNGs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .preprocess import Preprocess
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
 BEST = "best.keras"               # lowest validation loss so far
 STATE = "state.json"
+SYNTH_MEMES = 0.3                 # benchmarks/ood_compare.py: raises unseen-meme recall and AUC (issue 12 note)
 
 
 def parse_args(argv=None):
@@ -50,7 +53,14 @@ def parse_args(argv=None):
     p.add_argument("--smooth-tiny", type=float, default=0.5, metavar="P",
                    help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P "
                         "(default 0.5; 0 turns it off)")
+    p.add_argument("--synth-memes", type=float, default=SYNTH_MEMES, metavar="RATIO",
+                   help="turn this fraction of each training batch's non-memes into memes by captioning another "
+                        "non-meme of the batch (training.synth: the same picture seen as both; at most 0.5; "
+                        f"default {SYNTH_MEMES}; 0 turns it off)")
     p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="store with the model the threshold of best balanced accuracy on the val split (within one "
+                        "val image of the best: the one closest to 0.5); --no-calibrate keeps 0.5")
     p.add_argument("--workers", type=int, default=2, help="reader threads")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
@@ -118,6 +128,8 @@ def train(args) -> dict:
     ``log.csv``, ``report.json``, PNGs) and returns the test report. Raises
     UsageError for arguments or data it cannot use.
     """
+    if not 0 <= args.synth_memes <= 0.5:
+        raise UsageError("--synth-memes takes a fraction from 0 to 0.5")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if not sizes or min(sizes) < 16:
         raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")
@@ -145,7 +157,8 @@ def train(args) -> dict:
             import tensorflow as tf
             tf.config.experimental.enable_op_determinism()
         train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
-                             degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny, sizes=sizes,
+                             degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
+                             synth_memes=args.synth_memes, fit=fit, sizes=sizes,
                              balance_classes=True, workers=args.workers, use_multiprocessing=False)
         val_ds = H5Batches(args.data, "val", args.batch_size, workers=args.workers, use_multiprocessing=False)
     except DatasetError as exc:
@@ -183,14 +196,22 @@ def finish(args, train_seconds: float) -> dict:
     """Best model -> model.keras, then the test-split report and plots."""
     from . import plots
     from .evaluate import GRID, evaluate_split, format_summary, load_classifier, write_report
+    from .metrics import balanced_accuracy, choose_threshold
 
     best = args.out / (BEST if (args.out / BEST).exists() else CHECKPOINT)
     shutil.copyfile(best, args.out / ".model.keras.tmp")
     os.replace(args.out / ".model.keras.tmp", args.out / "model.keras")
     model, pre = load_classifier(args.out)
+    calibration = {"threshold_rule": "default"}
+    if args.calibrate:
+        val_y, val_probs, _ = evaluate_split(model, args.data, "val", args.batch_size)
+        pre = pre.with_threshold(choose_threshold(val_y, val_probs))
+        pre.save(args.out)
+        calibration = {"threshold_rule": "max balanced accuracy on val; within one val image of it, closest to 0.5",
+                       "val_balanced_accuracy": balanced_accuracy(val_y, val_probs, pre.threshold)}
     y, probs, grid = evaluate_split(model, args.data, "test", args.batch_size)
     report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre.threshold, "test split",
-                          {"data": str(args.data), "split": "test", "arch": args.arch,
+                          {"data": str(args.data), "split": "test", "arch": args.arch, **calibration,
                            "train_seconds": round(train_seconds, 1),
                            "epochs_run": json.loads((args.out / STATE).read_text())["epoch"] + 1})
     plots.learning_curves(args.out / "log.csv", args.out / "learning_curves.png")

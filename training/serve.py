@@ -109,7 +109,8 @@ def check_settings(s: Settings) -> None:
 # ---- the API's typed contract ----------------------------------------------------------------------------------
 
 class Region(BaseModel):
-    """The square of the picture (its own pixels) that was resampled to the model input."""
+    """The square of the picture (its own pixels) that was resampled to the model input; negative ``top`` or
+    ``left`` (letterbox fit): the square reaches past the picture's edges, where the fit padded with grey."""
     left: int
     top: int
     side: int

@@ -1,0 +1,109 @@
+"""The out-of-distribution table on a tiny fake copy of the shared data's folder layout."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crawler.testkit import save
+from processing import build_h5
+from processing.schema import MEME, NON_MEME
+from training.ood import (Score, build_inputs, instructive_errors, markdown_table, real_folders, score, score_run,
+                          split_scores)
+from training.preprocess import Preprocess
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """The shared layout in miniature: bright 'memes', dark 'non-memes'."""
+    def put(rel, n, bright, size=(160, 200)):
+        for i in range(n):
+            img = np.full((*size, 3), 220 if bright else 30, np.uint8)
+            img[:8, :8] = (i * 37) % 256                      # distinct bytes per file
+            save(Image.fromarray(img), tmp_path / rel / f"{i}.png")
+    for t in ("doge", "cat", "duck"):
+        put(f"memes/advice-animals/{t}", 6, True)
+    put("memes/modern/programming", 10, True)
+    put("memes/modern/devops", 4, False)                       # the model will miss these
+    put("nonmemes-text/movie-posters/Comedy", 5, False)
+    put("nonmemes-text/movie-posters/Drama", 5, True)          # and call these memes
+    put("nonmemes-text/app-screenshots", 4, False)
+    put("photos/BSD100", 12, False)
+    return tmp_path
+
+
+class Brightness:
+    """A stand-in model: meme probability = mean brightness."""
+
+    def predict_on_batch(self, x):
+        p = np.asarray(x, float).mean(axis=(1, 2, 3)) / 255
+        return np.stack([1 - p, p], axis=1)
+
+
+def test_folders_and_build_inputs(shared):
+    folders = real_folders(shared)
+    assert [f.name for f in folders] == ["memes/advice-animals", "memes/modern/devops", "memes/modern/programming",
+                                         "nonmemes-text/app-screenshots", "nonmemes-text/movie-posters",
+                                         "photos/BSD100"]
+    posters = folders[4]
+    assert posters.sources == ("folder:Comedy", "folder:Drama") and posters.label == NON_MEME
+    args = build_inputs(folders, leave_out=("modern",))
+    assert "--memes" in args and str(shared / "memes" / "advice-animals") in args
+    assert not any("modern" in a for a in args)
+    assert args.count("--non-memes") == 4   # Comedy and Drama as separate roots: genres are not templates
+
+
+def test_score_and_split_scores_against_counts(shared):
+    assert score("x", MEME, "all", [0.2, 0.6, 0.9], 0.5) == Score("x", MEME, "all", 3, 2)
+    assert score("y", NON_MEME, "all", [0.2, 0.6, 0.5], 0.5).correct == 1    # 0.5 is at the threshold: a meme
+    folders = real_folders(shared)
+    sources = ["folder:advice-animals", "folder:Comedy", "folder:Drama", "folder:BSD100", "folder:advice-animals"]
+    out = split_scores(folders, sources, [1, 0, 0, 0, 1], [0.9, 0.1, 0.8, 0.2, 0.4], 0.5)
+    assert [(s.folder, s.correct, s.count) for s in out] == [
+        ("memes/advice-animals", 1, 2), ("nonmemes-text/movie-posters", 1, 2), ("photos/BSD100", 1, 1)]
+    table = markdown_table({"run": out})
+    assert "| `run` | `nonmemes-text/movie-posters` | test split | non-meme specificity | 1/2 | 0.500 |" in table
+
+
+@pytest.mark.slow   # imports Keras (H5Batches): seconds, not milliseconds
+def test_score_run_on_a_built_dataset(shared, tmp_path):
+    folders = real_folders(shared)
+    data = tmp_path / "ds.h5"
+    trained = [f for f in folders if f.family != "modern"]
+    assert build_h5.main([*build_inputs(trained), "--group-by", "template", "--split", "0.5,0.25,0.25",
+                          "--out", str(data), "--no-progress"]) == 0
+    scores, errors = score_run(Brightness(), Preprocess(), folders, str(data), {f.name for f in trained})
+    by = {s.folder: s for s in scores}
+    assert by["memes/modern/programming"].scope == "all, never trained on"
+    assert (by["memes/modern/programming"].correct, by["memes/modern/programming"].count) == (10, 10)
+    assert (by["memes/modern/devops"].correct, by["memes/modern/devops"].count) == (0, 4)
+    assert by["photos/BSD100"].scope == "test split" and by["photos/BSD100"].rate == 1.0
+    assert 0 < by["photos/BSD100"].count < 12
+    assert {e[0] for e in errors} <= {"memes/modern/devops", "nonmemes-text/movie-posters"}
+    assert sum(e[0] == "memes/modern/devops" for e in errors) == 4
+    picked = instructive_errors(errors, n=9, per_folder=2)
+    assert len(picked) <= 4 and sum(e[0] == "memes/modern/devops" for e in picked) == 2
+    assert all(e[3].shape == (128, 128, 3) for e in picked)
+
+
+def test_instructive_errors_are_the_most_confident_mistakes():
+    img = np.zeros((2, 2, 3), np.uint8)
+    mistakes = [("a", 1, 0.4, img), ("a", 1, 0.01, img), ("a", 1, 0.1, img), ("b", 0, 0.7, img), ("b", 0, 0.95, img)]
+    picked = instructive_errors(mistakes, n=3, per_folder=2)
+    assert [(c[0], c[2]) for c in picked] == [("a", 0.01), ("b", 0.95), ("a", 0.1)]
+
+
+def test_report_writes_the_ood_table_into_the_readme(tmp_path):
+    from training import report
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale table\n{report.README_END}\nafter\n")
+    test = {"accuracy": 0.99, "precision": 1.0, "recall": 0.98, "f1": 0.99, "roc_auc": None}
+    results = {"no-modern": {"what": "leave-one-source-out", "test": test, "threshold": 0.42,
+                             "folders": [Score("memes/modern/devops", MEME, "all, never trained on", 45, 6)]}}
+    meta = {"created": "now", "backend": "tensorflow", "out": "reports/x", "epochs": 1, "shared": "s"}
+    report.update_readme(readme, results, meta)
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{report.README_END}\nafter\n") and "stale" not in text
+    assert "| `no-modern` | `memes/modern/devops` | all, never trained on | meme recall | 6/45 | 0.133 |" in text
+    assert "honest numbers" in text and "| 0.420 |" in text
+    md = report.write_report(tmp_path, tmp_path, results, {"train no-modern": 1.0}, meta)
+    assert "6/45" in md and (tmp_path / "report.json").is_file()

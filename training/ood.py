@@ -1,0 +1,183 @@
+"""Per-folder scores on real data: meme recall or non-meme specificity, with counts.
+
+Every figure the report used to give came from pictures like the training
+ones. This module scores each real folder separately: a folder that was in
+training only on its held-out test split (rows of the dataset's ``test``
+split that came from it), a folder left out of training in full. The folders
+are those of ``../shared/data`` (see its MANIFEST.md), listed by
+``real_folders``; ``build_inputs`` turns them into ``processing.build_h5``
+arguments so that ``--group-by template`` groups only real templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from processing.schema import MEME, NON_MEME, SPLIT_NAMES
+
+GRID_ERRORS = 9        # the most instructive errors shown in errors.png
+ERRORS_PER_FOLDER = 2  # so the grid shows several folders' failures, not one folder's
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One real folder of ../shared/data, scored on its own row of the table."""
+    name: str                  # path under the shared data folder, e.g. memes/modern/devops
+    label: int
+    roots: tuple[Path, ...]    # the folders given to build_h5 (one per category, so no category is one group)
+    family: str                # what a leave-one-source-out run leaves out: advice-animals, modern, text, photos, tiny
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The ``source`` values of its rows in a dataset (processing.sources.from_folder)."""
+        kind = "tiny" if self.family == "tiny" else "folder"
+        return tuple(f"{kind}:{root.name}" for root in self.roots)
+
+
+def _subfolders(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) if path.is_dir() else []
+
+
+def real_folders(shared: Path) -> list[Folder]:
+    """The meme and non-meme folders of the shared data that exist, in table order.
+
+    advice-animals is one root whose subfolders are templates. The groups of
+    memes/modern and the kinds of nonmemes-text are categories, not templates
+    (programming alone is 328 memes of many templates; movie-posters/Comedy
+    and Drama are genres), so each is its own root without subfolders and is
+    split file by file; exact duplicates still share a split (by SHA-256).
+    """
+    shared = Path(shared)
+    out = []
+    aa = shared / "memes" / "advice-animals"
+    if aa.is_dir():
+        out.append(Folder("memes/advice-animals", MEME, (aa,), "advice-animals"))
+    for group in _subfolders(shared / "memes" / "modern"):
+        out.append(Folder(f"memes/modern/{group.name}", MEME, (group,), "modern"))
+    for kind in _subfolders(shared / "nonmemes-text"):
+        roots = tuple(_subfolders(kind)) or (kind,)
+        out.append(Folder(f"nonmemes-text/{kind.name}", NON_MEME, roots, "text"))
+    for photos in _subfolders(shared / "photos"):
+        out.append(Folder(f"photos/{photos.name}", NON_MEME, (photos,), "photos"))
+    tiny = shared / "tiny" / "cifar10-test"
+    if tiny.is_dir():
+        out.append(Folder("tiny/cifar10-test", NON_MEME, (tiny,), "tiny"))
+    return out
+
+
+def build_inputs(folders: list[Folder], leave_out: tuple[str, ...] = (), tiny_count: int = 1000) -> list[str]:
+    """build_h5 arguments for every folder except the families in ``leave_out``."""
+    args = []
+    for f in folders:
+        if f.family in leave_out:
+            continue
+        for root in f.roots:
+            if f.family == "tiny":
+                args += ["--tiny", str(root), "--tiny-count", str(tiny_count)]
+            else:
+                args += ["--memes" if f.label == MEME else "--non-memes", str(root)]
+    return args
+
+
+@dataclass(frozen=True)
+class Score:
+    """Meme recall (a meme folder) or non-meme specificity (a non-meme folder) of one folder."""
+    folder: str
+    label: int
+    scope: str       # "test split" (the folder was trained on) or "all, never trained on"
+    count: int
+    correct: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.correct / self.count if self.count else None
+
+    @property
+    def metric(self) -> str:
+        return "meme recall" if self.label == MEME else "non-meme specificity"
+
+
+def score(folder: str, label: int, scope: str, probs, threshold: float) -> Score:
+    """Count of images and of those on the right side of ``threshold``."""
+    p = np.asarray(probs, dtype=float)
+    correct = int((p >= threshold).sum()) if label == MEME else int((p < threshold).sum())
+    return Score(folder, label, scope, int(len(p)), correct)
+
+
+def split_scores(folders: list[Folder], sources, labels, probs, threshold: float) -> list[Score]:
+    """Per-folder scores on a dataset split: rows are matched to folders by their source."""
+    sources = np.asarray(sources)
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=float)
+    out = []
+    for f in folders:
+        rows = np.isin(sources, f.sources) & (labels == f.label)
+        if rows.any():
+            out.append(score(f.name, f.label, "test split", probs[rows], threshold))
+    return out
+
+
+def markdown_table(scores_by_run: dict[str, list[Score]]) -> str:
+    """One row per (run, folder): what was measured on which images, with counts."""
+    rows = ["| run | folder | images | measure | correct | rate |", "|---|---|---|---|---|---|"]
+    for run, scores in scores_by_run.items():
+        for s in scores:
+            rate = "n/a" if s.rate is None else f"{s.rate:.3f}"
+            rows.append(f"| `{run}` | `{s.folder}` | {s.scope} | {s.metric} | {s.correct}/{s.count} | {rate} |")
+    return "\n".join(rows)
+
+
+def instructive_errors(mistakes: list[tuple[str, int, float, np.ndarray]], n: int = GRID_ERRORS,
+                       per_folder: int = ERRORS_PER_FOLDER):
+    """The most confident of the (folder, label, probability, image) mistakes, at most ``per_folder`` per folder.
+
+    Confidence in the wrong answer: 1 - p for a meme called non-meme, p for a non-meme called meme.
+    """
+    ranked = sorted(mistakes, key=lambda c: -((1 - c[2]) if c[1] == MEME else c[2]))
+    taken, per = [], {}
+    for c in ranked:
+        if per.get(c[0], 0) < per_folder:
+            taken.append(c)
+            per[c[0]] = per.get(c[0], 0) + 1
+        if len(taken) == n:
+            break
+    return taken
+
+
+def score_run(model, pre, folders: list[Folder], data: str, trained: set[str], batch_size: int = 64):
+    """Scores of one trained model: the test split for folders it trained on, the whole folder for the rest.
+
+    Returns (scores, error candidates) where candidates are (folder, label,
+    probability, fitted image) of every misclassified image.
+    """
+    import h5py
+
+    from .data import H5Batches
+    from .evaluate import load_folders, predict_probs
+
+    ds = H5Batches(data, SPLIT_NAMES[2], batch_size)
+    probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
+    with h5py.File(data, "r") as f:
+        sources = np.array([s.decode() for s in f["source"][:]])[ds.indices]
+    scores = split_scores([f for f in folders if f.name in trained], sources, ds.labels, probs, pre.threshold)
+    errors = []
+    for i in range(len(ds)):
+        x, y = ds[i][:2]
+        p = probs[i * batch_size:(i + 1) * batch_size]
+        src = sources[i * batch_size:(i + 1) * batch_size]
+        for k in np.flatnonzero((p >= pre.threshold) != (y == MEME)):
+            name = next((f.name for f in folders if src[k] in f.sources), src[k])
+            errors.append((name, int(y[k]), float(p[k]), x[k]))
+    for f in folders:
+        if f.name in trained or f.family == "tiny":   # 10,000 CIFAR pictures: scored on the test split only
+            continue
+        x, _, _, _ = load_folders(pre, [str(r) for r in f.roots] if f.label == MEME else [],
+                                  [] if f.label == MEME else [str(r) for r in f.roots])
+        p = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+        scores.append(score(f.name, f.label, "all, never trained on", p, pre.threshold))
+        wrong = (p >= pre.threshold) != (f.label == MEME)
+        errors += [(f.name, f.label, float(p[k]), x[k]) for k in np.flatnonzero(wrong)]
+    return scores, errors
