@@ -18,7 +18,7 @@ from PIL import Image
 
 from crawler.testkit import image_bytes, picture, save, untrained_run
 from processing.reasons import DECOMPRESSION_BOMB, MEANINGS, NOT_AN_IMAGE, TRUNCATED
-from processing.transform import fit_region
+from processing.transform import DEFAULT_FIT, fit_region
 from training import predict as predict_cli
 from training.occlusion import drops, occluded_copies, occlusion_batch, occlusion_map, patch_edges
 from training.preprocess import Preprocess
@@ -115,7 +115,7 @@ def test_healthz_and_model_describe_the_loaded_model(client, run_folder):
     info = client.get("/v1/model").json()
     assert info["model_id"] == model_id and info["arch"] == "memenet" and info["name"] == "memenet"
     assert info["threshold"] == 0.5 and info["parameters"] > 100_000
-    assert info["input"] == {"fit": "square", "size": 128, "shape": [None, 128, 128, 3], "dtype": "uint8",
+    assert info["input"] == {"fit": DEFAULT_FIT, "size": 128, "shape": [None, 128, 128, 3], "dtype": "uint8",
                              "color": "RGB", "label_names": ["non_meme", "meme"]}
     assert info["report"] == {k: v for k, v in REPORT.items() if k != "confusion_matrix"}
     assert info["limits"]["max_images"] == 4 and info["limits"]["max_pixels"] == 1_000_000
@@ -149,9 +149,9 @@ def test_many_images_get_the_same_probabilities_as_training_predict(client, run_
         assert result["threshold"] == 0.5 and result["model_id"] == body["model_id"]
         w, h = Image.open(io.BytesIO(data)).size
         pre = result["preprocessing"]
-        assert (pre["source_width"], pre["source_height"], pre["fit"], pre["size"]) == (w, h, "square", 128)
+        assert (pre["source_width"], pre["source_height"], pre["fit"], pre["size"]) == (w, h, DEFAULT_FIT, 128)
         region = pre["region"]
-        assert (region["top"], region["left"], region["side"]) == fit_region(h, w, "square")
+        assert (region["top"], region["left"], region["side"]) == fit_region(h, w, DEFAULT_FIT)
         assert result["timing"]["batch_images"] >= 3 and result["timing"]["model_ms"] > 0
     assert len({round(r["meme_probability"], 6) for r in body["results"]}) == 3   # the pictures differ
     # one image as a raw body gives the same answer
