@@ -31,6 +31,7 @@ class Record:
     md5: str | None = None           # of the stored bytes
     expected_md5: str | None = None  # what the input row promised, when it did
     url: str | None = None           # the URL the input row pointed at
+    page_url: str | None = None      # the page the image was shown on (Meme Generator's "Meme Page URL")
     capture_url: str | None = None   # the URL the bytes finally came from
     template: str | None = None      # base meme name: the group for leakage-free splits
     alt_text: str | None = None
