@@ -13,14 +13,14 @@ generated CIFAR-100 tarball in the official format (``--cifar-md5`` its MD5);
 The archive mix: 80% verify at the row's own timestamp; 8% have other bytes
 there and verify at an older capture found through the CDX index (pywb form);
 the rest fail for the documented reasons: 404 with an empty index
-(``no_capture``), only wrong bytes (``md5_mismatch``), a truncated answer
+(``no_capture``), only other bytes (``size_mismatch``: the size is checked before the MD5), a truncated answer
 (``truncated``), HTML served as the image (``not_an_image``). The imgur list:
 3% removed (redirect to removed.png), 2% videos (.gifv), 1% animated GIFs, 1%
 listed twice. Pictures are distinct 128x128 JPEGs of ~2.5 KB so the mirror stays
 small.
 
 Per stage it prints wall time, rows/s, peak memory of the stage's whole process
-tree (sampled every 50 ms; the mirror in this process is not counted), disk used
+tree (sampled every 50 ms; the mirror in this process is not counted), disk used (the crawl store so far)
 and ``rows + skipped == inputs``; then the crawl's start-up (launch to first
 request to the archive), a re-run of the finished archive crawl (requests made,
 wall time) and, with two scales, the peak-memory ratio between them. One JSON

@@ -17,7 +17,7 @@ import redis
 from scrapy.utils.project import get_project_settings
 
 from processing.cliutil import UsageError, run_main
-from processing.manifest import read_manifests
+from processing.manifest import final_keys
 
 from .distributed import jobs_key
 from .meme_csv import CsvError
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     if not url:
         raise UsageError("no Redis: pass --redis-url redis://HOST:PORT/DB or set REDIS_URL")
     manifest_dir = args.manifest_dir or settings.get("MANIFEST_DIR")
-    done = read_manifests([manifest_dir]).final_keys() if manifest_dir and Path(manifest_dir).is_dir() else set()
+    done = final_keys([manifest_dir]) if manifest_dir and Path(manifest_dir).is_dir() else set()
     if args.spider == LocArchiveSpider.name:
         if not args.csv:
             raise UsageError("loc_archive needs --csv PATH")

@@ -77,6 +77,7 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
     "crawler.drops.UrlLengthDropMiddleware": 800,
     "crawler.resume.ResumeMiddleware": 950,
+    "crawler.lazystart.LazyStartMiddleware": 50,   # after resume's skips: waits only for rows that need requests
 }
 EXTENSIONS = {
     "crawler.drops.DroppedRequests": 0,
