@@ -439,3 +439,30 @@ def test_the_bare_crawl_without_the_csv_says_where_to_get_it_and_put_it(tmp_path
     assert crawler_settings.LOC_CSV == str(paths.MEME_GENERATOR_CSV)
     assert f"not found: {paths.MEME_GENERATOR_CSV}" in message and "put it there" in message
     assert "loc.gov" in message and "\n" not in message
+
+
+def test_lazy_start_waits_for_an_empty_scheduler_only_when_the_engine_backs_out():
+    import asyncio
+    from types import SimpleNamespace
+
+    from scrapy import signals
+
+    from crawler.lazystart import LazyStartMiddleware
+    events, backout = [], [True, False]
+
+    async def wait_for(signal):
+        events.append(signal)
+
+    crawler = SimpleNamespace(engine=SimpleNamespace(needs_backout=lambda: backout.pop(0)),
+                              signals=SimpleNamespace(wait_for=wait_for),
+                              stats=SimpleNamespace(inc_value=events.append))
+
+    async def start():
+        for i in range(2):
+            yield i
+
+    async def taken():
+        return [x async for x in LazyStartMiddleware.from_crawler(crawler).process_start(start())]
+
+    assert asyncio.run(taken()) == [0, 1]
+    assert events == ["start/waits", signals.scheduler_empty] and backout == []
