@@ -22,7 +22,7 @@ from pathlib import Path
 from scrapy.utils.project import get_project_settings
 
 from processing.cliutil import UsageError, run_main
-from processing.manifest import read_manifests
+from processing.manifest import final_keys
 
 from .distributed import UNTIL_PARSED, UNTIL_RECORD, Keys, connect, feed_jobs, job_key, redis_url_problem
 from .imgur_links import LinkListError, read_link_list, unique_links
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     if not manifest_dir.is_dir():
         raise UsageError(f"manifest folder {manifest_dir} does not exist: pass the workers' shared MANIFEST_DIR "
                          f"(-s MANIFEST_DIR=DIR), or create it for a first crawl")
-    final = read_manifests([manifest_dir]).final_keys()
+    final = final_keys([manifest_dir])
     if args.spider == LocArchiveSpider.name:
         if not args.csv:
             raise UsageError("loc_archive needs --csv PATH")

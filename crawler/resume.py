@@ -8,7 +8,7 @@ from pathlib import Path
 from itemadapter import ItemAdapter, is_item
 from scrapy import Request, signals
 
-from processing.manifest import read_manifests
+from processing.manifest import final_keys
 
 
 class ResumeMiddleware:
@@ -31,7 +31,7 @@ class ResumeMiddleware:
 
     def spider_opened(self, spider):
         if self.dir.is_dir():
-            self.done = read_manifests([self.dir]).final_keys()
+            self.done = final_keys([self.dir])
         self.crawler.stats.set_value("resume/known_final", len(self.done))
 
     def _keep(self, obj) -> bool:

@@ -17,7 +17,7 @@ COMMANDS_MODULE = "crawler.commands"
 
 # ---- where things are ------------------------------------------------------
 LOC_ARCHIVE = "https://webarchive.loc.gov/all"
-LOC_CSV = "data/memegenerator.csv"   # the Meme Generator data set file; or -a csv=PATH
+LOC_CSV = str(paths.MEME_GENERATOR_CSV)   # the Meme Generator data set file; or -a csv=PATH
 LOC_INDEX = "auto"            # where other captures are listed: cdx (pywb / Wayback CDX API), calendar, auto
 LOC_INDEX_PROBE_URL = "http://memegenerator.net/"   # asked of the CDX APIs once per crawl to detect them
 LOC_INDEX_PAGE_SIZE = 1000    # captures per CDX page (Wayback form; paged with its resume key)
@@ -77,6 +77,7 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
     "crawler.drops.UrlLengthDropMiddleware": 800,
     "crawler.resume.ResumeMiddleware": 950,
+    "crawler.lazystart.LazyStartMiddleware": 50,   # after resume's skips: waits only for rows that need requests
 }
 EXTENSIONS = {
     "crawler.drops.DroppedRequests": 0,

@@ -31,6 +31,7 @@ class Record:
     md5: str | None = None           # of the stored bytes
     expected_md5: str | None = None  # what the input row promised, when it did
     url: str | None = None           # the URL the input row pointed at
+    page_url: str | None = None      # the page the image was shown on (Meme Generator's "Meme Page URL")
     capture_url: str | None = None   # the URL the bytes finally came from
     template: str | None = None      # base meme name: the group for leakage-free splits
     alt_text: str | None = None
@@ -134,11 +135,15 @@ def iter_records(path: Path) -> Iterator[Record | None]:
             yield rec
 
 
-def _better(new: Record, old: Record) -> bool:
+def _wins(new_ok: bool, new_time: float, old_ok: bool, old_time: float) -> bool:
     """A stored image beats any failure; otherwise the newer record wins."""
-    if new.ok != old.ok:
-        return new.ok
-    return new.time >= old.time
+    if new_ok != old_ok:
+        return new_ok
+    return new_time >= old_time
+
+
+def _better(new: Record, old: Record) -> bool:
+    return _wins(new.ok, new.time, old.ok, old.time)
 
 
 def records_frame(resolved: ManifestSet):
@@ -155,6 +160,24 @@ def status_counts(resolved: ManifestSet):
     frame = records_frame(resolved)
     table = frame.groupby(["source", "status"]).size().unstack(fill_value=0)
     return table[sorted(table.columns, key=lambda s: (s != reasons.OK, s))]
+
+
+def final_keys(paths: Iterable[str | os.PathLike]) -> set[tuple[str, str]]:
+    """The keys whose resolved record is final: ``read_manifests(paths).final_keys()`` without holding the records.
+
+    A resumed crawl needs only these; keeping only (ok, time, final) per key keeps
+    its memory flat in the length of the manifests (a full archive crawl's
+    records with their ``attempts`` are ~100 MB).
+    """
+    best: dict[tuple[str, str], tuple[bool, float, bool]] = {}
+    for path in expand_paths(paths):
+        for rec in iter_records(path):
+            if rec is None:
+                continue
+            old = best.get(rec.key)
+            if old is None or _wins(rec.ok, rec.time, old[0], old[1]):
+                best[rec.key] = (rec.ok, rec.time, rec.final)
+    return {key for key, (_, _, final) in best.items() if final}
 
 
 def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:

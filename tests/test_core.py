@@ -12,7 +12,7 @@ import pytest
 from crawler.testkit import picture, save
 from processing import build_h5, reasons, schema
 from processing.cliutil import UsageError
-from processing.manifest import ManifestWriter, Record, read_manifests
+from processing.manifest import ManifestWriter, Record, final_keys, read_manifests
 from processing.pipeline import BuildConfig, check, collect_inputs, for_shard, shard_of
 from training.preprocess import Preprocess
 
@@ -100,6 +100,13 @@ def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
     got = {k[1]: r.status for k, r in read_manifests([tmp_path]).records.items()}
     assert got == {"1": reasons.OK, "2": reasons.MD5_MISMATCH, "3": reasons.OK}
     assert read_manifests([tmp_path]).final_keys() == {("s", "1"), ("s", "2"), ("s", "3")}
+    with ManifestWriter(tmp_path / "c.jsonl") as w:   # a later transient failure makes a failed row open again
+        w.write(Record(source="s", source_id="4", status=reasons.MD5_MISMATCH, time=now - 10))
+        w.write(Record(source="s", source_id="4", status=reasons.TIMEOUT, time=now))
+        w.write(Record(source="s", source_id="5", status=reasons.TIMEOUT, time=now - 10))
+        w.write(Record(source="s", source_id="5", status=reasons.http_reason(404), time=now))
+    assert final_keys([tmp_path]) == read_manifests([tmp_path]).final_keys() == {
+        ("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
 
 
 def test_preprocess_round_trips_and_reads_old_names(tmp_path):

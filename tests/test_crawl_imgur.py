@@ -235,6 +235,7 @@ def link_site():
     site = imgur_site()
     site.images.update({
         "still": ImgurImage("still", meme_jpeg(901)),
+        "gone2": ImgurImage("gone2", None),                        # a second redirect to the same removed.png
         "ph": ImgurImage("ph", REMOVED_PNG, "image/png"),          # the placeholder with 200
         "anim": ImgurImage("anim", gif_bytes(3), "image/gif"),
         "stillgif": ImgurImage("stillgif", meme_jpeg(902), "image/gif"),
@@ -246,12 +247,13 @@ def link_site():
     return site
 
 
-LINKS = ["https://i.imgur.com/still.jpg", "https://i.imgur.com/gone.jpg", "https://i.imgur.com/ph.png",
+LINKS = ["https://i.imgur.com/still.jpg", "https://i.imgur.com/gone.jpg", "https://i.imgur.com/gone2.jpg",
+         "https://i.imgur.com/ph.png",
          "https://i.imgur.com/anim.gif", "https://i.imgur.com/stillgif.gif", "https://i.imgur.com/clip.gifv",
          "https://i.imgur.com/movie.mp4", "https://i.imgur.com/nf.jpg", "https://i.imgur.com/slow.jpg",
          "https://i.imgur.com/flaky.jpg", "https://i.imgur.com/down.jpg", "https://imgur.com/a/albumX",
          "https://i.imgur.com/still.jpg"]                              # a repeat: recorded once
-EXPECTED = {"still": "ok", "gone": "removed", "ph": "removed", "anim": "animated", "stillgif": "ok",
+EXPECTED = {"still": "ok", "gone": "removed", "gone2": "removed", "ph": "removed", "anim": "animated", "stillgif": "ok",
             "clip": "animated", "movie": "animated", "nf": "http_404", "slow": "ok", "flaky": "ok",
             "down": "http_503", "line 1: https://imgur.com/a/albumX": "bad_row"}
 
@@ -281,14 +283,14 @@ def test_link_list_gives_each_listed_link_one_record(list_crawl):
     still = next(x for x in records if x["source_id"] == "still")
     assert still["source"] == "imgur" and still["url"] == "https://i.imgur.com/still.jpg"
     assert (work / "manifests" / still["path"]).read_bytes() == meme_jpeg(901)
-    assert "'imgur/links_listed': 13" in r.stderr and "'imgur/links_repeated': 1" in r.stderr
+    assert "'imgur/links_listed': 14" in r.stderr and "'imgur/links_repeated': 1" in r.stderr
 
 
 @pytest.mark.timeout(150)
 def test_link_list_requests_per_link(list_crawl):
     _, r, hits = list_crawl
     assert not api_hits(hits)                                           # no client id, no API
-    assert hits["/i/still.jpg"] == 1 and hits["/i/gone.jpg"] == 1 and hits["/removed.png"] == 1
+    assert hits["/i/still.jpg"] == 1 and hits["/i/gone.jpg"] == 1 and hits["/removed.png"] == 2
     assert "/i/clip.gifv" not in hits and "/i/movie.mp4" not in hits   # videos: no request
     assert hits["/i/slow.jpg"] == 2 and hits["/i/flaky.jpg"] == 3 and hits["/i/down.jpg"] == 3   # RETRY_TIMES=2
     assert "'retry/retry_after_waits': 1" in r.stderr
@@ -307,7 +309,7 @@ def test_link_list_rerun_requests_only_transient_failures(list_crawl):
 
 @pytest.mark.timeout(120)
 def test_link_list_include_animated_keeps_gifs_not_videos(tmp_path):
-    (tmp_path / "links.txt").write_text("\n".join(LINKS[3:7]) + "\n")     # one link per line
+    (tmp_path / "links.txt").write_text("\n".join(LINKS[4:8]) + "\n")     # one link per line
     with Mirror(imgur=link_site()) as mirror:
         r = crawl_list(mirror, tmp_path, {"urls": tmp_path / "links.txt", "include_animated": "1"})
     assert r.returncode == 0

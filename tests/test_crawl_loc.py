@@ -59,6 +59,7 @@ def test_stored_files_are_the_original_bytes(fault_crawl):
         assert rec["path"].endswith(f"{rec['sha256']}.jpg")          # content-addressed, original format
         assert rec["width"] == 250 and rec["template"].startswith("Template") and rec["alt_text"]
         assert "id_/" in rec["capture_url"]
+        assert rec["page_url"] == f"http://memegenerator.net/instance/{rec['source_id']}"
 
 
 @pytest.mark.slow

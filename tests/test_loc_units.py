@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -408,3 +409,60 @@ def test_offsite_and_duplicate_drops_reach_the_errback():
     ext.request_dropped(Request("http://a.example/1", errback=lambda f: {"status": f.value.reason}), crawler.spider)
     ext.request_dropped(Request("http://a.example/2", errback=lambda f: follow), crawler.spider)
     assert items == [{"status": reasons.FILTERED_DUPLICATE}] and crawled == [follow]
+
+
+def test_the_row_record_keeps_its_page_url(tmp_path):
+    """The CSV's Meme Page URL reaches the manifest (an empty one is left out)."""
+    from processing.manifest import ManifestWriter, Record, read_manifests
+    md5 = "a" * 32
+    (tmp_path / "m.csv").write_text("Meme ID,Archived URL,Base Meme Name,Meme Page URL,MD5 Hash,File Size (In Bytes)\n"
+                                    f"1,http://w/all/20150508184553/http://c/1.jpg,B,http://memegenerator.net/i/1,{md5},12\n")
+    row = next(read_meme_csv(tmp_path / "m.csv"))
+    spider = LocArchiveSpider()
+    with_page = spider.finish({"row": row, "attempts": []}, reasons.NO_CAPTURE)
+    without = spider.finish({"row": dataclasses.replace(row, page_url=""), "attempts": []}, reasons.NO_CAPTURE)
+    assert with_page["page_url"] == row.page_url and row.page_url.startswith("http") and without["page_url"] is None
+    with ManifestWriter(tmp_path / "out" / "m.jsonl") as w:
+        w.write(Record.from_dict(with_page))
+    assert read_manifests([tmp_path / "out"]).records[("loc_archive", "1")].page_url == row.page_url
+
+
+def test_the_bare_crawl_without_the_csv_says_where_to_get_it_and_put_it(tmp_path, monkeypatch):
+    from scrapy.settings import Settings
+
+    from crawler import settings as crawler_settings
+    from processing import paths
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as err:
+        LocArchiveSpider.validate_arguments(Settings(vars(crawler_settings)), {})
+    message = str(err.value)
+    assert crawler_settings.LOC_CSV == str(paths.MEME_GENERATOR_CSV)
+    assert f"not found: {paths.MEME_GENERATOR_CSV}" in message and "put it there" in message
+    assert "loc.gov" in message and "\n" not in message
+
+
+def test_lazy_start_waits_for_an_empty_scheduler_only_when_the_engine_backs_out():
+    import asyncio
+    from types import SimpleNamespace
+
+    from scrapy import signals
+
+    from crawler.lazystart import LazyStartMiddleware
+    events, backout = [], [True, False]
+
+    async def wait_for(signal):
+        events.append(signal)
+
+    crawler = SimpleNamespace(engine=SimpleNamespace(needs_backout=lambda: backout.pop(0)),
+                              signals=SimpleNamespace(wait_for=wait_for),
+                              stats=SimpleNamespace(inc_value=events.append))
+
+    async def start():
+        for i in range(2):
+            yield i
+
+    async def taken():
+        return [x async for x in LazyStartMiddleware.from_crawler(crawler).process_start(start())]
+
+    assert asyncio.run(taken()) == [0, 1]
+    assert events == ["start/waits", signals.scheduler_empty] and backout == []

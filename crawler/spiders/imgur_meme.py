@@ -140,7 +140,9 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
         if link.is_video:
             return self.link_record(link, reasons.ANIMATED)
         url = f"{self.settings.get('IMGUR_IMAGES').rstrip('/')}/{link.image_id}.{link.ext}"
-        return scrapy.Request(url, callback=self.parse_image, errback=self.on_image_error,
+        # dont_filter: the list is de-duplicated already, and every removed image redirects to the same
+        # removed.png, which the dupefilter would drop from the second one on (filtered_duplicate, not removed)
+        return scrapy.Request(url, callback=self.parse_image, errback=self.on_image_error, dont_filter=True,
                               meta={"link": link, "manifest_key": (SOURCE, link.image_id)})
 
     def parse_image(self, response):

@@ -359,7 +359,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
             extra["attempts"] = state["attempts"]
         return {"source": SOURCE, "source_id": printable(row.meme_id), "label": 1, "status": status,
                 "template": printable(row.base_meme_name) or None, "alt_text": printable(row.alt_text) or None,
-                "url": printable(row.archived_url), "expected_md5": row.md5 if len(row.md5) == 32 else None,
+                "url": printable(row.archived_url), "page_url": printable(row.page_url) or None, "expected_md5": row.md5 if len(row.md5) == 32 else None,
                 **extra}
 
 
