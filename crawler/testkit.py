@@ -261,3 +261,18 @@ def untrained_run(folder: Path, loudness: float = 8.0, report: dict | None = Non
     if report is not None:
         (folder / "report.json").write_text(json.dumps(report))
     return folder
+
+
+def make_store_folders(args) -> int:
+    """One of 8 processes: create the same store folders at the same moment, many times over."""
+    root, barrier, rounds = args
+    from .pipelines import MemeFilesPipeline
+    errors = 0
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            store = MemeFilesPipeline.STORE_SCHEMES[""](f"{root}/{r}/files")
+            store.persist_file(f"full/ab/{os.getpid()}.jpg", io.BytesIO(b"x"), info=None)
+        except FileExistsError:
+            errors += 1
+    return errors

@@ -216,33 +216,19 @@ def test_worker_skips_a_job_whose_row_was_finished_elsewhere(redis_url, tmp_path
     assert client.llen(keys.jobs) == 0 and not client.hexists(keys.state, "loc_archive/800")
 
 
-def _make_store_folders(args):
-    """One of 8 processes: create the same store folders at the same moment, many times over."""
-    root, barrier, rounds = args
-    from crawler.pipelines import MemeFilesPipeline
-    from io import BytesIO
-    errors = 0
-    for r in range(rounds):
-        barrier.wait()
-        try:
-            store = MemeFilesPipeline.STORE_SCHEMES[""](f"{root}/{r}/files")
-            store.persist_file(f"full/ab/{os.getpid()}.jpg", BytesIO(b"x"), info=None)
-        except FileExistsError:
-            errors += 1
-    return errors
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_store_creation_is_race_free_across_processes(tmp_path):
     """Workers started together create the same FILES_STORE folders: Scrapy's FSFilesStore checks, then
     creates, and the loser of the race gets FileExistsError."""
     import multiprocessing as mp
-    ctx = mp.get_context("fork")
+
+    from crawler.testkit import make_store_folders
+    ctx = mp.get_context("spawn")   # fork would copy this test process's threads (Keras, servers): deadlock-prone
     with ctx.Manager() as manager:
         barrier = manager.Barrier(8)
         with ctx.Pool(8) as pool:
-            errors = pool.map(_make_store_folders, [(str(tmp_path), barrier, 40)] * 8)
+            errors = pool.map(make_store_folders, [(str(tmp_path), barrier, 40)] * 8)
     assert sum(errors) == 0
     assert len(list(tmp_path.glob("*/files/full/ab/*.jpg"))) == 8 * 40
 
