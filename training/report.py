@@ -34,7 +34,7 @@ DATASETS = {"all": (), "nomodern": ("modern",), "notext": ("text",), "nophotos":
 # name, dataset, arch, training flags beyond the defaults, what it shows
 RUNS = [
     ("default", "all", "memenet", [], "every real source and every kind of non-meme, template-grouped splits"),
-    ("seed-arch", "all", "seed", [], "the original architecture, same data and training"),
+    ("original-arch", "all", "original", [], "the original architecture, same data and training"),
     ("no-modern", "nomodern", "memenet", [], "leave-one-source-out: no memes/modern in training"),
     ("no-text", "notext", "memenet", [], "leave-one-source-out: no nonmemes-text in training"),
     ("no-photos-no-augment", "nophotos", "memenet", NO_AUG,
