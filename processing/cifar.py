@@ -64,15 +64,19 @@ def load_cifar100(path: str | Path, count: int, expected_md5: str = CIFAR100_MD5
                 fh = tar.extractfile(member)
                 if fh is None:
                     raise CifarError(f"{path} has no member {member}")
-                batch = _RestrictedUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
-                data = np.asarray(batch[b"data"], dtype=np.uint8)
+                # unpickled straight from the member's stream (no second copy of its bytes); only the pixel
+                # array is kept, as a view: a 50,000-picture batch is held once
+                data = np.asarray(_RestrictedUnpickler(fh, encoding="bytes").load()[b"data"], dtype=np.uint8)
                 take = min(len(data), count - sum(len(x) for x in images))
                 images.append(data[:take].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+                del data
                 split = member.rsplit("/", 1)[1]
                 ids.extend(f"{split}:{i}" for i in range(take))
     except (tarfile.TarError, KeyError, pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise CifarError(f"CIFAR archive {path} is not in the official format: {exc}") from None
-    return np.concatenate(images) if images else np.zeros((0, 32, 32, 3), np.uint8), ids
+    if not images:
+        return np.zeros((0, 32, 32, 3), np.uint8), ids
+    return (images[0] if len(images) == 1 else np.concatenate(images)), ids
 
 
 def write_cifar100_tarball(path: str | Path, images: np.ndarray, test_images: np.ndarray | None = None) -> str:
