@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from processing.cliutil import atomic_write_json
+from processing.files import escape_name
 
 from .spiderargs import excerpt
 
@@ -96,9 +97,9 @@ def read_link_list(path: str | Path) -> list[ListedLink]:
     """Every cell of the list, in order, duplicates included (see ``unique_links``)."""
     path = Path(path)
     if not path.exists():
-        raise LinkListError(f"link list not found: {path}")
+        raise LinkListError(f"link list not found: {escape_name(str(path))}")
     if not path.is_file():
-        raise LinkListError(f"link list is not a file: {path}")
+        raise LinkListError(f"link list is not a regular file: {escape_name(str(path))}")
     text = _decode(path.read_bytes(), path)
     rows = list(csv.reader(io.StringIO(text)))
     first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), None)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from processing.files import escape_name
+
 DISPLAY = {"meme_id": "Meme ID", "archived_url": "Archived URL", "base_meme_name": "Base Meme Name",
            "md5": "MD5 Hash", "size": "File Size (In Bytes)"}
 REQUIRED = {
@@ -104,21 +106,24 @@ def printable(text: str) -> str:
 
 def _open_checked(path: Path) -> tuple[str, str]:
     """(encoding, header line) of a file that can be a Meme Generator list, else CsvError."""
+    name = escape_name(str(path))
     if path.is_dir():
-        raise CsvError(f"{path} is a folder, not the Meme Generator file; {GET_IT}")
+        raise CsvError(f"{name} is a folder, not the Meme Generator file; {GET_IT}")
     if not path.exists():
-        raise CsvError(f"CSV not found: {path}; {GET_IT}, and put it there or pass -a csv=PATH")
+        raise CsvError(f"CSV not found: {name}; {GET_IT}, and put it there or pass -a csv=PATH")
+    if not path.is_file():   # a FIFO would block the open, a device never end
+        raise CsvError(f"{name} is not a regular file (a FIFO, device or socket): expected the Meme Generator file")
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if not head.strip():
-        raise CsvError(f"{path} is empty: expected the Meme Generator file; {GET_IT}")
+        raise CsvError(f"{name} is empty: expected the Meme Generator file; {GET_IT}")
     encoding = sniff_encoding(head)
     if encoding == "utf-8" and b"\x00" in head:
-        raise CsvError(f"{path} is not a text file (binary bytes at the start): expected the Meme Generator CSV/TSV")
+        raise CsvError(f"{name} is not a text file (binary bytes at the start): expected the Meme Generator CSV/TSV")
     with open(path, encoding=encoding, newline="", errors="meme_csv_mark") as fh:
         first = fh.readline()
     if _BAD in first:
-        raise CsvError(f"{path} is not a text file (its first line is not {encoding}): "
+        raise CsvError(f"{name} is not a text file (its first line is not {encoding}): "
                        f"expected the Meme Generator CSV/TSV")
     return encoding, first
 

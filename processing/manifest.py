@@ -118,6 +118,30 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
+def manifest_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a manifest argument (a special file, a file that is not JSON Lines records), or None.
+
+    Only the first non-empty line of each file is read: a torn line later on is a killed crawl's, counted
+    by the build; a file whose very first record does not parse was never a manifest.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return None
+    if not path.is_file():
+        return "not a regular file or folder"
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    data = json.loads(line)
+                except ValueError:
+                    data = None
+                if not (isinstance(data, dict) and "source" in data and "status" in data):
+                    return "not a crawl manifest (its first line is not a JSON record with source and status)"
+                break
+    return None
+
+
 def iter_records(path: Path) -> Iterator[Record | None]:
     """Records of one manifest with absolute paths; ``None`` for a torn line."""
     with open(path, encoding="utf-8", errors="replace") as fh:

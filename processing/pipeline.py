@@ -27,6 +27,7 @@ from .cifar import CIFAR100_MD5, CifarError
 from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
 from .files import DEFAULT_MAX_BYTES, escape_name
+from .manifest import manifest_problem
 from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
@@ -102,6 +103,9 @@ def check(config: BuildConfig) -> None:
     for path in [*config.manifests, *config.memes, *config.non_memes, *config.tiny]:
         if not os.path.exists(path):
             raise UsageError(f"input not found: {escape_name(path)}")
+    for path in config.manifests:
+        if problem := manifest_problem(path):
+            raise UsageError(f"--manifest {escape_name(path)}: {problem}")
     for path in [*config.memes, *config.non_memes, *config.tiny]:
         if not os.path.isdir(path):
             raise UsageError(f"not a folder: {escape_name(path)} (--memes, --non-memes and --tiny take folders)")

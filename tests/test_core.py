@@ -34,6 +34,8 @@ def test_config_is_frozen_and_normalises_names(folder, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"memes": ()}, "no inputs"),
+    ({"manifests": ("/dev/null",)}, "not a regular file"),
+    ({"manifests": (__file__,)}, "not a crawl manifest"),   # a Python file
     ({"memes": ("/nonexistent/folder",)}, "input not found"),
     ({"workers": 0}, "--workers"),
     ({"group_by": "colour"}, "--group-by"),

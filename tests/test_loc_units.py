@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,18 @@ def test_bad_csv_files(tmp_path, content, expect):
 def test_a_folder_is_not_reported_as_missing(tmp_path):
     with pytest.raises(CsvError, match="is a folder"):
         list(read_meme_csv(tmp_path))
+
+
+@pytest.mark.timeout(20)
+def test_special_files_are_refused_without_being_read(tmp_path):
+    os.mkfifo(tmp_path / "rows.csv")                 # opening it would block until a writer came
+    for path in (tmp_path / "rows.csv", Path("/dev/zero")):
+        with pytest.raises(CsvError, match="not a regular file"):
+            list(read_meme_csv(path))
+    odd = tmp_path / os.fsdecode(b"caf\xe9")
+    odd.mkdir()
+    with pytest.raises(CsvError, match=r"caf\\xe9 is a folder"):   # the name escaped, printable
+        list(read_meme_csv(odd))
 
 
 def test_row_checks_before_any_request(tmp_path):
