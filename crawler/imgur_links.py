@@ -12,7 +12,6 @@ Every non-empty cell becomes one ``ListedLink``: a usable image link (``image_id
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import hashlib
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 from processing.cliutil import atomic_write_json
 from processing.files import escape_name
 
+from .meme_csv import sniff_encoding
 from .spiderargs import excerpt
 
 SOURCE = "imgur"
@@ -69,10 +69,7 @@ def parse_link(text: str, line: int = 0) -> ListedLink:
 
 
 def _decode(raw: bytes, path: Path) -> str:
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
+    encoding = sniff_encoding(raw)
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -99,7 +96,7 @@ def read_link_list(path: str | Path) -> list[ListedLink]:
     if not path.exists():
         raise LinkListError(f"link list not found: {escape_name(str(path))}")
     if not path.is_file():
-        raise LinkListError(f"link list is not a regular file: {escape_name(str(path))}")
+        raise LinkListError(f"link list is not a file (a folder, FIFO, device or socket): {escape_name(str(path))}")
     text = _decode(path.read_bytes(), path)
     rows = list(csv.reader(io.StringIO(text)))
     first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), None)
