@@ -379,12 +379,14 @@ class JobPump:
     async def process_spider_output_async(self, response, result, spider=None):
         async for obj in result:
             yield obj
-        key = response.meta.get("redis_job")
-        if key and self.claims.get(key) == UNTIL_PARSED:
-            self._release(key, True)
+        self._release_parsed(response)
 
     def process_spider_output(self, response, result, spider=None):
         yield from result
+        self._release_parsed(response)
+
+    def _release_parsed(self, response) -> None:
+        """A job that ends once its response is parsed (an imgur page) is released when its output is done."""
         key = response.meta.get("redis_job")
         if key and self.claims.get(key) == UNTIL_PARSED:
             self._release(key, True)

@@ -43,8 +43,6 @@ class RobotsMiddleware(RobotsTxtMiddleware):
     def process_request_2(self, rp, request):
         try:
             super().process_request_2(rp, request)
-        except Dropped:
-            raise
         except IgnoreRequest:
             raise Dropped(reasons.ROBOTS_FORBIDDEN, request.url[:200]) from None
 
