@@ -166,7 +166,7 @@ def check_existing(config: BuildConfig) -> None:
 
 def shard_of(key: tuple[str, str], count: int) -> int:
     """The shard an input belongs to: a stable hash of its key, independent of input order."""
-    return int.from_bytes(hashlib.sha1(f"{key[0]}\x00{key[1]}".encode()).digest()[:8], "big") % count
+    return int.from_bytes(write_order(key)[:8], "big") % count
 
 
 def collect_inputs(config: BuildConfig) -> list[Input]:
