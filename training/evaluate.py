@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
-from processing.decode import decode_image
-from processing.files import escape_name, read_capped
+from processing.files import escape_name
 from processing.prepare import Options, prepare
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
@@ -27,7 +26,7 @@ from processing.sources import Skip, from_folder
 from . import plots
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report, expected_calibration_error, reliability_bins
-from .predict import cap_long_side
+from .predict import load_pixels
 from .preprocess import Preprocess
 
 GRID = 9
@@ -80,8 +79,7 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
     x, labels, paths, skipped = load_folders(pre, memes, non_memes)
     if native_max_side:
         probs = np.array([float(np.asarray(model.predict_on_batch(
-            cap_long_side(decode_image(read_capped(p)).rgb, native_max_side)[None]))[0, 1])
-            for p in paths])
+            load_pixels(p, pre, native=True, max_side=native_max_side)[None]))[0, 1]) for p in paths])
     else:
         probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
     order = np.random.default_rng(0).permutation(len(x))[:GRID]

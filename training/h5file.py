@@ -51,9 +51,14 @@ def untrainable(labels: np.ndarray, split: np.ndarray, split_names=SPLIT_NAMES) 
     return None
 
 
+def split_names(f: h5py.File) -> list[str]:
+    """The split names a dataset file declares (files from before the attribute: the schema's)."""
+    return json.loads(f.attrs.get("split_names", json.dumps(SPLIT_NAMES)))
+
+
 def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:
     with open_dataset(path) as f:
-        names = json.loads(f.attrs.get("split_names", json.dumps(SPLIT_NAMES)))
+        names = split_names(f)
         if split not in names:
             raise DatasetError(f"unknown split {split!r}; the file has {names}")
         idx = np.flatnonzero(f["split"][:] == names.index(split))

@@ -99,6 +99,9 @@ class Score:
     def metric(self) -> str:
         return "meme recall" if self.label == MEME else "non-meme specificity"
 
+    def to_dict(self) -> dict:
+        return {**vars(self), "rate": self.rate, "metric": self.metric}
+
 
 def score(folder: str, label: int, scope: str, probs, threshold: float) -> Score:
     """Count of images and of those on the right side of ``threshold``."""
@@ -159,18 +162,19 @@ def score_run(model, pre, folders: list[Folder], data: str, trained: set[str], b
     from .evaluate import load_folders, predict_probs
 
     ds = H5Batches(data, SPLIT_NAMES[2], batch_size)
-    probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
     with h5py.File(data, "r") as f:
         sources = np.array([s.decode() for s in f["source"][:]])[ds.indices]
-    scores = split_scores([f for f in folders if f.name in trained], sources, ds.labels, probs, pre.threshold)
-    errors = []
-    for i in range(len(ds)):
+    errors, batch_probs = [], []
+    for i in range(len(ds)):   # one pass over the test split: probabilities and mistakes together
         x, y = ds[i][:2]
-        p = probs[i * batch_size:(i + 1) * batch_size]
+        p = predict_probs(model, [x])
+        batch_probs.append(p)
         src = sources[i * batch_size:(i + 1) * batch_size]
         for k in np.flatnonzero((p >= pre.threshold) != (y == MEME)):
             name = next((f.name for f in folders if src[k] in f.sources), src[k])
             errors.append((name, int(y[k]), float(p[k]), x[k]))
+    probs = np.concatenate(batch_probs) if batch_probs else np.zeros(0)
+    scores = split_scores([f for f in folders if f.name in trained], sources, ds.labels, probs, pre.threshold)
     for f in folders:
         if f.name in trained or f.family == "tiny":   # 10,000 CIFAR pictures: scored on the test split only
             continue

@@ -94,7 +94,7 @@ def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, run
         scores, wrong = score_run(model, pre, folders, str(data), trained)
         timings[f"folders {name}"] = time.time() - t0
         errors += [(f"{name}: {folder}", label, p, image) for folder, label, p, image in wrong]
-        atomic_write_json(run / "ood.json", [{**vars(s), "rate": s.rate, "metric": s.metric} for s in scores])
+        atomic_write_json(run / "ood.json", [s.to_dict() for s in scores])
         test = json.loads((run / "report.json").read_text())
         results[name] = {"what": what, "dataset": dataset, "arch": arch, "flags": " ".join(flags) or "defaults",
                          "test": test, "threshold": pre.threshold, "folders": scores,
@@ -137,7 +137,7 @@ def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: 
         if summary.exists():
             s = json.loads(summary.read_text())
             counts[name] = {k: s[k] for k in ("rows", "by_label", "by_split", "skipped")}
-    runs = {name: {**r, "folders": [{**vars(s), "rate": s.rate, "metric": s.metric} for s in r["folders"]]}
+    runs = {name: {**r, "folders": [s.to_dict() for s in r["folders"]]}
             for name, r in results.items()}
     atomic_write_json(out / "report.json", {"meta": meta, "datasets": counts, "runs": runs, "timings_s": timings})
     lines = [f"# Real-data report ({meta['created']})", "",

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from processing import paths
 from processing.cliutil import UsageError, atomic_write_json, run_main
-from processing.schema import SPLIT_NAMES
 
 from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
-from .h5file import DatasetError, open_dataset, untrainable
+from .h5file import DatasetError, open_dataset, split_names, untrainable
 from .preprocess import Preprocess
 
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
@@ -137,8 +136,7 @@ def train(args) -> dict:
         with open_dataset(args.data) as f:
             fit = str(f.attrs.get("fit", "square"))
             size = int(f["images"].shape[1])
-            problem = untrainable(f["labels"][:], f["split"][:],
-                                  json.loads(f.attrs.get("split_names", json.dumps(SPLIT_NAMES))))
+            problem = untrainable(f["labels"][:], f["split"][:], split_names(f))
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     if problem:
