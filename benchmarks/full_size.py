@@ -122,11 +122,16 @@ def imgur_corpus(n: int):
 
 
 class Stage:
-    """Runs one command as a subprocess; wall time and the peak RSS of its whole process tree."""
+    """Runs one command as a subprocess; wall time and the peak memory of its whole process tree.
+
+    Memory is the tree's summed PSS (proportional set size: a page shared by a parent and its forked
+    workers counts once, split between them); summed RSS, which counts such pages in every process, is
+    kept beside it as ``peak_rss``.
+    """
 
     def __init__(self, name: str, cmd: list[str], log: Path, mirror: Mirror | None = None):
         self.name, self.cmd, self.log, self.mirror = name, cmd, log, mirror
-        self.peak, self.seconds, self.first_request = 0, 0.0, None
+        self.peak, self.peak_rss, self.seconds, self.first_request = 0, 0, 0.0, None
 
     def run(self) -> "Stage":
         t0 = time.perf_counter()
@@ -135,8 +140,9 @@ class Stage:
             root = psutil.Process(proc.pid)
             while proc.poll() is None:
                 try:
-                    tree = [root, *root.children(recursive=True)]
-                    self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
+                    tree = [p.memory_full_info() for p in (root, *root.children(recursive=True))]
+                    self.peak = max(self.peak, sum(m.pss for m in tree))
+                    self.peak_rss = max(self.peak_rss, sum(m.rss for m in tree))
                 except psutil.Error:
                     pass
                 if self.first_request is None and self.mirror is not None and self.requests() > 0:
@@ -171,10 +177,10 @@ def records(manifests: Path, prefix: str) -> list[dict]:
 
 def line(name, stage: Stage, rows: int, inputs: int, skipped: int, disk: int) -> dict:
     ok = rows + skipped == inputs
-    print(f"{name:14s} {stage.seconds:8.1f} s {rows / stage.seconds:9.1f} rows/s {stage.peak / 2**20:8.0f} MB peak "
+    print(f"{name:14s} {stage.seconds:8.1f} s {rows / stage.seconds:9.1f} rows/s {stage.peak / 2**20:8.0f} MB peak PSS "
           f"{disk / 2**20:8.0f} MB disk   rows {rows:,} + skipped {skipped:,} {'==' if ok else '!='} inputs {inputs:,}")
     return {"seconds": round(stage.seconds, 1), "rows_s": round(rows / stage.seconds, 1),
-            "peak_mb": round(stage.peak / 2**20), "disk_mb": round(disk / 2**20), "rows": rows,
+            "peak_mb": round(stage.peak / 2**20), "peak_rss_mb": round(stage.peak_rss / 2**20), "disk_mb": round(disk / 2**20), "rows": rows,
             "skipped": skipped, "inputs": inputs, "accounted": ok}
 
 

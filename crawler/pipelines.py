@@ -46,6 +46,19 @@ class SharedFSFilesStore(FSFilesStore):
             seen.add(str(dirname))
 
 
+class RecentResults(dict):
+    """A dict that forgets its oldest entries beyond ``limit`` (insertion order)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self.limit:
+            del self[next(iter(self))]
+
+
 class MemeFilesPipeline(FilesPipeline):
     """Scrapy's FilesPipeline, keeping the original bytes (no re-encode).
 
@@ -59,9 +72,18 @@ class MemeFilesPipeline(FilesPipeline):
       served directly: ``IMGUR_REMOVED_MD5``) becomes ``removed``; an
       animated image becomes ``animated`` when the item says
       ``keep_animated=False``. Neither is stored.
+    * Only the last ``MEDIA_CACHE_SIZE`` results are remembered (``SpiderInfo``),
+      so a long crawl's memory does not grow with its rows.
     """
 
     STORE_SCHEMES = {**FilesPipeline.STORE_SCHEMES, "": SharedFSFilesStore, "file": SharedFSFilesStore}
+
+    class SpiderInfo(FilesPipeline.SpiderInfo):
+        """Scrapy's per-crawl media state, remembering only the last ``MEDIA_CACHE_SIZE`` file results."""
+
+        def __init__(self, spider):
+            super().__init__(spider)
+            self.downloaded = RecentResults(spider.crawler.settings.getint("MEDIA_CACHE_SIZE"))
 
     def __init__(self, store_uri, *, crawler):
         super().__init__(store_uri, crawler=crawler)

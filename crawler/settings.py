@@ -60,6 +60,10 @@ RETRY_HTTP_CODES = [429, 500, 502, 503, 504, 522, 524, 408]
 RETRY_AFTER_MAX = 120.0
 REDIRECT_ALLOWED_PRIVATE_HOSTS = []   # tests allow 127.0.0.1
 MEDIA_ALLOW_REDIRECTS = True
+# file results the media pipeline remembers to answer a repeated file URL without a request; Scrapy keeps
+# every one (~900 bytes each: 45 MB over a full archive crawl), so memory grew with the rows. An older URL
+# seen again is simply fetched again.
+MEDIA_CACHE_SIZE = 1000
 
 DOWNLOADER_MIDDLEWARES = {
     # Scrapy's filters, failing with a reason the spider records (crawler/drops.py)

@@ -21,6 +21,7 @@ from .cifar import CIFAR100_MD5
 from .cliutil import UsageError, run_main
 from .decode import DEFAULT_MAX_PIXELS
 from .files import DEFAULT_MAX_BYTES
+from .neardup import NEAR_DUPLICATE_BITS
 from .distribute import build_sharded
 from .pipeline import COMPRESSIONS, GROUP_BY, BuildConfig
 from .schema import INPUT_SIZE, SPLIT_NAMES
@@ -61,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
     p.add_argument("--group-by", choices=GROUP_BY, default="none",
                    help="template: all images of one template/subfolder land in one split")
+    p.add_argument("--near-duplicate-bits", type=int, default=NEAR_DUPLICATE_BITS, metavar="N",
+                   help="rows not grouped by template whose pictures' 64-bit dHashes differ in at most N bits "
+                        f"share a split (default {NEAR_DUPLICATE_BITS}; -1: only exact duplicates)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--compression", choices=COMPRESSIONS, default="none",
                    help="per-image chunk compression: none (default) streams ~4x faster into training; "
@@ -106,7 +110,7 @@ def to_config(args) -> BuildConfig:
         out=args.out, manifests=args.manifest, memes=args.memes, non_memes=args.non_memes, tiny=args.tiny,
         tiny_count=args.tiny_count, cifar=args.cifar, cifar_count=args.cifar_count, cifar_md5=args.cifar_md5,
         fit=args.fit, min_side=args.min_side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
-        group_by=args.group_by, seed=args.seed, compression=args.compression, workers=args.workers,
+        group_by=args.group_by, near_duplicate_bits=args.near_duplicate_bits, seed=args.seed, compression=args.compression, workers=args.workers,
         resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
 
 

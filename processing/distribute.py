@@ -36,6 +36,7 @@ from .cliutil import atomic_write_json
 from .files import escape_name
 from .pipeline import BuildConfig, check, check_existing, for_shard, locked_output, split_keys, summary_path
 from .schema import INPUT_SIZE, dataset_attrs
+from .neardup import image_hashes
 from .split import assign_splits, label_counts, source_counts, split_counts
 from .writer import STR, partial_path, write_split
 
@@ -108,7 +109,7 @@ def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
     """Master file over the shards: VDS images, copied columns, global dedup and splits."""
     columns = {name: [] for name in ("labels", "source", "source_id", "group", "sha256", "animated")}
     skipped = {name: [] for name in ("source", "source_id", "reason", "label")}
-    blocks, seen, dup_skips, inputs = [], set(), 0, 0
+    blocks, seen, dup_skips, inputs, hashes = [], set(), 0, 0, []
     for shard in shards:
         with h5py.File(shard, "r") as f:
             sha = [s.decode() for s in f["sha256"][:]]
@@ -130,10 +131,11 @@ def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
             skipped["reason"] += _col(sk["reason"])
             skipped["label"] += list(sk["label"][:])
             shape = f["images"].shape
+            hashes.append(image_hashes(f["images"])[keep])
             blocks.append((shard, shape, keep))
     labels = np.asarray(columns["labels"], dtype=np.uint8)
-    splits = assign_splits(labels, split_keys(columns["group"], columns["sha256"], config.group_by), config.split,
-                           config.seed)
+    splits = assign_splits(labels, split_keys(columns["group"], columns["sha256"], np.concatenate(hashes or [[]]),
+                                              config), config.split, config.seed)
 
     n = len(labels)
     size = blocks[0][1][1] if blocks else INPUT_SIZE

@@ -13,11 +13,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from . import reasons
 
 SCHEMA_VERSION = 1
+T = TypeVar("T")
 
 
 @dataclass
@@ -166,8 +167,26 @@ def _wins(new_ok: bool, new_time: float, old_ok: bool, old_time: float) -> bool:
     return new_time >= old_time
 
 
-def _better(new: Record, old: Record) -> bool:
-    return _wins(new.ok, new.time, old.ok, old.time)
+def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T]) -> tuple[dict[tuple[str, str], T], list[str]]:
+    """The winning record of each key, as ``keep(record)``, and the "file:line" of each torn line.
+
+    Records stream through: only ``keep``'s value (and the winner's ok/time) is held per key, so a
+    caller that keeps little holds little (a full archive crawl's records with their ``attempts``
+    are ~100 MB).
+    """
+    best: dict[tuple[str, str], tuple[bool, float, T]] = {}
+    torn: list[str] = []
+    for path in expand_paths(paths):
+        for lineno, rec in enumerate(iter_records(path), 1):
+            if rec is None:
+                torn.append(f"{path.name}:{lineno}")
+                continue
+            old = best.get(rec.key)
+            if old is None or _wins(rec.ok, rec.time, old[0], old[1]):
+                best[rec.key] = (rec.ok, rec.time, keep(rec))
+    for key, (_, _, value) in best.items():
+        best[key] = value   # in place: no second dict
+    return best, torn  # type: ignore[return-value]
 
 
 def records_frame(resolved: ManifestSet):
@@ -187,31 +206,11 @@ def status_counts(resolved: ManifestSet):
 
 
 def final_keys(paths: Iterable[str | os.PathLike]) -> set[tuple[str, str]]:
-    """The keys whose resolved record is final: ``read_manifests(paths).final_keys()`` without holding the records.
-
-    A resumed crawl needs only these; keeping only (ok, time, final) per key keeps
-    its memory flat in the length of the manifests (a full archive crawl's
-    records with their ``attempts`` are ~100 MB).
-    """
-    best: dict[tuple[str, str], tuple[bool, float, bool]] = {}
-    for path in expand_paths(paths):
-        for rec in iter_records(path):
-            if rec is None:
-                continue
-            old = best.get(rec.key)
-            if old is None or _wins(rec.ok, rec.time, old[0], old[1]):
-                best[rec.key] = (rec.ok, rec.time, rec.final)
-    return {key for key, (_, _, final) in best.items() if final}
+    """The keys whose resolved record is final (what a resumed crawl skips)."""
+    finals, _ = resolve(paths, lambda rec: rec.final)
+    return {key for key, final in finals.items() if final}
 
 
 def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:
-    result = ManifestSet(records={})
-    for path in expand_paths(paths):
-        for lineno, rec in enumerate(iter_records(path), 1):
-            if rec is None:
-                result.torn_lines.append(f"{path.name}:{lineno}")
-                continue
-            old = result.records.get(rec.key)
-            if old is None or _better(rec, old):
-                result.records[rec.key] = rec
-    return result
+    records, torn = resolve(paths, lambda rec: rec)
+    return ManifestSet(records=records, torn_lines=torn)

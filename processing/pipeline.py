@@ -8,9 +8,11 @@ notebook, a test, a cluster worker) without a command line.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
@@ -23,11 +25,12 @@ import numpy as np
 from tqdm import tqdm
 
 from . import reasons
-from .cifar import CIFAR100_MD5, CifarError
+from .cifar import CIFAR100_MD5, CifarError, close_spools
 from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
 from .files import DEFAULT_MAX_BYTES, escape_name
 from .manifest import manifest_problem
+from .neardup import NEAR_DUPLICATE_BITS, image_hashes, near_duplicate_keys
 from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
@@ -60,6 +63,7 @@ class BuildConfig:
     max_bytes: int = DEFAULT_MAX_BYTES     # bytes read per input file; more is ``too_large``
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     group_by: str = "none"
+    near_duplicate_bits: int = NEAR_DUPLICATE_BITS   # -1: only exact duplicates stay together
     seed: int = 0
     compression: str = "none"
     workers: int = 1
@@ -82,7 +86,8 @@ class BuildConfig:
         """What defines the dataset's content: a resumed build must use the same."""
         return {
             "fit": self.fit, "size": INPUT_SIZE, "min_side": self.min_side, "max_pixels": self.max_pixels,
-            "max_bytes": self.max_bytes, "split": list(self.split), "group_by": self.group_by, "seed": self.seed,
+            "max_bytes": self.max_bytes, "split": list(self.split), "group_by": self.group_by,
+            "near_duplicate_bits": self.near_duplicate_bits, "seed": self.seed,
             "compression": self.compression,
             "inputs": {"manifest": _names(self.manifests), "memes": _names(self.memes),
                        "non_memes": _names(self.non_memes), "tiny": _names(self.tiny), "tiny_count": self.tiny_count,
@@ -117,6 +122,8 @@ def check(config: BuildConfig) -> None:
         raise UsageError("--workers must be at least 1")
     if config.max_bytes < 1:
         raise UsageError("--max-bytes must be at least 1")
+    if not -1 <= config.near_duplicate_bits < 64:
+        raise UsageError("--near-duplicate-bits takes -1 (off) to 63")
     check_out_location(config.out)
 
 
@@ -169,7 +176,8 @@ def shard_of(key: tuple[str, str], count: int) -> int:
     return int.from_bytes(write_order(key)[:8], "big") % count
 
 
-def collect_inputs(config: BuildConfig) -> list[Input]:
+def collect_inputs(config: BuildConfig, spool_dir: str | Path) -> list[Input]:
+    """Every input of the build (or of its shard); CIFAR's pixels are spooled into ``spool_dir``."""
     inputs: list[Input] = []
     if config.manifests:
         inputs.extend(from_manifests(list(config.manifests)))
@@ -181,7 +189,7 @@ def collect_inputs(config: BuildConfig) -> list[Input]:
         inputs.extend(from_folder(d, NON_MEME, tiny=True, count=config.tiny_count))
     if config.cifar:
         try:
-            inputs.extend(from_cifar(config.cifar, config.cifar_count, config.cifar_md5))
+            inputs.extend(from_cifar(config.cifar, config.cifar_count, config.cifar_md5, spool_dir))
         except CifarError as exc:
             raise UsageError(str(exc)) from None
     if config.shard:
@@ -197,14 +205,20 @@ def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iter
             yield prepare_any(job, options)
         return
     chunks = (jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        in_flight: deque = deque()
-        for chunk in chunks:
-            in_flight.append(pool.submit(prepare_chunk, chunk, options))
-            if len(in_flight) >= 4 * workers:
+    # forked workers inherit every job object; frozen, the workers' collector never writes to them, so
+    # their pages stay shared with this process instead of being copied into each worker
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            in_flight: deque = deque()
+            for chunk in chunks:
+                in_flight.append(pool.submit(prepare_chunk, chunk, options))
+                if len(in_flight) >= 4 * workers:
+                    yield from in_flight.popleft().result()
+            while in_flight:
                 yield from in_flight.popleft().result()
-        while in_flight:
-            yield from in_flight.popleft().result()
+    finally:
+        gc.unfreeze()
 
 
 def write_order(key: tuple[str, str]) -> bytes:
@@ -246,9 +260,12 @@ def summary_path(out: Path) -> Path:
     return Path(out).with_suffix(".summary.json")
 
 
-def split_keys(groups: list[str], sha256s: list[str], group_by: str) -> list[str]:
-    """What must stay together in one split: the template (with ``--group-by template``), else the bytes."""
-    return [g if (group_by == "template" and g) else sha for g, sha in zip(groups, sha256s)]
+def split_keys(groups: list[str], sha256s: list[str], hashes: np.ndarray, config: BuildConfig) -> list[str]:
+    """What must stay together in one split: the template (with ``--group-by template``), else the bytes,
+    joined with the rows whose pictures are near duplicates (``processing.neardup``; ``hashes`` their dHashes)."""
+    by_template = [config.group_by == "template" and bool(g) for g in groups]
+    keys = [g if template else sha for g, sha, template in zip(groups, sha256s, by_template)]
+    return near_duplicate_keys(keys, hashes, ~np.asarray(by_template, bool), config.near_duplicate_bits)
 
 
 def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: int, seconds: float,
@@ -282,14 +299,19 @@ def build(config: BuildConfig) -> dict:
     check(config)
     with locked_output(config.out):
         check_existing(config)
-        return _build(config)
+        # beside the output, not in /tmp (often memory): CIFAR's batches wait there on disk
+        with tempfile.TemporaryDirectory(prefix=".spool-", dir=config.out.parent) as spool_dir:
+            try:
+                return _build(config, spool_dir)
+            finally:
+                close_spools()
 
 
-def _build(config: BuildConfig) -> dict:
+def _build(config: BuildConfig, spool_dir: str) -> dict:
     params = config.params()
     if config.overwrite and not config.resume:
         partial_path(config.out).unlink(missing_ok=True)
-    inputs = collect_inputs(config)
+    inputs = collect_inputs(config, spool_dir)
     options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels,
                       max_bytes=config.max_bytes)
     t0 = time.time()
@@ -305,17 +327,19 @@ def _build(config: BuildConfig) -> dict:
         if x.key not in seen:
             seen.add(x.key)
             todo.append(x)
+    inputs_total = len({x.key for x in inputs})
+    del inputs, seen    # the jobs to do are all that is held while rows are written
     try:
-        with tqdm(total=len(inputs), initial=len(inputs) - len(todo), unit="img", desc="build_h5",
+        with tqdm(total=inputs_total, initial=inputs_total - len(todo), unit="img", desc="build_h5",
                   disable=not config.progress, file=sys.stderr) as bar:
             write_all(writer, process(todo, options, config.workers), bar)
     except BaseException:
         writer.close()  # what was committed stays for --resume
         raise
     labels = writer.labels()
-    splits = assign_splits(labels, split_keys(writer.column("group"), writer.sha256_list(), config.group_by),
-                           config.split, config.seed)
-    summary = summarize(writer, splits, len({x.key for x in inputs}), len(done), time.time() - t0, params)
+    splits = assign_splits(labels, split_keys(writer.column("group"), writer.sha256_list(),
+                                              image_hashes(writer.f["images"]), config), config.split, config.seed)
+    summary = summarize(writer, splits, inputs_total, len(done), time.time() - t0, params)
     writer.finalize(splits, fit=config.fit, params=params,
                     counts={k: summary[k] for k in ("by_label", "by_split", "skipped")})
     atomic_write_json(summary_path(config.out), summary)

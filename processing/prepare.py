@@ -62,7 +62,7 @@ def prepare(job: Job, options: Options) -> Row:
 
 
 def prepare_pixels(job: PixelJob, options: Options) -> Row:
-    pixels = np.ascontiguousarray(job.pixels)
+    pixels = np.ascontiguousarray(job.pixels.read())
     return Row(job, image=tiny_to_input(pixels, options.size), sha256=hashlib.sha256(pixels.tobytes()).hexdigest())
 
 

@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-import numpy as np
 
 from . import manifest as manifest_mod
 from . import reasons
-from .cifar import load_cifar100
+from .cifar import PixelRef, iter_cifar100
 from .files import escape_name, walk
 from .schema import MEME, NON_MEME
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     label: int
     source: str
@@ -36,13 +35,13 @@ class Job:
         return (self.source, self.source_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PixelJob:
-    """Already-decoded 32x32 pixels (CIFAR); prepared in the main process."""
+    """Already-decoded 32x32 pixels (CIFAR), read from their spool file by whoever prepares them."""
     label: int
     source: str
     source_id: str
-    pixels: np.ndarray
+    pixels: PixelRef
     group: str | None = None
 
     @property
@@ -50,7 +49,7 @@ class PixelJob:
         return (self.source, self.source_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skip:
     label: int
     source: str
@@ -66,17 +65,21 @@ Input = Union[Job, PixelJob, Skip]
 
 
 def from_manifests(paths: list[str]) -> Iterator[Input]:
-    resolved = manifest_mod.read_manifests(paths)
-    for where in resolved.torn_lines:   # a crawl killed mid-write: counted, not silently dropped
+    """One input per (source, source_id) of the crawl manifests: a job for a stored image, a skip with its reason
+    otherwise. Only the winning record's input is held per key, never the records."""
+    inputs, torn = manifest_mod.resolve(paths, _manifest_input)
+    for where in torn:   # a crawl killed mid-write: counted, not silently dropped
         yield Skip(label=MEME, source="manifest", source_id=where, reason=reasons.TORN_MANIFEST_LINE)
-    for key in sorted(resolved.records):
-        rec = resolved.records[key]
-        if rec.ok:
-            yield Job(label=rec.label, source=rec.source, source_id=escape_name(str(rec.source_id)),
-                      group=rec.template and escape_name(rec.template), path=rec.path, expected_sha256=rec.sha256)
-        else:
-            yield Skip(label=rec.label, source=rec.source, source_id=escape_name(str(rec.source_id)),
-                       reason=rec.status)
+    for key in sorted(inputs):
+        yield inputs[key]
+
+
+def _manifest_input(rec: manifest_mod.Record) -> Job | Skip:
+    source_id = escape_name(str(rec.source_id))
+    if rec.ok:
+        return Job(label=rec.label, source=rec.source, source_id=source_id,
+                   group=rec.template and escape_name(rec.template), path=rec.path, expected_sha256=rec.sha256)
+    return Skip(label=rec.label, source=rec.source, source_id=source_id, reason=rec.status)
 
 
 def _group_of(root: Path, path: Path) -> str | None:
@@ -110,7 +113,6 @@ def from_folder(root: str | Path, label: int, *, tiny: bool = False,
                   tiny=tiny)
 
 
-def from_cifar(path: str, count: int, expected_md5: str) -> Iterator[PixelJob]:
-    images, ids = load_cifar100(path, count, expected_md5)
-    for pixels, source_id in zip(images, ids):
+def from_cifar(path: str, count: int, expected_md5: str, spool_dir: str | Path) -> Iterator[PixelJob]:
+    for source_id, pixels in iter_cifar100(path, count, spool_dir, expected_md5):
         yield PixelJob(label=NON_MEME, source="cifar100", source_id=source_id, pixels=pixels)

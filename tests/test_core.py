@@ -48,11 +48,11 @@ def test_check_refuses_configs_that_cannot_build(folder, tmp_path, change, messa
 
 def test_shards_partition_the_inputs_exactly_once(folder, tmp_path):
     whole = BuildConfig(out=tmp_path / "x.h5", memes=(str(folder),), workers=2, progress=True)
-    keys = {x.key for x in collect_inputs(whole)}
+    keys = {x.key for x in collect_inputs(whole, tmp_path)}
     parts = [for_shard(whole, tmp_path / f"s{i}.h5", i, 3) for i in range(3)]
     assert all(p.workers == 1 and not p.progress and p.shard == (i, 3) for i, p in enumerate(parts))
     assert all(p.params()["inputs"] == whole.params()["inputs"] for p in parts)
-    shard_keys = [{x.key for x in collect_inputs(p)} for p in parts]
+    shard_keys = [{x.key for x in collect_inputs(p, tmp_path)} for p in parts]
     assert set().union(*shard_keys) == keys and sum(map(len, shard_keys)) == len(keys)
     assert all(shard_of(k, 3) == i for i, ks in enumerate(shard_keys) for k in ks)
 

@@ -215,3 +215,20 @@ def test_parallel_writes_into_one_new_folder(tmp_path):
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: pipe.store.persist_file(f"full/ab/{i}.jpg", BytesIO(b"x" * i), None), range(64)))
     assert len(list((tmp_path / "full" / "ab").iterdir())) == 64
+
+
+def test_media_results_are_remembered_only_up_to_the_cache_size(tmp_path):
+    """Scrapy's media pipeline keeps every file result for the whole crawl; ours the last MEDIA_CACHE_SIZE."""
+    from scrapy import Spider
+    from scrapy.utils.test import get_crawler
+
+    from crawler.pipelines import MemeFilesPipeline
+
+    crawler = get_crawler(Spider, settings_dict={"FILES_STORE": str(tmp_path), "MEDIA_CACHE_SIZE": 3})
+    crawler.spider = crawler._create_spider("memes")
+    pipe = MemeFilesPipeline.from_crawler(crawler)
+    pipe.open_spider()
+    for i in range(10):
+        pipe.spiderinfo.downloaded[b"fp%d" % i] = {"path": f"{i}.jpg"}
+    assert list(pipe.spiderinfo.downloaded) == [b"fp7", b"fp8", b"fp9"]
+    assert pipe.spiderinfo.downloaded[b"fp9"] == {"path": "9.jpg"}
