@@ -8,7 +8,8 @@ archive rows shaped like the Meme Generator file and 10,158 imgur links;
 mirror speed (politeness off: no AutoThrottle, no delay, 8 per domain, robots.txt
 still read); ``build_h5`` builds both manifests plus 50,000 pictures from a
 generated CIFAR-100 tarball in the official format (``--cifar-md5`` its MD5);
-``training.run --epochs 1 --arch original`` runs one epoch from the stream.
+``training.run --epochs 1 --arch original`` runs one epoch from the stream
+(``--train-size`` its input size).
 
 The archive mix: 80% verify at the row's own timestamp; 8% have other bytes
 there and verify at an older capture found through the CDX index (pywb form);
@@ -191,7 +192,7 @@ def crawl_summary(recs: list[dict], expected_ids: set[str]) -> tuple[int, int, b
     return ok, len(recs) - ok, len(ids) == len(set(ids)) and set(ids) == expected_ids
 
 
-def rehearse(scale: float, work: Path, train: bool) -> dict:
+def rehearse(scale: float, work: Path, train: bool, train_size: int) -> dict:
     n_loc, n_imgur, n_cifar = (max(10, round(x * scale)) for x in (ARCHIVE_ROWS, IMGUR_LINKS, CIFAR_PICTURES))
     print(f"\n== scale {scale}: {n_loc:,} archive rows, {n_imgur:,} imgur links, {n_cifar:,} CIFAR pictures "
           f"(work dir {work})")
@@ -247,7 +248,8 @@ def rehearse(scale: float, work: Path, train: bool) -> dict:
     if train:
         run = work / "run"
         stage = Stage("training.run", [sys.executable, "-m", "training.run", "--data", str(dataset), "--out", str(run),
-                                       "--epochs", "1", "--arch", "original", "--verbose", "0"],
+                                       "--epochs", "1", "--arch", "original", "--sizes", str(train_size),
+                                       "--verbose", "0"],
                       work / "train.log").run()
         train_rows = summary["by_split"]["train"]["meme"] + summary["by_split"]["train"]["non_meme"]
         result["training"] = line("train 1 epoch", stage, train_rows, train_rows, 0, du(run))
@@ -260,6 +262,8 @@ def main() -> int:
     p.add_argument("--scale", default="1", help="fraction of the full size; several, comma-separated, are "
                                                 "compared side by side (e.g. 0.1,1)")
     p.add_argument("--no-train", action="store_true", help="skip the training epoch")
+    p.add_argument("--train-size", type=int, default=128,
+                   help="input size of the training epoch (default 128; the stream always reads 128x128 rows)")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     args = p.parse_args()
     scales = [float(s) for s in args.scale.split(",")]
@@ -268,7 +272,7 @@ def main() -> int:
         base = args.keep or Path(tempfile.mkdtemp(prefix="full_size-"))
         work = base / f"scale-{scale}"
         work.mkdir(parents=True, exist_ok=False)
-        results.append(rehearse(scale, work, train=not args.no_train))
+        results.append(rehearse(scale, work, train=not args.no_train, train_size=args.train_size))
         if args.keep is None:
             subprocess.run(["rm", "-rf", str(base)], check=False)
     print()

@@ -130,7 +130,12 @@ class _RestrictedUnpickler(pickle._Unpickler):
 def _pixel_offsets(spool: Path, name: str) -> tuple[int, int]:
     """(offset of the first picture, number of pictures) in a spooled batch."""
     with open(spool, "rb") as fh:
-        batch = _RestrictedUnpickler(fh).load()
+        try:
+            batch = _RestrictedUnpickler(fh).load()
+        except pickle.UnpicklingError:
+            raise
+        except Exception as exc:   # a corrupt pickle can break any opcode of the unpickler, in any way
+            raise pickle.UnpicklingError(f"{type(exc).__name__}: {exc}") from None
     array = batch.get(b"data") if isinstance(batch, dict) else None
     if not isinstance(array, _Array):
         raise ValueError(f"{name} has no pixel array 'data'")

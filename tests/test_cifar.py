@@ -117,3 +117,25 @@ def test_malicious_pickle_is_not_executed(tmp_path):
     with pytest.raises(CifarError, match="forbidden"):
         load(tmp_path / "evil.tar.gz", 1, tmp_path, md5)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_corrupted_pickles_end_in_one_error(tmp_path, monkeypatch):
+    """Seeded random damage to a batch: each archive loads or is refused with CifarError, nothing else."""
+    import random
+
+    monkeypatch.setattr(cifar, "SPOOL_ABOVE", 4096)
+    good = batch(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), 3)
+    rng, outcomes = random.Random(0), set()
+    for _ in range(300):
+        damaged = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            damaged = damaged[:rng.randrange(len(damaged))]
+        md5 = tarball(tmp_path / "c.tar.gz", {"cifar-100-python/train": bytes(damaged)})
+        try:
+            load(tmp_path / "c.tar.gz", 3, tmp_path, md5)
+            outcomes.add("loaded")
+        except CifarError:
+            outcomes.add("refused")
+    assert outcomes == {"loaded", "refused"}
