@@ -8,7 +8,6 @@ notebook, a test, a cluster worker) without a command line.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import sys
@@ -205,20 +204,14 @@ def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iter
             yield prepare_any(job, options)
         return
     chunks = (jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK))
-    # forked workers inherit every job object; frozen, the workers' collector never writes to them, so
-    # their pages stay shared with this process instead of being copied into each worker
-    gc.freeze()
-    try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            in_flight: deque = deque()
-            for chunk in chunks:
-                in_flight.append(pool.submit(prepare_chunk, chunk, options))
-                if len(in_flight) >= 4 * workers:
-                    yield from in_flight.popleft().result()
-            while in_flight:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        in_flight: deque = deque()
+        for chunk in chunks:
+            in_flight.append(pool.submit(prepare_chunk, chunk, options))
+            if len(in_flight) >= 4 * workers:
                 yield from in_flight.popleft().result()
-    finally:
-        gc.unfreeze()
+        while in_flight:
+            yield from in_flight.popleft().result()
 
 
 def write_order(key: tuple[str, str]) -> bytes:
