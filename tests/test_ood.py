@@ -1,5 +1,7 @@
 """The out-of-distribution table on a tiny fake copy of the shared data's folder layout."""
 
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,9 +19,11 @@ def shared(tmp_path):
     """The shared layout in miniature: bright 'memes', dark 'non-memes'."""
     def put(rel, n, bright, size=(160, 200)):
         for i in range(n):
-            img = np.full((*size, 3), 220 if bright else 30, np.uint8)
-            img[:8, :8] = (i * 37) % 256                      # distinct bytes per file
-            save(Image.fromarray(img), tmp_path / rel / f"{i}.png")
+            # distinct pictures (smooth random cells), all bright or all dark: not near duplicates of each other
+            rng = np.random.default_rng(zlib.crc32(f"{rel}/{i}".encode()))
+            cells = rng.integers(190, 250, (4, 5, 3)) if bright else rng.integers(0, 60, (4, 5, 3))
+            img = Image.fromarray(cells.astype(np.uint8)).resize((size[1], size[0]), Image.BILINEAR)
+            save(img, tmp_path / rel / f"{i}.png")
     for t in ("doge", "cat", "duck"):
         put(f"memes/advice-animals/{t}", 6, True)
     put("memes/modern/programming", 10, True)
