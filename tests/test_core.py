@@ -39,6 +39,8 @@ def test_config_is_frozen_and_normalises_names(folder, tmp_path):
     ({"memes": ("/nonexistent/folder",)}, "input not found"),
     ({"workers": 0}, "--workers"),
     ({"group_by": "colour"}, "--group-by"),
+    ({"near_duplicate_bits": 64}, "--near-duplicate-bits"),
+    ({"near_duplicate_bits": -2}, "--near-duplicate-bits"),
 ])
 def test_check_refuses_configs_that_cannot_build(folder, tmp_path, change, message):
     config = BuildConfig(out=tmp_path / "x.h5", **{"memes": (str(folder),), **change})
