@@ -20,9 +20,9 @@ from . import paths, pipeline
 from .cifar import CIFAR100_MD5
 from .cliutil import UsageError, run_main
 from .decode import DEFAULT_MAX_PIXELS
+from .distribute import build_sharded
 from .files import DEFAULT_MAX_BYTES
 from .neardup import NEAR_DUPLICATE_BITS
-from .distribute import build_sharded
 from .pipeline import COMPRESSIONS, GROUP_BY, BuildConfig
 from .schema import INPUT_SIZE, SPLIT_NAMES
 from .split import parse_fractions
@@ -110,8 +110,9 @@ def to_config(args) -> BuildConfig:
         out=args.out, manifests=args.manifest, memes=args.memes, non_memes=args.non_memes, tiny=args.tiny,
         tiny_count=args.tiny_count, cifar=args.cifar, cifar_count=args.cifar_count, cifar_md5=args.cifar_md5,
         fit=args.fit, min_side=args.min_side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
-        group_by=args.group_by, near_duplicate_bits=args.near_duplicate_bits, seed=args.seed, compression=args.compression, workers=args.workers,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+        group_by=args.group_by, near_duplicate_bits=args.near_duplicate_bits, seed=args.seed,
+        compression=args.compression, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.no_progress)
 
 
 def print_summary(summary: dict) -> None:

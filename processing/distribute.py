@@ -34,9 +34,9 @@ import numpy as np
 from . import reasons
 from .cliutil import atomic_write_json
 from .files import escape_name
+from .neardup import image_hashes
 from .pipeline import BuildConfig, check, check_existing, for_shard, locked_output, split_keys, summary_path
 from .schema import INPUT_SIZE, dataset_attrs
-from .neardup import image_hashes
 from .split import assign_splits, label_counts, source_counts, split_counts
 from .writer import STR, partial_path, write_split
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+
 from .transform import LETTERBOX_FILL
 
 NEAR_DUPLICATE_BITS = 8

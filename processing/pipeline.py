@@ -315,12 +315,14 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
     except PartialBuildError as exc:
         raise UsageError(str(exc)) from None
     done = writer.done_keys()
-    todo, seen = [], set(done)
+    todo, seen = [], set()
     for x in inputs:
-        if x.key not in seen:
-            seen.add(x.key)
-            todo.append(x)
-    inputs_total = len({x.key for x in inputs})
+        key = x.key
+        if key not in seen:
+            seen.add(key)
+            if key not in done:
+                todo.append(x)
+    inputs_total = len(seen)
     del inputs, seen    # the jobs to do are all that is held while rows are written
     try:
         with tqdm(total=inputs_total, initial=inputs_total - len(todo), unit="img", desc="build_h5",

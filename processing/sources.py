@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-
 from . import manifest as manifest_mod
 from . import reasons
 from .cifar import PixelRef, iter_cifar100
