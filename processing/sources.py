@@ -86,6 +86,11 @@ def _group_of(root: Path, path: Path) -> str | None:
     return escape_name(parts[0]) if len(parts) > 1 else None
 
 
+def folder_source(root: str | Path, tiny: bool = False) -> str:
+    """The ``source`` of the rows a folder given to the builder becomes: ``folder:<name>`` or ``tiny:<name>``."""
+    return f"{'tiny' if tiny else 'folder'}:{escape_name(Path(root).name)}"
+
+
 def from_folder(root: str | Path, label: int, *, tiny: bool = False,
                 count: int | None = None) -> Iterator[Job | Skip]:
     """Every entry under ``root`` (recursively, see ``files.walk``); its first-level subfolder is its group.
@@ -98,8 +103,7 @@ def from_folder(root: str | Path, label: int, *, tiny: bool = False,
     """
     root = Path(root)
     files, unlisted = walk(root)
-    kind = "tiny" if tiny else "folder"
-    source = f"{kind}:{escape_name(root.name)}"
+    source = folder_source(root, tiny)
     for d in unlisted:
         yield Skip(label=label, source=source, source_id=escape_name(d.relative_to(root).as_posix()) + "/",
                    reason=reasons.UNREADABLE)

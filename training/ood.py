@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
+from processing.sources import folder_source
 
 GRID_ERRORS = 9        # the most instructive errors shown in errors.png
 ERRORS_PER_FOLDER = 2  # so the grid shows several folders' failures, not one folder's
@@ -32,9 +33,8 @@ class Folder:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        """The ``source`` values of its rows in a dataset (processing.sources.from_folder)."""
-        kind = "tiny" if self.family == "tiny" else "folder"
-        return tuple(f"{kind}:{root.name}" for root in self.roots)
+        """The ``source`` values of its rows in a dataset."""
+        return tuple(folder_source(root, tiny=self.family == "tiny") for root in self.roots)
 
 
 def _subfolders(path: Path) -> list[Path]:
