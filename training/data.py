@@ -23,10 +23,9 @@ from processing.schema import INPUT_SIZE, MEME, NON_MEME
 from processing.transform import DEFAULT_FIT, block_mean_pool, upsample_repeat
 
 from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
-from .synth import caption_meme
+from .synth import MAX_SYNTH, caption_meme
 
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
-MAX_SYNTH = 0.5  # each synthesised meme needs an uncaptioned partner in its batch
 
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""

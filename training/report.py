@@ -29,8 +29,9 @@ from .ood import build_inputs, instructive_errors, markdown_table as ood_table, 
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AUG = ["--degrade-memes", "0", "--smooth-tiny", "0", "--synth-memes", "0"]
-# dataset name -> families of training.ood folders left out of it (None: the original's setting, memes + tiny only)
-DATASETS = {"all": (), "nomodern": ("modern",), "notext": ("text",), "nophotos": None}
+# dataset name -> families of training.ood folders left out of it ("nophotos": the original's setting, Advice
+# Animals against tiny pictures only)
+DATASETS = {"all": (), "nomodern": ("modern",), "notext": ("text",), "nophotos": ("modern", "text", "photos")}
 # name, dataset, arch, training flags beyond the defaults, what it shows
 RUNS = [
     ("default", "all", "memenet", [], "every real source and every kind of non-meme, template-grouped splits"),
@@ -52,14 +53,6 @@ def sh(cmd: list[str], log: Path) -> float:
     return time.time() - t0
 
 
-def dataset_folders(folders, name: str):
-    """The training.ood folders a dataset is built from."""
-    leave_out = DATASETS[name]
-    if leave_out is None:
-        return [f for f in folders if f.family in ("advice-animals", "tiny")]
-    return [f for f in folders if f.family not in leave_out]
-
-
 def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str) -> dict:
     py = sys.executable
     folders = real_folders(shared)
@@ -67,7 +60,7 @@ def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str) -
         if not any(f.family == family for f in folders):
             raise UsageError(f"real data not found: no {family} folder in {shared} (see ../shared/data/MANIFEST.md)")
     return {f"build {name}.h5": sh([py, "-m", "processing.build_h5",
-                                    *build_inputs(dataset_folders(folders, name), (), tiny_count),
+                                    *build_inputs(folders, DATASETS[name], tiny_count),
                                     "--group-by", "template", "--compression", compression, "--overwrite",
                                     "--no-progress", "--out", str(out / f"{name}.h5")], out / f"build_{name}.log")
             for name in DATASETS}
@@ -90,7 +83,7 @@ def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, run
                                        arch, "--epochs", str(epochs), "--overwrite", *flags], out / f"train_{name}.log")
         t0 = time.time()
         model, pre = load_classifier(run)
-        trained = {f.name for f in dataset_folders(folders, dataset)}
+        trained = {f.name for f in folders if f.family not in DATASETS[dataset]}
         scores, wrong = score_run(model, pre, folders, str(data), trained)
         timings[f"folders {name}"] = time.time() - t0
         errors += [(f"{name}: {folder}", label, p, image) for folder, label, p, image in wrong]

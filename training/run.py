@@ -23,6 +23,7 @@ from processing.cliutil import UsageError, atomic_write_json, run_main
 from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
 from .h5file import DatasetError, open_dataset, split_names, untrainable
 from .preprocess import Preprocess
+from .synth import MAX_SYNTH
 
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
 BEST = "best.keras"               # lowest validation loss so far
@@ -54,7 +55,7 @@ def parse_args(argv=None):
                         "(default 0.5; 0 turns it off)")
     p.add_argument("--synth-memes", type=float, default=SYNTH_MEMES, metavar="RATIO",
                    help="turn this fraction of each training batch's non-memes into memes by captioning another "
-                        "non-meme of the batch (training.synth: the same picture seen as both; at most 0.5; "
+                        f"non-meme of the batch (training.synth: the same picture seen as both; at most {MAX_SYNTH}; "
                         f"default {SYNTH_MEMES}; 0 turns it off)")
     p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
@@ -127,8 +128,8 @@ def train(args) -> dict:
     ``log.csv``, ``report.json``, PNGs) and returns the test report. Raises
     UsageError for arguments or data it cannot use.
     """
-    if not 0 <= args.synth_memes <= 0.5:
-        raise UsageError("--synth-memes takes a fraction from 0 to 0.5")
+    if not 0 <= args.synth_memes <= MAX_SYNTH:
+        raise UsageError(f"--synth-memes takes a fraction from 0 to {MAX_SYNTH}")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if not sizes or min(sizes) < 16:
         raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")

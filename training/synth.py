@@ -37,6 +37,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from processing.transform import DEFAULT_FIT, LETTERBOX_FILL, fit_image
 
+MAX_SYNTH = 0.5   # of a batch's non-memes: each synthesised meme needs an uncaptioned partner in its batch
+
 STYLES = ("impact", "bar", "labels", "panels")
 RENDER = 2   # draw at twice the picture's side, then fit back down: strokes come out anti-aliased like real memes
 
