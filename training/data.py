@@ -114,8 +114,8 @@ class H5Batches(keras.utils.PyDataset):
         x = read_rows(self._images(), self.indices[pos])
         y = self.labels[pos].astype(np.int32)
         if self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            x, y = self._synthesise(x, y, rng)
+            rng = np.random.default_rng([self.seed, self.epoch, i])   # x and y are this batch's own arrays:
+            x, y = self._synthesise(x, y, rng)                          # changed in place
             x = self._transform(x, y, rng)
         x = resize_batch(x, self.size)
         if self.class_weight is None:
@@ -137,14 +137,12 @@ class H5Batches(keras.utils.PyDataset):
         m = min(len(non_memes) // 2, int(rng.binomial(len(non_memes), self.synth_memes)))
         if not m:
             return x, y
-        x, y = x.copy(), y.copy()
         for source, target in zip(non_memes[:m], non_memes[m:2 * m]):
             x[target] = caption_meme(x[source], rng, fit=self.fit)
             y[target] = MEME
         return x, y
 
     def _transform(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        x = x.copy()
         for k in range(len(x)):
             if y[k] == 1 and rng.random() < self.degrade_memes:
                 x[k] = degrade(x[k])
