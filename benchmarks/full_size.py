@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,12 +47,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crawler.mirror import REMOVED_PNG_MD5, Capture, ImgurImage, ImgurSite, LocItem, Mirror  # noqa: E402
-from crawler.testkit import ROOT, crawl_settings, gif_bytes, write_csv  # noqa: E402
+from crawler.testkit import OLD, ROOT, TS, gif_bytes, image_bytes, scrapy_cmd, write_csv  # noqa: E402
 from processing.cifar import write_cifar100_tarball  # noqa: E402
 from processing.pipeline import summary_path  # noqa: E402
 
 ARCHIVE_ROWS, IMGUR_LINKS, CIFAR_PICTURES = 57_652, 10_158, 50_000
-TS, OLDER, OLDEST = "20150508184553", "20140101000000", "20120101000000"
+OLDER = "20140101000000"   # between testkit's TS and OLD
 # (share, what the archive does): the real file's shape, most rows verify at their own capture
 LOC_MIX = [(0.80, "ok"), (0.08, "index"), (0.04, "no_capture"), (0.04, "md5_mismatch"), (0.02, "truncated"),
            (0.02, "not_an_image")]
@@ -62,9 +62,7 @@ IMGUR_MIX = [(0.93, "ok"), (0.03, "removed"), (0.02, "video"), (0.01, "animated"
 def jpeg(seed: int) -> bytes:
     """A distinct 128x128 JPEG of ~2.5 KB (smooth colours from an 8x8 seed), ~0.4 ms to make."""
     cells = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(cells).resize((128, 128), Image.BILINEAR).save(buf, "JPEG", quality=75)
-    return buf.getvalue()
+    return image_bytes(Image.fromarray(cells).resize((128, 128), Image.BILINEAR), "JPEG", quality=75)
 
 
 def kinds(mix, n: int) -> list[str]:
@@ -93,7 +91,7 @@ def archive_corpus(n: int):
         elif kind == "no_capture":
             captures, fault, index_fault = [Capture(TS, body)], "404", "empty"
         elif kind == "md5_mismatch":
-            captures = [Capture(TS, wrong), Capture(OLDEST, wrong)]
+            captures = [Capture(TS, wrong), Capture(OLD, wrong)]
         elif kind in ("truncated", "not_an_image"):
             fault = "truncated" if kind == "truncated" else "html_as_jpg"
         items.append(LocItem(original, captures, fault, index_fault=index_fault))
@@ -207,14 +205,13 @@ def rehearse(scale: float, work: Path, train: bool, train_size: int) -> dict:
     print(f"corpus generated in {time.perf_counter() - t0:.0f} s")
     manifests, files = work / "crawl" / "manifests", work / "crawl" / "files"
     result = {"scale": scale, "archive_rows": n_loc, "imgur_links": n_imgur, "cifar": n_cifar}
-    fast = dict(LOG_LEVEL="INFO", FILES_STORE=str(files), MANIFEST_DIR=str(manifests), CONCURRENT_REQUESTS="16",
-                IMGUR_CLIENT_ID="", IMGUR_IMAGES="", IMGUR_REMOVED_MD5=REMOVED_PNG_MD5)
     with Mirror(items, site, index="pywb") as mirror:
-        fast["IMGUR_IMAGES"] = mirror.base_url + "/i"
+        fast = dict(FILES_STORE=str(files), MANIFEST_DIR=str(manifests), CONCURRENT_REQUESTS="16",
+                    IMGUR_CLIENT_ID="", IMGUR_IMAGES=mirror.base_url + "/i", IMGUR_REMOVED_MD5=REMOVED_PNG_MD5)
 
         def crawl(spider, arg, log):
-            cmd = [sys.executable, "-m", "scrapy", "crawl", spider, "-a", arg, *crawl_settings(mirror, work, **fast)]
-            return Stage(spider, cmd, work / log, mirror).run()
+            name, value = arg.split("=", 1)
+            return Stage(spider, scrapy_cmd(spider, mirror, work, {name: value}, **fast), work / log, mirror).run()
 
         loc = crawl("loc_archive", f"csv={work / 'memegenerator.csv'}", "loc.log")
         ok, failed, exact = crawl_summary(records(manifests, "loc_archive"), {r["Meme ID"] for r in rows})
@@ -274,7 +271,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=False)
         results.append(rehearse(scale, work, train=not args.no_train, train_size=args.train_size))
         if args.keep is None:
-            subprocess.run(["rm", "-rf", str(base)], check=False)
+            shutil.rmtree(base, ignore_errors=True)
     print()
     for r in results:
         loc = r["loc_archive"]
