@@ -55,6 +55,11 @@ def predict_probs(model, batches) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def predict_array(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``predict_probs`` of an array of images, ``batch_size`` at a time."""
+    return predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+
+
 def evaluate_split(model, data: str, split: str, batch_size: int = 64):
     from .data import H5Batches
 
@@ -77,11 +82,10 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
     the fitted square.
     """
     x, labels, paths, skipped = load_folders(pre, memes, non_memes)
-    if native_max_side:
-        probs = np.array([float(np.asarray(model.predict_on_batch(
-            load_pixels(p, pre, native=True, max_side=native_max_side)[None]))[0, 1]) for p in paths])
+    if native_max_side:   # one image per batch: each has its own shape
+        probs = predict_probs(model, (load_pixels(p, pre, native=True, max_side=native_max_side)[None] for p in paths))
     else:
-        probs = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+        probs = predict_array(model, x, batch_size)
     order = np.random.default_rng(0).permutation(len(x))[:GRID]
     return labels, probs, x[order], labels[order], probs[order], skipped
 

@@ -159,11 +159,11 @@ def score_run(model, pre, folders: list[Folder], data: str, trained: set[str], b
     import h5py
 
     from .data import H5Batches
-    from .evaluate import load_folders, predict_probs
+    from .evaluate import load_folders, predict_array, predict_probs
 
     ds = H5Batches(data, SPLIT_NAMES[2], batch_size)
     with h5py.File(data, "r") as f:
-        sources = np.array([s.decode() for s in f["source"][:]])[ds.indices]
+        sources = np.array([s.decode() for s in f["source"][:][ds.indices]])
     errors, batch_probs = [], []
     for i in range(len(ds)):   # one pass over the test split: probabilities and mistakes together
         x, y = ds[i][:2]
@@ -180,7 +180,7 @@ def score_run(model, pre, folders: list[Folder], data: str, trained: set[str], b
             continue
         x, _, _, _ = load_folders(pre, [str(r) for r in f.roots] if f.label == MEME else [],
                                   [] if f.label == MEME else [str(r) for r in f.roots])
-        p = predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+        p = predict_array(model, x, batch_size)
         scores.append(score(f.name, f.label, "all, never trained on", p, pre.threshold))
         wrong = (p >= pre.threshold) != (f.label == MEME)
         errors += [(f.name, f.label, float(p[k]), x[k]) for k in np.flatnonzero(wrong)]
