@@ -78,7 +78,7 @@ def font(path: str, size: int) -> ImageFont.FreeTypeFont:
 
 
 def phrase(rng: np.random.Generator, lo: int = 2, hi: int = 9) -> str:
-    words = WORDS[LANGUAGES[int(rng.integers(len(LANGUAGES)))]]
+    words = WORDS[pick(rng, LANGUAGES)]
     return " ".join(words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(lo, hi + 1))))
 
 
@@ -103,10 +103,20 @@ def fitted_text(text: str, path: str, size: int, width: int, max_lines: int) -> 
         size = max(8, int(size * 0.85))
 
 
+def line_height(face) -> int:
+    """Pixels from one caption line to the next."""
+    return int(face.size * 1.15)
+
+
+def pick(rng: np.random.Generator, options):
+    """One of ``options``, uniformly."""
+    return options[int(rng.integers(len(options)))]
+
+
 def draw_lines(draw: ImageDraw.ImageDraw, lines: list[str], face, centre_x: int, top: int, fill, stroke: int = 0,
                stroke_fill=None, align: str = "center", left: int = 0) -> int:
     """Draw lines downward from ``top``; returns the y below the last one."""
-    step = int(face.size * 1.15)
+    step = line_height(face)
     for k, line in enumerate(lines):
         x = centre_x - face.getlength(line) / 2 if align == "center" else left
         draw.text((x, top + k * step), line, font=face, fill=fill, stroke_width=stroke, stroke_fill=stroke_fill)
@@ -134,11 +144,11 @@ def impact(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     side, height_px = img.size
     draw = ImageDraw.Draw(img)
     bold = font_files()[0]
-    path = bold[int(rng.integers(len(bold)))]
+    path = pick(rng, bold)
     where = ("top", "bottom") if rng.random() < 0.6 else (("top",) if rng.random() < 0.5 else ("bottom",))
     for place in where:
         face, lines = fitted_text(phrase(rng).upper(), path, int(side * rng.uniform(0.08, 0.15)), int(side * 0.94), 3)
-        height = len(lines) * int(face.size * 1.15)
+        height = len(lines) * line_height(face)
         top = int(height_px * 0.02) if place == "top" else height_px - height - int(height_px * 0.03)
         draw_lines(draw, lines, face, side // 2, top, "white", max(1, face.size // 12), "black")
     return img
@@ -148,10 +158,10 @@ def bar(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     pic = upscale(picture, picture.shape[0] * RENDER)
     side = pic.width
     regular = font_files()[1] + font_files()[0][:1]
-    path = regular[int(rng.integers(len(regular)))]
+    path = pick(rng, regular)
     face, lines = fitted_text(phrase(rng, 4, 16), path, int(side * rng.uniform(0.06, 0.1)), int(side * 0.92), 4)
     pad = int(side * 0.03)
-    height = 2 * pad + len(lines) * int(face.size * 1.15)
+    height = 2 * pad + len(lines) * line_height(face)
     img = Image.new("RGB", (side, pic.height + height), "white")
     img.paste(pic, (0, height))
     align = "center" if rng.random() < 0.5 else "left"
@@ -165,11 +175,11 @@ def labels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     draw = ImageDraw.Draw(img)
     bold = font_files()[0]
     for _ in range(int(rng.integers(1, 4))):
-        path = bold[int(rng.integers(len(bold)))]
+        path = pick(rng, bold)
         face, lines = fitted_text(phrase(rng, 1, 3), path, int(side * rng.uniform(0.06, 0.1)), int(side * 0.45), 2)
         width = max(face.getlength(s) for s in lines)
         x = int(rng.uniform(0.02, 0.98) * max(0, side - width))
-        y = int(rng.uniform(0.02, 0.98) * max(0, height_px - len(lines) * int(face.size * 1.15)))
+        y = int(rng.uniform(0.02, 0.98) * max(0, height_px - len(lines) * line_height(face)))
         if rng.random() < 0.5:
             draw_lines(draw, lines, face, 0, y, "white", max(1, face.size // 10), "black", align="left", left=x)
         else:
@@ -186,7 +196,7 @@ def panels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     big = np.asarray(upscale(picture, side))
     crop_max = min(big.shape[:2])
     regular = font_files()[1] + font_files()[0]
-    path = regular[int(rng.integers(len(regular)))]
+    path = pick(rng, regular)
     rows = []
     for _ in range(n):
         crop = int(crop_max * rng.uniform(0.5, 0.9))
@@ -198,10 +208,10 @@ def panels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
         if beside:
             row = Image.new("RGB", (2 * cell, cell), "white")
             row.paste(pic, (cell, 0))
-            height = len(lines) * int(face.size * 1.15)
+            height = len(lines) * line_height(face)
             draw_lines(ImageDraw.Draw(row), lines, face, cell // 2, (cell - height) // 2, "black")
         else:
-            height = len(lines) * int(face.size * 1.15) + int(cell * 0.06)
+            height = len(lines) * line_height(face) + int(cell * 0.06)
             row = Image.new("RGB", (cell, cell + height), "white")
             row.paste(pic, (0, height))
             draw_lines(ImageDraw.Draw(row), lines, face, cell // 2, int(cell * 0.03), "black")
@@ -224,7 +234,7 @@ def caption_meme(picture: np.ndarray, rng: np.random.Generator, style: str | Non
 
     Letterbox bands are trimmed first, so captions go on the picture, not on the grey.
     """
-    style = style or STYLES[int(rng.integers(len(STYLES)))]
+    style = style or pick(rng, STYLES)
     if style not in RENDERERS:
         raise ValueError(f"unknown caption style {style!r}; choose from {STYLES}")
     return fit_image(np.asarray(RENDERERS[style](trim_fill(picture), rng)), fit, picture.shape[0])
