@@ -47,6 +47,8 @@ def main() -> int:
                    "capped at --max-side) on the folders it never trained on")
     p.add_argument("--max-side", type=int, default=256)
     args = p.parse_args()
+    from training.evaluate import load_classifier
+
     args.out.mkdir(parents=True, exist_ok=True)
     folders = real_folders(args.shared)
     bsd = [f for f in folders if f.name == "photos/BSD100"]
@@ -67,9 +69,11 @@ def main() -> int:
                             str(args.epochs), "--patience", str(args.epochs), "--sizes", args.sizes, "--overwrite", "--verbose", "0", *flags],
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         seconds = time.time() - t0
-        results[name] = score(run, data, folders, {f.name for f in trained}) | {"train_s": round(seconds)}
+        model, pre = load_classifier(run)
+        results[name] = score(model, pre, run, data, folders, {f.name for f in trained}) | {"train_s": round(seconds)}
         if name == args.native:
-            results[f"{name} (native size)"] = native(run, folders, {f.name for f in trained}, args.max_side) | {
+            results[f"{name} (native size)"] = native(model, pre, folders, {f.name for f in trained},
+                                                      args.max_side) | {
                 "train_s": round(seconds), "threshold": results[name]["threshold"],
                 "test_accuracy": results[name]["test_accuracy"]}
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
@@ -80,24 +84,21 @@ def main() -> int:
     return 0
 
 
-def score(run: Path, data: Path, folders, trained: set[str]) -> dict:
-    from training.evaluate import load_classifier
+def score(model, pre, run: Path, data: Path, folders, trained: set[str]) -> dict:
     from training.ood import score_run
 
-    model, pre = load_classifier(run)
     scores, _ = score_run(model, pre, folders, str(data), trained)
     test = json.loads((run / "report.json").read_text())
     return {"threshold": pre.threshold, "test_accuracy": test["accuracy"],
             "folders": {s.folder: [s.scope, s.correct, s.count] for s in scores}}
 
 
-def native(run: Path, folders, trained: set[str], max_side: int) -> dict:
+def native(model, pre, folders, trained: set[str], max_side: int) -> dict:
     """Folders never trained on, each image fed at its own aspect and size (evaluate --native-size)."""
     from processing.schema import MEME
-    from training.evaluate import evaluate_folders, load_classifier
+    from training.evaluate import evaluate_folders
     from training.ood import score as score_folder
 
-    model, pre = load_classifier(run)
     out = {}
     for f in folders:
         if f.name in trained or f.family == "tiny":
