@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from .cliutil import file_digest
+from .files import escape_name
 from .schema import TINY_SIZE
 
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -162,11 +163,14 @@ def iter_cifar100(path: str | Path, count: int, spool_dir: str | Path,
     first picture.
     """
     path = Path(path)
+    name = escape_name(str(path))
+    if not path.exists():
+        raise CifarError(f"CIFAR archive not found: {name} (download cifar-100-python.tar.gz, see datasets/cifar100.md)")
     if not path.is_file():
-        raise CifarError(f"CIFAR archive not found: {path} (download cifar-100-python.tar.gz, see datasets/cifar100.md)")
+        raise CifarError(f"CIFAR archive {name} is not a regular file (a folder, FIFO or device): give the .tar.gz")
     actual = file_digest(path, "md5")
     if expected_md5 and actual != expected_md5.lower():
-        raise CifarError(f"CIFAR archive {path} has MD5 {actual}, expected {expected_md5}: re-download it")
+        raise CifarError(f"CIFAR archive {name} has MD5 {actual}, expected {expected_md5}: re-download it")
     batches: list[tuple[str, str, int, int]] = []   # (split, spool file, first offset, pictures taken)
     try:
         with tarfile.open(path, "r:gz") as tar:
@@ -176,7 +180,7 @@ def iter_cifar100(path: str | Path, count: int, spool_dir: str | Path,
                     break
                 fh = tar.extractfile(member)
                 if fh is None:
-                    raise CifarError(f"{path} has no member {member}")
+                    raise CifarError(f"{name} has no member {member}")
                 split = member.rsplit("/", 1)[1]
                 spool = Path(spool_dir) / f"cifar-{split}.pickle"
                 with open(spool, "wb") as out:
@@ -185,7 +189,7 @@ def iter_cifar100(path: str | Path, count: int, spool_dir: str | Path,
                 batches.append((split, str(spool), offset, min(n, left)))
     except (tarfile.TarError, KeyError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
             struct.error) as exc:
-        raise CifarError(f"CIFAR archive {path} is not in the official format: {exc}") from None
+        raise CifarError(f"CIFAR archive {name} is not in the official format: {exc}") from None
     for split, spool, offset, taken in batches:
         for i in range(taken):
             yield f"{split}:{i}", PixelRef(spool, offset + i * PICTURE_BYTES)

@@ -139,3 +139,14 @@ def test_corrupted_pickles_end_in_one_error(tmp_path, monkeypatch):
         except CifarError:
             outcomes.add("refused")
     assert outcomes == {"loaded", "refused"}
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "fifo"])
+def test_an_archive_that_is_not_a_file_is_one_clear_error(tmp_path, kind):
+    path = tmp_path / "cifar-100-python.tar.gz"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(CifarError, match="not found" if kind == "missing" else "not a regular file"):
+        load(path, 1, tmp_path)
