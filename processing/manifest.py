@@ -65,8 +65,24 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Record":
+        """The record of a parsed line; TypeError if a field a reader relies on has the wrong type, ValueError
+        if its status is not in the vocabulary (``processing.reasons``)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        rec = cls(**{k: v for k, v in data.items() if k in names})
+        for name, types in _FIELD_TYPES.items():
+            if not isinstance(getattr(rec, name), types):
+                raise TypeError(f"{name} is a {type(getattr(rec, name)).__name__}")
+        if not reasons.is_known(rec.status):
+            raise ValueError(f"unknown status {rec.status!r}")
+        return rec
+
+
+_OPTIONAL_STR = (str, type(None))
+# the fields the builder, resume and the feeder read: a line with another type there is not a record
+_FIELD_TYPES = {"source": str, "source_id": (str, int), "status": str, "label": int, "path": _OPTIONAL_STR,
+                "sha256": _OPTIONAL_STR, "template": _OPTIONAL_STR, "time": (int, float)}
 
 
 class ManifestWriter:
@@ -152,7 +168,7 @@ def iter_records(path: Path) -> Iterator[Record | None]:
                 continue
             try:
                 rec = Record.from_dict(json.loads(line))
-            except (json.JSONDecodeError, TypeError):
+            except (ValueError, TypeError):   # not JSON, or not a record
                 yield None
                 continue
             if rec.path and not os.path.isabs(rec.path):

@@ -65,7 +65,7 @@ MEANINGS: dict[str, str] = {
     UNSUPPORTED_SIZE: "a shape the model cannot take at native size (a side too thin for its pooling)",
     DUPLICATE: "the same bytes (sha256) as an earlier row: stored once",
     SHA256_MISMATCH: "the stored file no longer has the sha256 its manifest recorded",
-    TORN_MANIFEST_LINE: "a manifest line that does not parse (a crawl killed mid-write)",
+    TORN_MANIFEST_LINE: "a manifest line that is not a record (a crawl killed mid-write, a damaged or foreign file)",
     BAD_ROW: "an input row that cannot be used (bad id, URL, timestamp, MD5 or size field, undecodable bytes)",
     MD5_MISMATCH: "the archived bytes have another MD5 than the row promised",
     SIZE_MISMATCH: "the archived bytes have another size than the row promised",

@@ -113,6 +113,17 @@ def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
         ("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
 
 
+def test_lines_that_are_not_records_are_counted_not_raised(tmp_path):
+    """A manifest line with a field of the wrong type, an unknown status or a JSON non-object is a torn line."""
+    good = {"source": "s", "source_id": "1", "status": reasons.NO_CAPTURE}
+    lines = [good, {**good, "source_id": "2", "path": [1, 2]}, {**good, "source_id": "3", "status": "weird"},
+             {**good, "source_id": ["x"]}, {**good, "source_id": "4", "time": "yesterday"}, [1, 2], "text"]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    resolved = read_manifests([tmp_path])
+    assert list(resolved.records) == [("s", "1")] and resolved.torn_lines == [f"m.jsonl:{i}" for i in range(2, 8)]
+    assert final_keys([tmp_path]) == {("s", "1")}
+
+
 def test_preprocess_round_trips_and_reads_old_names(tmp_path):
     assert Preprocess.load(tmp_path) == Preprocess()          # a model saved without one gets the defaults
     pre = Preprocess(fit="seed", size=96, threshold=0.4, arch="memenet")
