@@ -40,7 +40,7 @@ class LinkListError(Exception):
     """A link list that cannot be read at all (one line for the user)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListedLink:
     line: int                 # 1-based line of the list it came from
     text: str                 # the cell as written

@@ -134,8 +134,8 @@ def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
             hashes.append(image_hashes(f["images"])[keep])
             blocks.append((shard, shape, keep))
     labels = np.asarray(columns["labels"], dtype=np.uint8)
-    splits = assign_splits(labels, split_keys(columns["group"], columns["sha256"], np.concatenate(hashes or [[]]),
-                                              config), config.split, config.seed)
+    splits = assign_splits(labels, *split_keys(columns["group"], columns["sha256"], np.concatenate(hashes or [[]]),
+                                               config), config.split)
 
     n = len(labels)
     size = blocks[0][1][1] if blocks else INPUT_SIZE
@@ -166,5 +166,5 @@ def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
                                      extra={"shards": [os.path.relpath(s, out.parent) for s in shards]}))
     os.replace(tmp, out)
     return {"output": escape_name(str(out)), "inputs": inputs, "rows": n, "skipped_total": len(skipped["reason"]),
-            "by_source": source_counts(columns["source"], skipped["source"]), "animated_rows": int(np.sum(columns["animated"])), "shards": len(shards),
+            "by_source": source_counts(Counter(columns["source"]), Counter(skipped["source"])), "animated_rows": int(np.sum(columns["animated"])), "shards": len(shards),
             "cross_shard_duplicates": dup_skips, **counts}

@@ -126,20 +126,13 @@ def components(n: int, pairs: Iterator[tuple[np.ndarray, np.ndarray]]) -> np.nda
             return parent
 
 
-def near_duplicate_keys(keys: list[str], hashes: np.ndarray, eligible: np.ndarray,
-                        max_bits: int = NEAR_DUPLICATE_BITS) -> list[str]:
-    """``keys`` with every eligible row's key replaced by the smallest key of its near-duplicate component.
-
-    Rows not ``eligible`` (e.g. grouped by template already) keep their key and join nothing.
-    """
-    rows = np.flatnonzero(eligible)
-    if max_bits < 0 or len(rows) < 2:
-        return list(keys)
-    root = components(len(rows), near_pairs(np.asarray(hashes)[rows], max_bits))
-    smallest: dict[int, str] = {}
-    for r, k in zip(root.tolist(), (keys[i] for i in rows)):
-        smallest[r] = min(smallest.get(r, k), k)
-    out = list(keys)
-    for i, r in zip(rows.tolist(), root.tolist()):
-        out[i] = smallest[r]
-    return out
+def near_duplicate_keys(keys: np.ndarray, hashes: np.ndarray, max_bits: int = NEAR_DUPLICATE_BITS) -> np.ndarray:
+    """Integer ``keys`` (one per row) with each row's key replaced by the smallest key of its near-duplicate
+    component (``max_bits`` < 0: unchanged)."""
+    keys = np.asarray(keys, np.int64)
+    if max_bits < 0 or len(keys) < 2:
+        return keys.copy()
+    root = components(len(keys), near_pairs(hashes, max_bits))
+    smallest = np.full(len(keys), np.iinfo(np.int64).max)
+    np.minimum.at(smallest, root, keys)
+    return smallest[root]

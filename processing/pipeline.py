@@ -8,12 +8,12 @@ notebook, a test, a cluster worker) without a command line.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import os
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -27,13 +27,15 @@ from . import reasons
 from .cifar import CIFAR100_MD5, CifarError, close_spools
 from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
+from .digestset import DigestSet
 from .files import DEFAULT_MAX_BYTES, escape_name
+from .jobtable import JobTable, key_digests, write_order
 from .manifest import manifest_problem
 from .neardup import NEAR_DUPLICATE_BITS, image_hashes, near_duplicate_keys
 from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
-from .split import assign_splits, label_counts, source_counts, split_counts
+from .split import assign_splits, label_counts, rank_keys, source_counts, split_counts
 from .transform import DEFAULT_FIT, FITS, canonical_fit
 from .writer import H5Writer, OutputBusy, PartialBuildError, output_lock, partial_path
 
@@ -175,35 +177,30 @@ def shard_of(key: tuple[str, str], count: int) -> int:
     return int.from_bytes(write_order(key)[:8], "big") % count
 
 
-def collect_inputs(config: BuildConfig, spool_dir: str | Path) -> list[Input]:
-    """Every input of the build (or of its shard); CIFAR's pixels are spooled into ``spool_dir``."""
-    inputs: list[Input] = []
-    if config.manifests:
-        inputs.extend(from_manifests(list(config.manifests)))
-    for d in config.memes:
-        inputs.extend(from_folder(d, MEME))
-    for d in config.non_memes:
-        inputs.extend(from_folder(d, NON_MEME))
-    for d in config.tiny:
-        inputs.extend(from_folder(d, NON_MEME, tiny=True, count=config.tiny_count))
+def collect_inputs(config: BuildConfig, spool_dir: str | Path) -> Iterator[Input]:
+    """Every input of the build (or of its shard), streamed; CIFAR's pixels are spooled into ``spool_dir``."""
+    sources: list[Iterable[Input]] = [from_manifests(list(config.manifests))] if config.manifests else []
+    sources += [from_folder(d, MEME) for d in config.memes]
+    sources += [from_folder(d, NON_MEME) for d in config.non_memes]
+    sources += [from_folder(d, NON_MEME, tiny=True, count=config.tiny_count) for d in config.tiny]
     if config.cifar:
-        try:
-            inputs.extend(from_cifar(config.cifar, config.cifar_count, config.cifar_md5, spool_dir))
-        except CifarError as exc:
-            raise UsageError(str(exc)) from None
-    if config.shard:
-        index, count = config.shard
-        inputs = [x for x in inputs if shard_of(x.key, count) == index]
-    return inputs
+        sources.append(from_cifar(config.cifar, config.cifar_count, config.cifar_md5, spool_dir))
+    try:
+        for item in itertools.chain.from_iterable(sources):
+            if not config.shard or shard_of(item.key, config.shard[1]) == config.shard[0]:
+                yield item
+    except CifarError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iterator[Row]:
+def run_jobs(jobs: Iterable[Job | PixelJob], options: Options, workers: int) -> Iterator[Row]:
     """Rows in job order; at most ``4 * workers`` chunks in flight (bounded memory)."""
     if workers == 1:
         for job in jobs:
             yield prepare_any(job, options)
         return
-    chunks = (jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK))
+    jobs = iter(jobs)
+    chunks = iter(lambda: list(itertools.islice(jobs, CHUNK)), [])
     with ProcessPoolExecutor(max_workers=workers) as pool:
         in_flight: deque = deque()
         for chunk in chunks:
@@ -214,21 +211,14 @@ def run_jobs(jobs: list[Job | PixelJob], options: Options, workers: int) -> Iter
             yield from in_flight.popleft().result()
 
 
-def write_order(key: tuple[str, str]) -> bytes:
-    """Rows are written in a hashed order, so neighbouring rows mix sources and labels: a
-    block-shuffled reader (training.data) then gets mixed batches at slice speed."""
-    return hashlib.sha1(f"{key[0]}\x00{key[1]}".encode("utf-8", "surrogateescape")).digest()
-
-
-def process(inputs: Iterable[Input], options: Options, workers: int) -> Iterator[Skip | Row]:
-    inputs = list(inputs)
-    yield from (x for x in inputs if isinstance(x, Skip))
-    work = sorted((x for x in inputs if not isinstance(x, Skip)), key=lambda x: write_order(x.key))
-    yield from run_jobs(work, options, workers)
+def process(table: JobTable, options: Options, workers: int) -> Iterator[Skip | Row]:
+    """The table's skips, then its jobs' rows, each in write order."""
+    yield from table.skips()
+    yield from run_jobs(table.jobs(), options, workers)
 
 
 def write_all(writer: H5Writer, results: Iterable[Skip | Row], bar) -> None:
-    seen_sha = writer.sha256s()
+    seen_sha = DigestSet(writer.f["sha256"][:])
     since_commit = 0
     for r in results:
         if isinstance(r, Skip):
@@ -253,27 +243,39 @@ def summary_path(out: Path) -> Path:
     return Path(out).with_suffix(".summary.json")
 
 
-def split_keys(groups: list[str], sha256s: list[str], hashes: np.ndarray, config: BuildConfig) -> list[str]:
-    """What must stay together in one split: the template (with ``--group-by template``), else the bytes,
-    joined with the rows whose pictures are near duplicates (``processing.neardup``; ``hashes`` their dHashes)."""
-    by_template = [config.group_by == "template" and bool(g) for g in groups]
-    keys = [g if template else sha for g, sha, template in zip(groups, sha256s, by_template)]
-    return near_duplicate_keys(keys, hashes, ~np.asarray(by_template, bool), config.near_duplicate_bits)
+def split_keys(groups: np.ndarray, sha256s: np.ndarray, hashes: np.ndarray,
+               config: BuildConfig) -> tuple[np.ndarray, np.ndarray]:
+    """What must stay together in one split, as ``split.assign_splits`` takes it: a key id per row and a rank per key.
+
+    A row's key is its template (with ``--group-by template``), else its bytes'
+    SHA-256, joined with the rows whose pictures are near duplicates
+    (``processing.neardup``; ``hashes`` their dHashes). ``groups`` and
+    ``sha256s`` are the file's columns as bytes.
+    """
+    groups = np.array([g.encode() if isinstance(g, str) else g for g in groups], dtype=object)
+    by_template = (groups != b"") & (config.group_by == "template")
+    templates, template_ids = np.unique(groups[by_template], return_inverse=True)
+    shas, sha_ids = np.unique(np.asarray(sha256s, "S64")[~by_template], return_inverse=True)
+    ids = np.empty(len(groups), np.int64)
+    ids[by_template] = template_ids.ravel()
+    ids[~by_template] = len(templates) + near_duplicate_keys(sha_ids.ravel(), np.asarray(hashes)[~by_template],
+                                                             config.near_duplicate_bits)
+    return ids, rank_keys(itertools.chain(templates, shas), config.seed)
 
 
 def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: int, seconds: float,
               params: dict) -> dict:
     labels = writer.labels()
-    skip_reasons = writer.column("reason", group="skipped")
+    skip_reasons = writer.counts("reason", group="skipped")
     return {
         "output": escape_name(str(writer.out)),
         "inputs": inputs_total,
         "rows": int(len(labels)),
-        "skipped_total": len(skip_reasons),
+        "skipped_total": sum(skip_reasons.values()),
         "by_label": label_counts(labels),
         "by_split": split_counts(labels, splits),
-        "by_source": source_counts(writer.column("source"), writer.column("source", group="skipped")),
-        "skipped": dict(sorted(Counter(skip_reasons).items())),
+        "by_source": source_counts(writer.counts("source"), writer.counts("source", group="skipped")),
+        "skipped": dict(sorted(skip_reasons.items())),
         "animated_rows": int(writer.f["animated"][:].sum()),
         "resumed_rows": resumed,
         "seconds": round(seconds, 2),
@@ -304,37 +306,31 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
     params = config.params()
     if config.overwrite and not config.resume:
         partial_path(config.out).unlink(missing_ok=True)
-    inputs = collect_inputs(config, spool_dir)
-    options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels,
-                      max_bytes=config.max_bytes)
-    t0 = time.time()
-    try:
-        writer = H5Writer(config.out, size=INPUT_SIZE,
-                          compression=None if config.compression == "none" else config.compression,
-                          params=params, resume=config.resume)
-    except PartialBuildError as exc:
-        raise UsageError(str(exc)) from None
-    done = writer.done_keys()
-    todo, seen = [], set()
-    for x in inputs:
-        key = x.key
-        if key not in seen:
-            seen.add(key)
-            if key not in done:
-                todo.append(x)
-    inputs_total = len(seen)
-    del inputs, seen    # the jobs to do are all that is held while rows are written
-    try:
-        with tqdm(total=inputs_total, initial=inputs_total - len(todo), unit="img", desc="build_h5",
-                  disable=not config.progress, file=sys.stderr) as bar:
-            write_all(writer, process(todo, options, config.workers), bar)
-    except BaseException:
-        writer.close()  # what was committed stays for --resume
-        raise
+    with JobTable(spool_dir) as table:
+        for item in collect_inputs(config, spool_dir):
+            table.add(item)
+        t0 = time.time()
+        try:
+            writer = H5Writer(config.out, size=INPUT_SIZE,
+                              compression=None if config.compression == "none" else config.compression,
+                              params=params, resume=config.resume)
+        except PartialBuildError as exc:
+            raise UsageError(str(exc)) from None
+        done = key_digests(writer.done_keys())
+        table.finish(done)
+        options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels,
+                          max_bytes=config.max_bytes)
+        try:
+            with tqdm(total=table.total, initial=table.total - len(table), unit="img", desc="build_h5",
+                      disable=not config.progress, file=sys.stderr) as bar:
+                write_all(writer, process(table, options, config.workers), bar)
+        except BaseException:
+            writer.close()  # what was committed stays for --resume
+            raise
     labels = writer.labels()
-    splits = assign_splits(labels, split_keys(writer.column("group"), writer.sha256_list(),
-                                              image_hashes(writer.f["images"]), config), config.split, config.seed)
-    summary = summarize(writer, splits, inputs_total, len(done), time.time() - t0, params)
+    splits = assign_splits(labels, *split_keys(writer.f["group"][:], writer.f["sha256"][:],
+                                               image_hashes(writer.f["images"]), config), config.split)
+    summary = summarize(writer, splits, table.total, len(done), time.time() - t0, params)
     writer.finalize(splits, fit=config.fit, params=params,
                     counts={k: summary[k] for k in ("by_label", "by_split", "skipped")})
     atomic_write_json(summary_path(config.out), summary)

@@ -9,12 +9,12 @@ with ``--group-by template``) always land in the same split.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import Counter
+from typing import Iterable
 
 import numpy as np
 
 from .schema import LABEL_NAMES, SPLIT_NAMES
-
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
@@ -24,41 +24,45 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     return tuple(parts)  # type: ignore[return-value]
 
 
-def _rank(seed: int, key: str) -> bytes:
-    return hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+def rank_keys(names: Iterable[str | bytes], seed: int) -> np.ndarray:
+    """Each key's place in the seeded order: SHA-256 of "<seed>\\0<name>" (UTF-8), as fixed-width bytes."""
+    prefix = f"{seed}\x00".encode()
+    return np.array([hashlib.sha256(prefix + (n.encode() if isinstance(n, str) else n)).digest() for n in names],
+                    dtype="S32")
 
 
-def assign_splits(labels: np.ndarray, keys: list[str], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
-    """Split code per row (0 train, 1 val, 2 test).
+def assign_splits(labels: np.ndarray, key_ids: np.ndarray, ranks: np.ndarray,
+                  fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
+    """Split code per row (0 train, 1 val, 2 test); row i has key ``key_ids[i]``, key k comes ``ranks[k]``-th.
 
-    Within each label, keys are ordered by a seeded hash and laid along [0, 1)
-    by their row counts; a key goes to the split whose interval holds its
-    midpoint. Proportions are therefore exact up to one key's size.
+    Within each label, the label's keys are ordered by rank and laid along
+    [0, 1) by their row counts; a key goes to the split whose interval holds
+    its midpoint. Proportions are therefore exact up to one key's size.
     """
-    labels = np.asarray(labels)
-    out = np.zeros(len(keys), dtype=np.uint8)
-    bounds = np.cumsum(fractions)[:-1]
-    rows_by_label_key: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, (label, key) in enumerate(zip(labels.tolist(), keys)):
-        rows_by_label_key[label][key].append(i)
-    for label, by_key in rows_by_label_key.items():
-        total = sum(len(v) for v in by_key.values())
-        done = 0
-        for key in sorted(by_key, key=lambda k: _rank(seed, k)):
-            rows = by_key[key]
-            mid = (done + len(rows) / 2) / total
-            out[rows] = int(np.searchsorted(bounds, mid, side="right"))
-            done += len(rows)
-    return out
+    labels, key_ids = np.asarray(labels, np.int64), np.asarray(key_ids, np.int64)
+    if not len(labels):
+        return np.zeros(0, np.uint8)
+    nkeys = len(ranks)
+    position = np.empty(nkeys, np.int64)
+    position[np.argsort(ranks, kind="stable")] = np.arange(nkeys)
+    pairs, row_pair, sizes = np.unique(labels * nkeys + key_ids, return_inverse=True, return_counts=True)
+    pair_label = pairs // nkeys
+    order = np.lexsort((position[pairs % nkeys], pair_label))          # by label, then by key rank
+    sizes, pair_label = sizes[order], pair_label[order]
+    ends = np.cumsum(sizes)
+    firsts = np.flatnonzero(np.r_[True, pair_label[1:] != pair_label[:-1]])
+    run_lengths = np.diff(np.r_[firsts, len(order)])
+    before = np.repeat((ends - sizes)[firsts], run_lengths)            # rows of earlier labels
+    total = np.repeat(ends[np.r_[firsts[1:], len(order)] - 1], run_lengths) - before
+    mid = (ends - sizes - before + sizes / 2) / total
+    split_of_pair = np.empty(len(order), np.uint8)
+    split_of_pair[order] = np.searchsorted(np.cumsum(fractions)[:-1], mid, side="right")
+    return split_of_pair[row_pair.ravel()]
 
 
-def source_counts(row_sources: list[str], skip_sources: list[str]) -> dict[str, dict[str, int]]:
-    """Rows and skipped inputs per source, for the build summary."""
-    out: dict[str, dict[str, int]] = {}
-    for field_name, sources in (("rows", row_sources), ("skipped", skip_sources)):
-        for source, n in Counter(sources).items():
-            out.setdefault(source, {"rows": 0, "skipped": 0})[field_name] = n
-    return out
+def source_counts(rows: Counter[str], skipped: Counter[str]) -> dict[str, dict[str, int]]:
+    """Rows and skipped inputs per source, for the build summary, from the two columns' value counts."""
+    return {source: {"rows": rows[source], "skipped": skipped[source]} for source in sorted(rows.keys() | skipped.keys())}
 
 
 def split_counts(labels: np.ndarray, splits: np.ndarray) -> dict[str, dict[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -138,17 +139,14 @@ class H5Writer:
     def rows(self) -> int:
         return int(self.f.attrs["rows_committed"])
 
-    def done_keys(self) -> set[tuple[str, str]]:
-        keys = set(zip(_strings(self.f["source"]), _strings(self.f["source_id"])))
-        sk = self.f["skipped"]
-        keys.update(zip(_strings(sk["source"]), _strings(sk["source_id"])))
-        return keys
+    def done_keys(self) -> Iterator[tuple[str, str]]:
+        """The (source, source_id) of every committed row and skip."""
+        for group in (self.f, self.f["skipped"]):
+            yield from zip(_strings(group["source"]), _strings(group["source_id"]))
 
-    def sha256_list(self) -> list[str]:
-        return [s.decode() for s in self.f["sha256"][:]]
-
-    def sha256s(self) -> set[str]:
-        return set(self.sha256_list())
+    def counts(self, name: str, group: str | None = None) -> Counter[str]:
+        """How often each value of a string column occurs."""
+        return Counter(_strings((self.f[group] if group else self.f)[name]))
 
     # ---- appending ---------------------------------------------------------
     def add_row(self, image, label, source, source_id, group, sha256, animated) -> None:
@@ -189,8 +187,6 @@ class H5Writer:
     def labels(self) -> np.ndarray:
         return self.f["labels"][:]
 
-    def column(self, name: str, group: str | None = None) -> list[str]:
-        return _strings((self.f[group] if group else self.f)[name])
 
 
 def write_split(f: h5py.File, splits: np.ndarray) -> None:
@@ -210,5 +206,8 @@ def _append(group, names, rows: list[tuple], start: int) -> None:
             ds[start:] = np.asarray(values, dtype=ds.dtype)
 
 
-def _strings(ds) -> list[str]:
-    return [s.decode() if isinstance(s, bytes) else s for s in ds[:]]
+def _strings(ds, block: int = 1 << 16) -> Iterator[str]:
+    """A string column's values, read a block at a time."""
+    for start in range(0, len(ds), block):
+        for s in ds[start:start + block]:
+            yield s.decode() if isinstance(s, bytes) else s

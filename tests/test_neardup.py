@@ -105,12 +105,12 @@ def test_components_equal_a_graph_search():
         assert got[start] == min(seen)
 
 
-def test_keys_join_only_eligible_rows_to_their_smallest_key():
-    hashes = np.array([0b1111, 0b1110, 0b1111, 2**63, 0b1111], np.uint64)
-    keys = ["sha-c", "sha-b", "template-x", "sha-a", "sha-d"]
-    eligible = np.array([True, True, False, True, True])
-    assert near_duplicate_keys(keys, hashes, eligible, 1) == ["sha-b", "sha-b", "template-x", "sha-a", "sha-b"]
-    assert near_duplicate_keys(keys, hashes, eligible, -1) == keys
+def test_keys_join_near_duplicates_to_their_smallest_key():
+    hashes = np.array([0b1111, 0b1110, 2**63, 0b1111, 0b0011], np.uint64)
+    keys = np.array([12, 11, 10, 13, 14])
+    assert near_duplicate_keys(keys, hashes, 1).tolist() == [11, 11, 10, 11, 14]
+    assert near_duplicate_keys(keys, hashes, 2).tolist() == [11, 11, 10, 11, 11]
+    assert near_duplicate_keys(keys, hashes, -1).tolist() == keys.tolist()
 
 
 @pytest.mark.parametrize("bits, together", [(NEAR_DUPLICATE_BITS, True), (-1, False)])

@@ -1,9 +1,49 @@
+import hashlib
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
+import pytest
 
-from processing.split import assign_splits
+from processing.split import assign_splits as assign_by_id
+from processing.split import rank_keys
+
+
+def assign_splits(labels, keys, fractions=(0.8, 0.1, 0.1), seed=0):
+    """The splits of rows keyed by strings, as the builder gets them (key ids into sorted names)."""
+    names, ids = np.unique(np.asarray(keys), return_inverse=True)
+    return assign_by_id(labels, ids, rank_keys(names.tolist(), seed), fractions)
+
+
+def reference_assign(labels, keys, fractions, seed):
+    """The rule in plain Python: per label, keys in seeded-hash order, each to the split holding its midpoint."""
+    out = np.zeros(len(keys), dtype=np.uint8)
+    bounds = np.cumsum(fractions)[:-1]
+    rows = defaultdict(lambda: defaultdict(list))
+    for i, (label, key) in enumerate(zip(labels, keys)):
+        rows[label][key].append(i)
+    for by_key in rows.values():
+        total, done = sum(len(v) for v in by_key.values()), 0
+        for key in sorted(by_key, key=lambda k: hashlib.sha256(f"{seed}\x00{k}".encode()).digest()):
+            mid = (done + len(by_key[key]) / 2) / total
+            out[by_key[key]] = int(np.searchsorted(bounds, mid, side="right"))
+            done += len(by_key[key])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_assignment_equals_the_plain_rule(seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 400)
+    labels = [rng.randint(0, 2) for _ in range(n)]
+    keys = [f"k{rng.randint(0, rng.randint(1, 300))}" for _ in range(n)]
+    fractions = rng.choice([(0.8, 0.1, 0.1), (0.5, 0.5, 0.0), (0.0, 0.0, 1.0), (0.34, 0.33, 0.33)])
+    assert assign_splits(np.array(labels), keys, fractions, seed).tolist() == \
+        reference_assign(labels, keys, fractions, seed).tolist()
+
+
+def test_no_rows():
+    assert assign_by_id(np.zeros(0), np.zeros(0), rank_keys([], 0)).shape == (0,)
 
 
 def test_stratified_proportions_and_determinism():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from pathlib import Path
 
 import scrapy
@@ -118,14 +119,15 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
 
     # ---- the link list -----------------------------------------------------
     def listed(self, path: str):
-        links = read_link_list(path)
-        unique, repeats = unique_links(links)
+        unique, repeats = unique_links(read_link_list(path))
         stats = self.crawler.stats
-        stats.set_value("imgur/links_listed", len(links))
+        stats.set_value("imgur/links_listed", len(unique) + repeats)
         stats.set_value("imgur/links_repeated", repeats)
-        self.logger.info("link list %s: %d links, %d repeats recorded once", path, len(links), repeats)
-        for link in unique[:self.max_items]:
-            yield self.link_request(link)
+        self.logger.info("link list %s: %d links, %d repeats recorded once", path, len(unique) + repeats, repeats)
+        pending = deque(unique[:self.max_items])
+        del unique
+        while pending:   # each link is let go once its request is made: memory shrinks as the crawl goes
+            yield self.link_request(pending.popleft())
 
     @staticmethod
     def job_for_link(link: ListedLink) -> dict:
