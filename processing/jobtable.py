@@ -14,7 +14,6 @@ folder (``pipeline.build``), so unpickling it trusts nothing outside the build.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from array import array
@@ -23,19 +22,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .manifest import key_digest
 from .sources import Input, Job, PixelJob, Skip
 
-DIGEST = "S20"   # SHA-1 of a key: fixed width, so NumPy sorts and compares the digests themselves
-
-
-def write_order(key: tuple[str, str]) -> bytes:
-    """A key's digest; rows are written in its order, so neighbouring rows mix sources and labels and a
-    block-shuffled reader (training.data) gets mixed batches at slice speed."""
-    return hashlib.sha1(f"{key[0]}\x00{key[1]}".encode("utf-8", "surrogateescape")).digest()
+DIGEST = "S20"   # ``manifest.key_digest``: fixed width, so NumPy sorts and compares the digests themselves
 
 
 def key_digests(keys: Iterable[tuple[str, str]]) -> np.ndarray:
-    return np.array([write_order(k) for k in keys], dtype=DIGEST)
+    return np.array([key_digest(k) for k in keys], dtype=DIGEST)
 
 
 class JobTable:
@@ -51,14 +45,15 @@ class JobTable:
         self.total = 0    # distinct keys, set by finish
 
     def add(self, item: Input) -> None:
-        self._digests += write_order(item.key)
+        self._digests += key_digest(item.key)
         self._offsets.append(self._fh.tell())
         self._is_skip.append(isinstance(item, Skip))
         pickle.dump(item, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     def finish(self, done: np.ndarray) -> None:
         """Keep the first input of each key (in the order added), drop the keys whose digest is in ``done``,
-        and order the rest by digest (``write_order``)."""
+        and order the rest by key digest: rows are written in that order, so neighbouring rows mix sources and
+        labels and a block-shuffled reader (training.data) gets mixed batches at slice speed."""
         self._offsets.append(self._fh.tell())   # the end of the last pickle
         self._fh.flush()
         digests = np.frombuffer(bytes(self._digests), dtype=DIGEST)

@@ -28,7 +28,7 @@ NEAR_DUPLICATE_BITS = 8
 GRID_ROWS, GRID_COLS = 8, 9                                # 8 rows of 8 left/right steps: 64 bits
 GREY = np.array([0.299, 0.587, 0.114], np.float32)          # ITU-R 601 luma
 STEP = 0.5      # grey levels a box must exceed its left neighbour by to set a bit: flat areas and float noise give 0
-_PAIR_BLOCK = 1 << 22                                      # hash comparisons held at once while pairing
+_PAIR_BLOCK = 1 << 19   # hash comparisons held at once while pairing (~6 MB: flat in the number of rows)
 
 
 def content_bounds(images: np.ndarray) -> np.ndarray:

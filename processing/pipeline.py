@@ -29,18 +29,17 @@ from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
 from .digestset import DigestSet
 from .files import DEFAULT_MAX_BYTES, escape_name
-from .jobtable import JobTable, key_digests, write_order
-from .manifest import manifest_problem
+from .jobtable import JobTable, key_digests
+from .manifest import ManifestChanged, key_digest, manifest_problem
 from .neardup import NEAR_DUPLICATE_BITS, image_hashes, near_duplicate_keys
 from .prepare import Options, Row, prepare_any, prepare_chunk
 from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import assign_splits, label_counts, rank_keys, source_counts, split_counts
 from .transform import DEFAULT_FIT, FITS, canonical_fit
-from .writer import H5Writer, OutputBusy, PartialBuildError, output_lock, partial_path
+from .writer import COMMIT_EVERY, H5Writer, OutputBusy, PartialBuildError, output_lock, partial_path
 
 CHUNK = 16          # jobs per inter-process task
-COMMIT_EVERY = 256  # rows per HDF5 commit: bounds memory and the work lost to a kill
 GROUP_BY = ("none", "template")
 COMPRESSIONS = ("none", "lzf", "gzip")
 
@@ -174,7 +173,7 @@ def check_existing(config: BuildConfig) -> None:
 
 def shard_of(key: tuple[str, str], count: int) -> int:
     """The shard an input belongs to: a stable hash of its key, independent of input order."""
-    return int.from_bytes(write_order(key)[:8], "big") % count
+    return int.from_bytes(key_digest(key)[:8], "big") % count
 
 
 def collect_inputs(config: BuildConfig, spool_dir: str | Path) -> Iterator[Input]:
@@ -189,7 +188,7 @@ def collect_inputs(config: BuildConfig, spool_dir: str | Path) -> Iterator[Input
         for item in itertools.chain.from_iterable(sources):
             if not config.shard or shard_of(item.key, config.shard[1]) == config.shard[0]:
                 yield item
-    except CifarError as exc:
+    except (CifarError, ManifestChanged) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -260,7 +259,7 @@ def split_keys(groups: np.ndarray, sha256s: np.ndarray, hashes: np.ndarray,
     ids[by_template] = template_ids.ravel()
     ids[~by_template] = len(templates) + near_duplicate_keys(sha_ids.ravel(), np.asarray(hashes)[~by_template],
                                                              config.near_duplicate_bits)
-    return ids, rank_keys(itertools.chain(templates, shas), config.seed)
+    return ids, rank_keys(itertools.chain(templates, shas), len(templates) + len(shas), config.seed)
 
 
 def summarize(writer: H5Writer, splits: np.ndarray, inputs_total: int, resumed: int, seconds: float,

@@ -65,12 +65,12 @@ Input = Union[Job, PixelJob, Skip]
 
 def from_manifests(paths: list[str]) -> Iterator[Input]:
     """One input per (source, source_id) of the crawl manifests: a job for a stored image, a skip with its reason
-    otherwise. Only the winning record's input is held per key, never the records."""
-    inputs, torn = manifest_mod.resolve(paths, _manifest_input)
+    otherwise. Records are resolved and read one at a time (``manifest.winners``), never held."""
+    records, torn = manifest_mod.winners(paths)
     for where in torn:   # a crawl killed mid-write: counted, not silently dropped
         yield Skip(label=MEME, source="manifest", source_id=where, reason=reasons.TORN_MANIFEST_LINE)
-    for key in sorted(inputs):
-        yield inputs[key]
+    for rec in records:
+        yield _manifest_input(rec)
 
 
 def _manifest_input(rec: manifest_mod.Record) -> Job | Skip:

@@ -24,11 +24,11 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     return tuple(parts)  # type: ignore[return-value]
 
 
-def rank_keys(names: Iterable[str | bytes], seed: int) -> np.ndarray:
-    """Each key's place in the seeded order: SHA-256 of "<seed>\\0<name>" (UTF-8), as fixed-width bytes."""
+def rank_keys(names: Iterable[str | bytes], count: int, seed: int) -> np.ndarray:
+    """Each of ``count`` keys' place in the seeded order: SHA-256 of "<seed>\\0<name>" (UTF-8), as fixed-width bytes."""
     prefix = f"{seed}\x00".encode()
-    return np.array([hashlib.sha256(prefix + (n.encode() if isinstance(n, str) else n)).digest() for n in names],
-                    dtype="S32")
+    digests = (hashlib.sha256(prefix + (n.encode() if isinstance(n, str) else n)).digest() for n in names)
+    return np.fromiter(digests, dtype="S32", count=count)
 
 
 def assign_splits(labels: np.ndarray, key_ids: np.ndarray, ranks: np.ndarray,

@@ -22,6 +22,7 @@ import numpy as np
 from .schema import SPLIT_NAMES, dataset_attrs
 
 STR = h5py.string_dtype("utf-8")
+COMMIT_EVERY = 256   # rows (and skips) per commit: bounds memory and the work lost to a kill
 
 # name -> (dtype, per-row shape); images get their shape from the size
 _ROW_FIELDS = {
@@ -99,6 +100,9 @@ class H5Writer:
             self._open_existing()
         else:
             self._create(compression)
+        # one buffer for the pending images, reused by every commit: a fresh 12 MB stack per commit made glibc
+        # raise its mmap threshold and the builder's heap grew with the number of rows (~25 MB at full size)
+        self._images = np.empty((COMMIT_EVERY, size, size, 3), np.uint8)
         self._pending_rows: list = []
         self._pending_skips: list = []
 
@@ -150,7 +154,10 @@ class H5Writer:
 
     # ---- appending ---------------------------------------------------------
     def add_row(self, image, label, source, source_id, group, sha256, animated) -> None:
-        self._pending_rows.append((image, label, source, source_id, group or "", sha256, animated))
+        if len(self._pending_rows) == COMMIT_EVERY:
+            self.commit()
+        self._images[len(self._pending_rows)] = image
+        self._pending_rows.append((label, source, source_id, group or "", sha256, animated))
 
     def add_skip(self, source, source_id, reason, label) -> None:
         self._pending_skips.append((source, source_id, reason, label))
@@ -159,7 +166,10 @@ class H5Writer:
         """Write what is pending, then advance the committed counters and flush."""
         if self._pending_rows:
             n0 = self.rows
-            _append(self.f, ("images", *_ROW_FIELDS), self._pending_rows, n0)
+            images = self.f["images"]
+            images.resize(n0 + len(self._pending_rows), axis=0)
+            images[n0:] = self._images[:len(self._pending_rows)]
+            _append(self.f, tuple(_ROW_FIELDS), self._pending_rows, n0)
             self.f.attrs["rows_committed"] = n0 + len(self._pending_rows)
             self._pending_rows = []
         if self._pending_skips:
@@ -198,9 +208,7 @@ def _append(group, names, rows: list[tuple], start: int) -> None:
     for name, values in zip(names, zip(*rows)):
         ds = group[name]
         ds.resize(start + len(rows), axis=0)
-        if name == "images":
-            ds[start:] = np.stack(values)
-        elif h5py.check_vlen_dtype(ds.dtype) is str:
+        if h5py.check_vlen_dtype(ds.dtype) is str:
             ds[start:] = np.array(values, dtype=object)
         else:
             ds[start:] = np.asarray(values, dtype=ds.dtype)

@@ -2,6 +2,7 @@
 the reason vocabulary, manifest precedence and the preprocessing contract."""
 
 import json
+import random
 import time
 from dataclasses import FrozenInstanceError
 
@@ -12,7 +13,7 @@ import pytest
 from crawler.testkit import picture, save
 from processing import build_h5, reasons, schema
 from processing.cliutil import UsageError
-from processing.manifest import ManifestWriter, Record, final_keys, read_manifests
+from processing.manifest import ManifestChanged, ManifestWriter, Record, final_keys, read_manifests, resolve, winners
 from processing.pipeline import BuildConfig, check, collect_inputs, for_shard, shard_of
 from training.preprocess import Preprocess
 
@@ -111,6 +112,34 @@ def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
         w.write(Record(source="s", source_id="5", status=reasons.http_reason(404), time=now))
     assert final_keys([tmp_path]) == read_manifests([tmp_path]).final_keys() == {
         ("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streamed_winners_follow_the_same_rule_as_resolve(tmp_path, seed):
+    rng = random.Random(seed)
+    statuses = [reasons.OK, reasons.TIMEOUT, reasons.MD5_MISMATCH, "http_404"]
+    for name in ("a.jsonl", "b.jsonl", "c.jsonl"):
+        lines = []
+        for _ in range(rng.randint(0, 80)):
+            if rng.random() < 0.05:
+                lines.append(rng.choice(["", "{torn", '{"source": "s", "source_id": "1", "status": "ok", "time": NaN}']))
+                continue
+            rec = Record(source=rng.choice("st"), source_id=str(rng.randint(0, 15)), status=rng.choice(statuses),
+                         time=float(rng.randint(0, 5)), path="p.png")   # equal times: the later record wins
+            lines.append(rec.to_json())
+        (tmp_path / name).write_text("".join(x + "\n" for x in lines))
+    expected, torn = resolve([tmp_path], lambda rec: rec)
+    records, streamed_torn = winners([tmp_path])
+    got = {rec.key: rec for rec in records}
+    assert got == expected and streamed_torn == torn
+
+
+def test_streamed_winners_refuse_a_manifest_rewritten_between_passes(tmp_path):
+    (tmp_path / "m.jsonl").write_text(Record(source="s", source_id="1", status="ok", path="p").to_json() + "\n")
+    records, _ = winners([tmp_path])
+    (tmp_path / "m.jsonl").write_text("")
+    with pytest.raises(ManifestChanged):
+        list(records)
 
 
 def test_lines_that_are_not_records_are_counted_not_raised(tmp_path):

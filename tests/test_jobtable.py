@@ -6,7 +6,8 @@ import numpy as np
 from processing import digestset
 from processing.cifar import PixelRef
 from processing.digestset import DigestSet
-from processing.jobtable import JobTable, key_digests, write_order
+from processing.jobtable import JobTable, key_digests
+from processing.manifest import key_digest
 from processing.sources import Job, PixelJob, Skip
 
 
@@ -24,7 +25,7 @@ def test_table_keeps_each_keys_first_input_minus_done_in_write_order(tmp_path):
     assert table.total == 42 and len(table) == 40
     assert skips == [inputs[41]]
     expected = [x for x in inputs[:40] if x.source_id not in ("7", "8")] + [inputs[42]]
-    assert jobs == sorted(expected, key=lambda x: write_order(x.key))
+    assert jobs == sorted(expected, key=lambda x: key_digest(x.key))
 
 
 def test_empty_table(tmp_path):

@@ -12,7 +12,7 @@ from processing.split import rank_keys
 def assign_splits(labels, keys, fractions=(0.8, 0.1, 0.1), seed=0):
     """The splits of rows keyed by strings, as the builder gets them (key ids into sorted names)."""
     names, ids = np.unique(np.asarray(keys), return_inverse=True)
-    return assign_by_id(labels, ids, rank_keys(names.tolist(), seed), fractions)
+    return assign_by_id(labels, ids, rank_keys(names.tolist(), len(names), seed), fractions)
 
 
 def reference_assign(labels, keys, fractions, seed):
@@ -43,7 +43,7 @@ def test_vectorised_assignment_equals_the_plain_rule(seed):
 
 
 def test_no_rows():
-    assert assign_by_id(np.zeros(0), np.zeros(0), rank_keys([], 0)).shape == (0,)
+    assert assign_by_id(np.zeros(0), np.zeros(0), rank_keys([], 0, 0)).shape == (0,)
 
 
 def test_stratified_proportions_and_determinism():
