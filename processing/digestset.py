@@ -36,5 +36,6 @@ class DigestSet:
     def add(self, hex_digest: str) -> None:
         self._recent.add(_prefix(hex_digest))
         if len(self._recent) >= MERGE_EVERY:
-            self._sorted = np.union1d(self._sorted, np.array(list(self._recent), dtype=PREFIX))
+            recent = np.sort(np.array(list(self._recent), dtype=PREFIX))
+            self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, recent), recent)   # one new array
             self._recent.clear()

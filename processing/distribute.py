@@ -37,7 +37,7 @@ from .files import escape_name
 from .neardup import image_hashes
 from .pipeline import BuildConfig, check, check_existing, for_shard, locked_output, split_keys, summary_path
 from .schema import INPUT_SIZE, dataset_attrs
-from .split import assign_splits, label_counts, source_counts, split_counts
+from .split import assign_splits, label_counts, source_counts, split_counts, strata
 from .writer import STR, partial_path, write_split
 
 RETRIES = 2
@@ -134,8 +134,8 @@ def stitch(shards: list[Path], out: Path, *, config: BuildConfig) -> dict:
             hashes.append(image_hashes(f["images"])[keep])
             blocks.append((shard, shape, keep))
     labels = np.asarray(columns["labels"], dtype=np.uint8)
-    splits = assign_splits(labels, *split_keys(columns["group"], columns["sha256"], np.concatenate(hashes or [[]]),
-                                               config), config.split)
+    keys = split_keys(columns["group"], columns["sha256"], np.concatenate(hashes or [[]]), config)
+    splits = assign_splits(strata(labels, columns["source"]), *keys, config.split)
 
     n = len(labels)
     size = blocks[0][1][1] if blocks else INPUT_SIZE

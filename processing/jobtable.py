@@ -87,4 +87,6 @@ class JobTable:
         return self
 
     def __exit__(self, *exc) -> None:
+        """Close the spool file and let the index go; ``total`` stays."""
         self._fh.close()
+        self._offsets = self._is_skip = self._order = None

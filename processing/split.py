@@ -1,9 +1,12 @@
 """Deterministic, stratified, optionally grouped train/val/test assignment.
 
-The assignment depends only on the set of (label, key) pairs and the seed,
-never on input order, so a dataset built in one piece or in shards gets the
-same splits. Rows that share a key (an exact duplicate, or a meme template
-with ``--group-by template``) always land in the same split.
+Each (label, source) stratum is split in the given proportions, so every
+source has its share of validation and test rows (a source of a few large
+templates is not left wholly in train). The assignment depends only on the
+set of (label, source, key) rows and the seed, never on input order, so a
+dataset built in one piece or in shards gets the same splits. Rows that
+share a key (an exact duplicate, a meme template with ``--group-by
+template``, near-duplicate pictures) always land in the same split.
 """
 
 from __future__ import annotations
@@ -31,33 +34,48 @@ def rank_keys(names: Iterable[str | bytes], count: int, seed: int) -> np.ndarray
     return np.fromiter(digests, dtype="S32", count=count)
 
 
-def assign_splits(labels: np.ndarray, key_ids: np.ndarray, ranks: np.ndarray,
-                  fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
-    """Split code per row (0 train, 1 val, 2 test); row i has key ``key_ids[i]``, key k comes ``ranks[k]``-th.
+def strata(labels: np.ndarray, sources: Iterable[str]) -> np.ndarray:
+    """Each row's stratum, (label, source) as one integer ordered by label, then source name (``sources`` is
+    streamed, one name per row)."""
+    codes: dict[str, int] = {}
+    first_seen = np.fromiter((codes.setdefault(s, len(codes)) for s in sources), np.int64, count=len(labels))
+    in_name_order = np.empty(len(codes), np.int64)
+    in_name_order[[codes[name] for name in sorted(codes)]] = np.arange(len(codes))
+    return np.asarray(labels, np.int64) * max(len(codes), 1) + in_name_order[first_seen]
 
-    Within each label, the label's keys are ordered by rank and laid along
-    [0, 1) by their row counts; a key goes to the split whose interval holds
-    its midpoint. Proportions are therefore exact up to one key's size.
+
+def assign_splits(row_strata: np.ndarray, key_ids: np.ndarray, ranks: np.ndarray,
+                  fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
+    """Split code per row (0 train, 1 val, 2 test); row i is in stratum ``row_strata[i]`` and has key
+    ``key_ids[i]``; key k's place in the seeded order is ``ranks[k]`` (``rank_keys``).
+
+    A key joins one stratum, the smallest among its rows', so its rows never
+    straddle splits. Within each stratum, keys are ordered by rank and laid
+    along [0, 1) by their row counts; a key goes to the split whose interval
+    holds its midpoint. Every stratum (each label of each source) is therefore
+    split in the given proportions, exactly up to one key's size.
     """
-    labels, key_ids = np.asarray(labels, np.int64), np.asarray(key_ids, np.int64)
-    if not len(labels):
+    row_strata, key_ids = np.asarray(row_strata, np.int64), np.asarray(key_ids, np.int64)
+    if not len(key_ids):
         return np.zeros(0, np.uint8)
     nkeys = len(ranks)
+    key_stratum = np.full(nkeys, np.iinfo(np.int64).max)
+    np.minimum.at(key_stratum, key_ids, row_strata)
+    key_rows = np.bincount(key_ids, minlength=nkeys)
     position = np.empty(nkeys, np.int64)
     position[np.argsort(ranks, kind="stable")] = np.arange(nkeys)
-    pairs, row_pair, sizes = np.unique(labels * nkeys + key_ids, return_inverse=True, return_counts=True)
-    pair_label = pairs // nkeys
-    order = np.lexsort((position[pairs % nkeys], pair_label))          # by label, then by key rank
-    sizes, pair_label = sizes[order], pair_label[order]
+    used = np.flatnonzero(key_rows)
+    order = used[np.lexsort((position[used], key_stratum[used]))]     # by stratum, then by key rank
+    sizes, stratum = key_rows[order], key_stratum[order]
     ends = np.cumsum(sizes)
-    firsts = np.flatnonzero(np.r_[True, pair_label[1:] != pair_label[:-1]])
+    firsts = np.flatnonzero(np.r_[True, stratum[1:] != stratum[:-1]])
     run_lengths = np.diff(np.r_[firsts, len(order)])
-    before = np.repeat((ends - sizes)[firsts], run_lengths)            # rows of earlier labels
+    before = np.repeat((ends - sizes)[firsts], run_lengths)            # rows of earlier strata
     total = np.repeat(ends[np.r_[firsts[1:], len(order)] - 1], run_lengths) - before
     mid = (ends - sizes - before + sizes / 2) / total
-    split_of_pair = np.empty(len(order), np.uint8)
-    split_of_pair[order] = np.searchsorted(np.cumsum(fractions)[:-1], mid, side="right")
-    return split_of_pair[row_pair.ravel()]
+    split_of_key = np.zeros(nkeys, np.uint8)
+    split_of_key[order] = np.searchsorted(np.cumsum(fractions)[:-1], mid, side="right")
+    return split_of_key[key_ids]
 
 
 def source_counts(rows: Counter[str], skipped: Counter[str]) -> dict[str, dict[str, int]]:

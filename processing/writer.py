@@ -148,9 +148,13 @@ class H5Writer:
         for group in (self.f, self.f["skipped"]):
             yield from zip(_strings(group["source"]), _strings(group["source_id"]))
 
+    def column(self, name: str, group: str | None = None) -> Iterator[str]:
+        """A string column's values, streamed."""
+        return _strings((self.f[group] if group else self.f)[name])
+
     def counts(self, name: str, group: str | None = None) -> Counter[str]:
         """How often each value of a string column occurs."""
-        return Counter(_strings((self.f[group] if group else self.f)[name]))
+        return Counter(self.column(name, group))
 
     # ---- appending ---------------------------------------------------------
     def add_row(self, image, label, source, source_id, group, sha256, animated) -> None:
@@ -180,6 +184,11 @@ class H5Writer:
         self.f.flush()
 
     # ---- finishing ---------------------------------------------------------
+    def end_rows(self) -> None:
+        """Commit what is pending and let the image buffer go (no row can be added after)."""
+        self.commit()
+        self._images = None
+
     def finalize(self, splits: np.ndarray, *, fit: str, params: dict, counts: dict) -> None:
         """Write the splits and the file attributes, close, and give the file its final name."""
         self.commit()
@@ -214,7 +223,7 @@ def _append(group, names, rows: list[tuple], start: int) -> None:
             ds[start:] = np.asarray(values, dtype=ds.dtype)
 
 
-def _strings(ds, block: int = 1 << 16) -> Iterator[str]:
+def _strings(ds, block: int = 4096) -> Iterator[str]:
     """A string column's values, read a block at a time."""
     for start in range(0, len(ds), block):
         for s in ds[start:start + block]:

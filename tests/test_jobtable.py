@@ -22,7 +22,7 @@ def test_table_keeps_each_keys_first_input_minus_done_in_write_order(tmp_path):
             table.add(item)
         table.finish(done)
         skips, jobs = list(table.skips()), list(table.jobs())
-    assert table.total == 42 and len(table) == 40
+        assert table.total == 42 and len(table) == 40
     assert skips == [inputs[41]]
     expected = [x for x in inputs[:40] if x.source_id not in ("7", "8")] + [inputs[42]]
     assert jobs == sorted(expected, key=lambda x: key_digest(x.key))
