@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     if not manifest_dir.is_dir():
         raise UsageError(f"manifest folder {manifest_dir} does not exist: pass the workers' shared MANIFEST_DIR "
                          f"(-s MANIFEST_DIR=DIR), or create it for a first crawl")
-    final = final_keys([manifest_dir])
+    final = final_keys([manifest_dir], LOC if args.spider == LocArchiveSpider.name else IMGUR)
     if args.spider == LocArchiveSpider.name:
         if not args.csv:
             raise UsageError("loc_archive needs --csv PATH")

@@ -16,7 +16,9 @@ class ResumeMiddleware:
 
     A request names its row with ``meta["manifest_key"]``; an item with its
     ``source`` and ``source_id`` fields. Done means a final status in any
-    manifest under ``MANIFEST_DIR`` (transient failures are tried again).
+    manifest under ``MANIFEST_DIR`` (transient failures are tried again). Only
+    the keys of the spider's own ``source`` are held: an imgur crawl beside a
+    finished archive crawl does not hold the archive's 57,652 keys.
     """
 
     def __init__(self, crawler):
@@ -31,7 +33,7 @@ class ResumeMiddleware:
 
     def spider_opened(self, spider):
         if self.dir.is_dir():
-            self.done = final_keys([self.dir])
+            self.done = final_keys([self.dir], getattr(spider, "source", None))
         self.crawler.stats.set_value("resume/known_final", len(self.done))
 
     def _keep(self, obj) -> bool:

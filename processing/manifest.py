@@ -213,12 +213,14 @@ def _precedence(rec: Record) -> tuple[bool, float]:
     return rec.ok, rec.time
 
 
-def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T]) -> tuple[dict[tuple[str, str], T], list[str]]:
+def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T],
+            source: str | None = None) -> tuple[dict[tuple[str, str], T], list[str]]:
     """The winning record of each key (``_precedence``), as ``keep(record)``, and the "file:line" of each torn line.
 
     Records stream through: only ``keep``'s value (and the winner's precedence) is held per key, so a
     caller that keeps little holds little (a full archive crawl's records with their ``attempts``
-    are ~100 MB). ``winners`` holds less still, for callers that want every winning record.
+    are ~100 MB). ``winners`` holds less still, for callers that want every winning record. With
+    ``source``, the records of other sources are passed over.
     """
     best: dict[tuple[str, str], tuple[tuple[bool, float], T]] = {}
     torn: list[str] = []
@@ -226,6 +228,8 @@ def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T]) -> 
         for lineno, _, rec in _lines(path):
             if rec is None:
                 torn.append(f"{path.name}:{lineno}")
+                continue
+            if source is not None and rec.source != source:
                 continue
             old = best.get(rec.key)
             if old is None or _precedence(rec) >= old[0]:
@@ -292,9 +296,9 @@ def status_counts(resolved: ManifestSet):
     return table[sorted(table.columns, key=lambda s: (s != reasons.OK, s))]
 
 
-def final_keys(paths: Iterable[str | os.PathLike]) -> set[tuple[str, str]]:
-    """The keys whose resolved record is final (what a resumed crawl skips)."""
-    finals, _ = resolve(paths, lambda rec: rec.final)
+def final_keys(paths: Iterable[str | os.PathLike], source: str | None = None) -> set[tuple[str, str]]:
+    """The keys whose resolved record is final (what a resumed crawl skips), of one ``source`` if given."""
+    finals, _ = resolve(paths, lambda rec: rec.final, source)
     return {key for key, final in finals.items() if final}
 
 

@@ -112,6 +112,10 @@ def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
         w.write(Record(source="s", source_id="5", status=reasons.http_reason(404), time=now))
     assert final_keys([tmp_path]) == read_manifests([tmp_path]).final_keys() == {
         ("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
+    with ManifestWriter(tmp_path / "d.jsonl") as w:
+        w.write(Record(source="other", source_id="1", status=reasons.OK, path="z.png", time=now))
+    assert final_keys([tmp_path], "other") == {("other", "1")}
+    assert final_keys([tmp_path], "s") == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
 
 
 @pytest.mark.parametrize("seed", range(4))

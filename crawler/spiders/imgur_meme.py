@@ -60,6 +60,7 @@ def link_list_path(settings, urls: str | None) -> str | None:
 
 class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
     name = "imgur_meme"
+    source = SOURCE   # the manifest records' source
     ARGUMENTS = (*GALLERY_ARGS, "urls", "max_items", "include_animated")   # checked by crawler/spiderargs.py
 
     def __init__(self, tag="meme", sort="viral", window="week", max_items=None, max_pages=None,

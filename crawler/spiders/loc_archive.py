@@ -89,6 +89,7 @@ def row_problem(row: MemeRow) -> str:
 
 class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
     name = SOURCE
+    source = SOURCE   # the manifest records' source
     ARGUMENTS = ("csv", "limit", "ids")
 
     def __init__(self, csv: str | None = None, limit: str | None = None, ids: str | None = None, **kwargs):
