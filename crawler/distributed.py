@@ -251,8 +251,9 @@ class JobPump:
         self.pop = self.client.register_script(_POP)
         self.release_script = self.client.register_script(_RELEASE)
         self.requeue = self.client.register_script(_REQUEUE)
-        self.resume_done = next((m.done for m in self.crawler.engine.scraper.spidermw.middlewares
-                                 if isinstance(m, ResumeMiddleware)), set())
+        resume = next((m for m in self.crawler.engine.scraper.spidermw.middlewares
+                       if isinstance(m, ResumeMiddleware)), None)
+        self.is_done = resume.is_done if resume else (lambda key: False)
 
     # ---- Redis calls that survive an outage ------------------------------
     def _ok(self) -> None:
@@ -343,7 +344,7 @@ class JobPump:
                 continue
             for key, envelope in popped:
                 self.crawler.stats.inc_value("redis/jobs_popped")
-                if tuple(key.split("/", 1)) in self.resume_done:
+                if self.is_done(tuple(key.split("/", 1))):
                     self.crawler.stats.inc_value("redis/jobs_already_done")
                     self.unsent.append((key, True))
                     continue

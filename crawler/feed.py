@@ -22,7 +22,8 @@ from pathlib import Path
 from scrapy.utils.project import get_project_settings
 
 from processing.cliutil import UsageError, run_main
-from processing.manifest import final_keys
+from processing.digestset import DigestSet
+from processing.manifest import final_digests, key_digest
 
 from .distributed import UNTIL_PARSED, UNTIL_RECORD, Keys, connect, feed_jobs, job_key, redis_url_problem
 from .imgur_links import LinkListError, read_link_list, unique_links
@@ -63,13 +64,13 @@ def project_settings(args):
     return settings
 
 
-def loc_jobs(args, settings, final: set) -> tuple[list, int]:
+def loc_jobs(args, settings, final: DigestSet) -> tuple[list, int]:
     spider = LocArchiveSpider(csv=args.csv, limit=args.limit, ids=args.ids)
     spider.settings = settings
     jobs, skipped = [], 0
     try:
         for row in spider.rows():
-            if (LOC, row.meme_id) in final:
+            if key_digest((LOC, row.meme_id)) in final:
                 skipped += 1
             else:
                 jobs.append((job_key(LOC, row.meme_id), UNTIL_RECORD, spider.job_for_row(row)))
@@ -78,7 +79,7 @@ def loc_jobs(args, settings, final: set) -> tuple[list, int]:
     return jobs, skipped
 
 
-def link_jobs(path: str, final: set) -> tuple[list, int]:
+def link_jobs(path: str, final: DigestSet) -> tuple[list, int]:
     """One job per distinct listed link (repeats are recorded once, as by the spider)."""
     try:
         links = read_link_list(path)
@@ -86,7 +87,7 @@ def link_jobs(path: str, final: set) -> tuple[list, int]:
         raise UsageError(str(exc)) from None
     jobs, skipped = [], 0
     for link in unique_links(links)[0]:
-        if (IMGUR, link.source_id) in final:
+        if key_digest((IMGUR, link.source_id)) in final:
             skipped += 1
         else:
             jobs.append((job_key(IMGUR, link.source_id), UNTIL_RECORD, ImgurMemeSpider.job_for_link(link)))
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     if not manifest_dir.is_dir():
         raise UsageError(f"manifest folder {manifest_dir} does not exist: pass the workers' shared MANIFEST_DIR "
                          f"(-s MANIFEST_DIR=DIR), or create it for a first crawl")
-    final = final_keys([manifest_dir], LOC if args.spider == LocArchiveSpider.name else IMGUR)
+    final = final_digests([manifest_dir], LOC if args.spider == LocArchiveSpider.name else IMGUR)
     if args.spider == LocArchiveSpider.name:
         if not args.csv:
             raise UsageError("loc_archive needs --csv PATH")

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from . import reasons
+from .digestset import DigestSet
 from .files import escape_name
 
 SCHEMA_VERSION = 1
@@ -213,14 +214,12 @@ def _precedence(rec: Record) -> tuple[bool, float]:
     return rec.ok, rec.time
 
 
-def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T],
-            source: str | None = None) -> tuple[dict[tuple[str, str], T], list[str]]:
+def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T]) -> tuple[dict[tuple[str, str], T], list[str]]:
     """The winning record of each key (``_precedence``), as ``keep(record)``, and the "file:line" of each torn line.
 
     Records stream through: only ``keep``'s value (and the winner's precedence) is held per key, so a
     caller that keeps little holds little (a full archive crawl's records with their ``attempts``
-    are ~100 MB). ``winners`` holds less still, for callers that want every winning record. With
-    ``source``, the records of other sources are passed over.
+    are ~100 MB). ``winners`` and ``final_digests`` hold less still.
     """
     best: dict[tuple[str, str], tuple[tuple[bool, float], T]] = {}
     torn: list[str] = []
@@ -228,8 +227,6 @@ def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T],
         for lineno, _, rec in _lines(path):
             if rec is None:
                 torn.append(f"{path.name}:{lineno}")
-                continue
-            if source is not None and rec.source != source:
                 continue
             old = best.get(rec.key)
             if old is None or _precedence(rec) >= old[0]:
@@ -239,16 +236,30 @@ def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T],
     return best, torn  # type: ignore[return-value]
 
 
-def winners(paths: Iterable[str | os.PathLike]) -> tuple[Iterator[Record], list[str]]:
-    """The winning record of each key, streamed, and the "file:line" of each torn line; the same rule as ``resolve``.
+@dataclass
+class _Scan:
+    """The first pass over manifests: per record its key digest, precedence, finality and place (42 bytes)."""
 
-    A first pass notes each record's key digest, precedence and place in its
-    file (41 bytes a record, in arrays); the winners are then read again one
-    at a time, so memory stays flat however many records the manifests hold
-    (a full-size build's 68,000 records as resolved objects were ~44 MB).
-    """
+    files: list[Path]
+    torn: list[str]
+    digests: np.ndarray
+    is_ok: np.ndarray
+    times: np.ndarray
+    final: np.ndarray
+    file_nos: np.ndarray
+    offsets: np.ndarray
+
+    def winners(self) -> np.ndarray:
+        """The index of each key's winning record (``_precedence``, the later on a tie)."""
+        order = np.lexsort((np.arange(len(self.digests)), self.times, self.is_ok, self.digests))
+        keys = self.digests[order]
+        return order[np.r_[keys[1:] != keys[:-1], True]] if len(order) else order
+
+
+def _scan(paths: Iterable[str | os.PathLike], source: str | None = None) -> _Scan:
+    """Every record's digest, precedence, finality and place; with ``source``, only that source's records."""
     files = expand_paths(paths)
-    digests, is_ok, times = bytearray(), bytearray(), array("d")
+    digests, is_ok, final, times = bytearray(), bytearray(), bytearray(), array("d")
     file_nos, offsets = array("i"), array("q")
     torn: list[str] = []
     for file_no, path in enumerate(files):
@@ -256,19 +267,34 @@ def winners(paths: Iterable[str | os.PathLike]) -> tuple[Iterator[Record], list[
             if rec is None:
                 torn.append(f"{path.name}:{lineno}")
                 continue
+            if source is not None and rec.source != source:
+                continue
             ok, time_ = _precedence(rec)
             digests += key_digest(rec.key)
             is_ok.append(ok)
+            final.append(rec.final)
             times.append(time_)
             file_nos.append(file_no)
             offsets.append(offset)
-    keys = np.frombuffer(bytes(digests), "S20")
-    order = np.lexsort((np.arange(len(keys)), np.frombuffer(times), np.frombuffer(is_ok, bool), keys))
-    last = order[np.r_[keys[order][1:] != keys[order][:-1], True]] if len(order) else order   # each key's winner
-    file_nos, offsets = np.frombuffer(file_nos, np.int32)[last], np.frombuffer(offsets, np.int64)[last]
+    return _Scan(files, torn, np.frombuffer(bytes(digests), "S20"), np.frombuffer(is_ok, bool),
+                 np.frombuffer(times), np.frombuffer(final, bool), np.frombuffer(file_nos, np.int32),
+                 np.frombuffer(offsets, np.int64))
+
+
+def winners(paths: Iterable[str | os.PathLike]) -> tuple[Iterator[Record], list[str]]:
+    """The winning record of each key, streamed, and the "file:line" of each torn line; the same rule as ``resolve``.
+
+    A first pass notes each record's key digest, precedence and place in its
+    file (``_scan``); the winners are then read again one at a time, so memory
+    stays flat however many records the manifests hold (a full-size build's
+    68,000 records as resolved objects were ~44 MB).
+    """
+    scan = _scan(paths)
+    won = scan.winners()
+    file_nos, offsets = scan.file_nos[won], scan.offsets[won]
 
     def read_again() -> Iterator[Record]:
-        for file_no, path in enumerate(files):
+        for file_no, path in enumerate(scan.files):
             with open(path, "rb") as fh:
                 for offset in np.sort(offsets[file_nos == file_no]):
                     fh.seek(int(offset))
@@ -277,7 +303,18 @@ def winners(paths: Iterable[str | os.PathLike]) -> tuple[Iterator[Record], list[
                         raise ManifestChanged(f"{escape_name(str(path))} changed while it was read; build again")
                     yield rec
 
-    return read_again(), torn
+    return read_again(), scan.torn
+
+
+def final_digests(paths: Iterable[str | os.PathLike], source: str | None = None) -> DigestSet:
+    """The digests (``key_digest``) of the keys whose winning record is final: what a resumed crawl skips.
+
+    With ``source``, only that source's keys: an imgur crawl beside a finished
+    archive crawl holds none of the archive's 57,652 keys.
+    """
+    scan = _scan(paths, source)
+    won = scan.winners()
+    return DigestSet(scan.digests[won][scan.final[won]], width=20)
 
 
 def records_frame(resolved: ManifestSet):
@@ -294,12 +331,6 @@ def status_counts(resolved: ManifestSet):
     frame = records_frame(resolved)
     table = frame.groupby(["source", "status"]).size().unstack(fill_value=0)
     return table[sorted(table.columns, key=lambda s: (s != reasons.OK, s))]
-
-
-def final_keys(paths: Iterable[str | os.PathLike], source: str | None = None) -> set[tuple[str, str]]:
-    """The keys whose resolved record is final (what a resumed crawl skips), of one ``source`` if given."""
-    finals, _ = resolve(paths, lambda rec: rec.final, source)
-    return {key for key, final in finals.items() if final}
 
 
 def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:

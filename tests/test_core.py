@@ -13,7 +13,8 @@ import pytest
 from crawler.testkit import picture, save
 from processing import build_h5, reasons, schema
 from processing.cliutil import UsageError
-from processing.manifest import ManifestChanged, ManifestWriter, Record, final_keys, read_manifests, resolve, winners
+from processing.manifest import (ManifestChanged, ManifestWriter, Record, final_digests, key_digest, read_manifests,
+                                 resolve, winners)
 from processing.pipeline import BuildConfig, check, collect_inputs, for_shard, shard_of
 from training.preprocess import Preprocess
 
@@ -92,6 +93,15 @@ def test_every_reason_has_a_meaning_and_transient_ones_are_not_final():
         assert reasons.is_final(status)
 
 
+KEYS = [(source, str(i)) for source in ("s", "other") for i in range(8)]
+
+
+def final_members(paths, keys, source=None):
+    """Which of ``keys`` ``final_digests`` holds."""
+    done = final_digests(paths, source)
+    return {k for k in keys if key_digest(k) in done}
+
+
 def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
     now = time.time()
     with ManifestWriter(tmp_path / "a.jsonl") as w:
@@ -110,12 +120,12 @@ def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
         w.write(Record(source="s", source_id="4", status=reasons.TIMEOUT, time=now))
         w.write(Record(source="s", source_id="5", status=reasons.TIMEOUT, time=now - 10))
         w.write(Record(source="s", source_id="5", status=reasons.http_reason(404), time=now))
-    assert final_keys([tmp_path]) == read_manifests([tmp_path]).final_keys() == {
-        ("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
+    assert read_manifests([tmp_path]).final_keys() == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
+    assert final_members([tmp_path], KEYS) == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
     with ManifestWriter(tmp_path / "d.jsonl") as w:
         w.write(Record(source="other", source_id="1", status=reasons.OK, path="z.png", time=now))
-    assert final_keys([tmp_path], "other") == {("other", "1")}
-    assert final_keys([tmp_path], "s") == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
+    assert final_members([tmp_path], KEYS, "other") == {("other", "1")}
+    assert final_members([tmp_path], KEYS, "s") == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -154,7 +164,7 @@ def test_lines_that_are_not_records_are_counted_not_raised(tmp_path):
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     resolved = read_manifests([tmp_path])
     assert list(resolved.records) == [("s", "1")] and resolved.torn_lines == [f"m.jsonl:{i}" for i in range(2, 8)]
-    assert final_keys([tmp_path]) == {("s", "1")}
+    assert final_members([tmp_path], KEYS) == {("s", "1")}
 
 
 def test_preprocess_round_trips_and_reads_old_names(tmp_path):
