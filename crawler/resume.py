@@ -8,7 +8,6 @@ from pathlib import Path
 from itemadapter import ItemAdapter, is_item
 from scrapy import Request, signals
 
-from processing.digestset import DigestSet
 from processing.manifest import final_digests, key_digest
 
 
@@ -27,7 +26,7 @@ class ResumeMiddleware:
     def __init__(self, crawler):
         self.crawler = crawler
         self.dir = Path(crawler.settings.get("MANIFEST_DIR"))
-        self.done = DigestSet(width=20)   # key digests (``manifest.key_digest``)
+        self.done = final_digests([])   # none yet: the manifests are read when the spider opens
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
 
     @classmethod

@@ -22,14 +22,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .manifest import key_digest
+from .manifest import KEY_DIGEST, key_digest
 from .sources import Input, Job, PixelJob, Skip
-
-DIGEST = "S20"   # ``manifest.key_digest``: fixed width, so NumPy sorts and compares the digests themselves
 
 
 def key_digests(keys: Iterable[tuple[str, str]]) -> np.ndarray:
-    return np.array([key_digest(k) for k in keys], dtype=DIGEST)
+    return np.array([key_digest(k) for k in keys], dtype=KEY_DIGEST)
 
 
 class JobTable:
@@ -56,7 +54,7 @@ class JobTable:
         labels and a block-shuffled reader (training.data) gets mixed batches at slice speed."""
         self._offsets.append(self._fh.tell())   # the end of the last pickle
         self._fh.flush()
-        digests = np.frombuffer(bytes(self._digests), dtype=DIGEST)
+        digests = np.frombuffer(bytes(self._digests), dtype=KEY_DIGEST)
         del self._digests
         order = np.argsort(digests, kind="stable")          # equal digests keep the order they were added in
         first = np.ones(len(order), bool)

@@ -16,7 +16,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -25,7 +25,6 @@ from .digestset import DigestSet
 from .files import escape_name
 
 SCHEMA_VERSION = 1
-T = TypeVar("T")
 
 
 class ManifestChanged(Exception):
@@ -176,6 +175,9 @@ def manifest_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+KEY_DIGEST = "S20"   # ``key_digest`` in NumPy: fixed width, so arrays sort and compare the digests themselves
+
+
 def key_digest(key: tuple[str, str]) -> bytes:
     """SHA-1 of a (source, source_id) key: 20 bytes that stand for the key in NumPy arrays."""
     return hashlib.sha1(f"{key[0]}\x00{key[1]}".encode("utf-8", "surrogateescape")).digest()
@@ -212,28 +214,6 @@ def _precedence(rec: Record) -> tuple[bool, float]:
     """Of two records of one key, the one with the larger precedence wins, the later one on a tie:
     a stored image beats any failure; otherwise the newer record wins."""
     return rec.ok, rec.time
-
-
-def resolve(paths: Iterable[str | os.PathLike], keep: Callable[[Record], T]) -> tuple[dict[tuple[str, str], T], list[str]]:
-    """The winning record of each key (``_precedence``), as ``keep(record)``, and the "file:line" of each torn line.
-
-    Records stream through: only ``keep``'s value (and the winner's precedence) is held per key, so a
-    caller that keeps little holds little (a full archive crawl's records with their ``attempts``
-    are ~100 MB). ``winners`` and ``final_digests`` hold less still.
-    """
-    best: dict[tuple[str, str], tuple[tuple[bool, float], T]] = {}
-    torn: list[str] = []
-    for path in expand_paths(paths):
-        for lineno, _, rec in _lines(path):
-            if rec is None:
-                torn.append(f"{path.name}:{lineno}")
-                continue
-            old = best.get(rec.key)
-            if old is None or _precedence(rec) >= old[0]:
-                best[rec.key] = (_precedence(rec), keep(rec))
-    for key, (_, value) in best.items():
-        best[key] = value   # in place: no second dict
-    return best, torn  # type: ignore[return-value]
 
 
 @dataclass
@@ -276,13 +256,13 @@ def _scan(paths: Iterable[str | os.PathLike], source: str | None = None) -> _Sca
             times.append(time_)
             file_nos.append(file_no)
             offsets.append(offset)
-    return _Scan(files, torn, np.frombuffer(bytes(digests), "S20"), np.frombuffer(is_ok, bool),
+    return _Scan(files, torn, np.frombuffer(bytes(digests), KEY_DIGEST), np.frombuffer(is_ok, bool),
                  np.frombuffer(times), np.frombuffer(final, bool), np.frombuffer(file_nos, np.int32),
                  np.frombuffer(offsets, np.int64))
 
 
 def winners(paths: Iterable[str | os.PathLike]) -> tuple[Iterator[Record], list[str]]:
-    """The winning record of each key, streamed, and the "file:line" of each torn line; the same rule as ``resolve``.
+    """The winning record of each key (``_precedence``), streamed, and the "file:line" of each torn line.
 
     A first pass notes each record's key digest, precedence and place in its
     file (``_scan``); the winners are then read again one at a time, so memory
@@ -314,7 +294,7 @@ def final_digests(paths: Iterable[str | os.PathLike], source: str | None = None)
     """
     scan = _scan(paths, source)
     won = scan.winners()
-    return DigestSet(scan.digests[won][scan.final[won]], width=20)
+    return DigestSet(scan.digests[won][scan.final[won]], width=np.dtype(KEY_DIGEST).itemsize)
 
 
 def records_frame(resolved: ManifestSet):
@@ -334,5 +314,5 @@ def status_counts(resolved: ManifestSet):
 
 
 def read_manifests(paths: Iterable[str | os.PathLike]) -> ManifestSet:
-    records, torn = resolve(paths, lambda rec: rec)
-    return ManifestSet(records=records, torn_lines=torn)
+    records, torn = winners(paths)
+    return ManifestSet(records={rec.key: rec for rec in records}, torn_lines=torn)

@@ -207,7 +207,6 @@ class H5Writer:
         return self.f["labels"][:]
 
 
-
 def write_split(f: h5py.File, splits: np.ndarray) -> None:
     ds = f.create_dataset("split", data=np.asarray(splits, dtype=np.uint8), chunks=True)
     ds.attrs["names"] = json.dumps(SPLIT_NAMES)

@@ -1,8 +1,6 @@
 import hashlib
 import random
 
-import numpy as np
-
 from processing import digestset
 from processing.cifar import PixelRef
 from processing.digestset import DigestSet, sha256_prefix
