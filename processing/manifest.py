@@ -86,6 +86,8 @@ class Record:
                 raise TypeError(f"{name} is a {type(getattr(rec, name)).__name__}")
         if not reasons.is_known(rec.status):
             raise ValueError(f"unknown status {rec.status!r}")
+        if rec.ok and not rec.path:
+            raise ValueError("status ok but no stored file (path)")
         try:
             finite = math.isfinite(rec.time)
         except OverflowError:

@@ -175,13 +175,15 @@ def test_streamed_winners_refuse_a_manifest_rewritten_between_passes(tmp_path):
 
 
 def test_lines_that_are_not_records_are_counted_not_raised(tmp_path):
-    """A manifest line with a field of the wrong type, an unknown status or a JSON non-object is a torn line."""
+    """A manifest line with a field of the wrong type, an unknown status, a JSON non-object or an ok record naming
+    no file is a torn line."""
     good = {"source": "s", "source_id": "1", "status": reasons.NO_CAPTURE}
     lines = [good, {**good, "source_id": "2", "path": [1, 2]}, {**good, "source_id": "3", "status": "weird"},
-             {**good, "source_id": ["x"]}, {**good, "source_id": "4", "time": "yesterday"}, [1, 2], "text"]
+             {**good, "source_id": ["x"]}, {**good, "source_id": "4", "time": "yesterday"}, [1, 2], "text",
+             {**good, "source_id": "5", "status": reasons.OK}]   # ok, but no stored file: crashed the build
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     resolved = read_manifests([tmp_path])
-    assert list(resolved.records) == [("s", "1")] and resolved.torn_lines == [f"m.jsonl:{i}" for i in range(2, 8)]
+    assert list(resolved.records) == [("s", "1")] and resolved.torn_lines == [f"m.jsonl:{i}" for i in range(2, 9)]
     assert final_members([tmp_path], KEYS) == {("s", "1")}
 
 
@@ -201,7 +203,7 @@ def test_status_counts_table(tmp_path):
 
     with ManifestWriter(tmp_path / "m.jsonl") as w:
         for i, status in enumerate([reasons.OK, reasons.OK, "http_404", reasons.MD5_MISMATCH]):
-            w.write(Record(source="loc_archive", source_id=str(i), status=status))
+            w.write(Record(source="loc_archive", source_id=str(i), status=status, path="x.png"))
         w.write(Record(source="imgur", source_id="a", status=reasons.REMOVED))
     table = status_counts(read_manifests([tmp_path]))
     assert list(table.columns) == [reasons.OK, "http_404", reasons.MD5_MISMATCH, reasons.REMOVED]

@@ -347,7 +347,7 @@ def test_feed_imgur_link_list_one_job_per_link(redis_url, tmp_path):
     links.write_text("https://i.imgur.com/abcde.jpg,https://i.imgur.com/fghij.png,https://i.imgur.com/abcde.jpg,"
                      "https://example.com/x.jpg")
     (tmp_path / "manifests" / "imgur_meme-old.jsonl").write_text(
-        '{"source": "imgur", "source_id": "fghij", "label": 1, "status": "ok"}\n')
+        '{"source": "imgur", "source_id": "fghij", "label": 1, "status": "ok", "path": "full/fghij.png"}\n')
     args = ["-m", "crawler.feed", "imgur_meme", "--urls", str(links), "-s", f"REDIS_URL={redis_url}",
             "-s", f"MANIFEST_DIR={tmp_path / 'manifests'}"]
     r = _cli(args)
