@@ -32,6 +32,27 @@ VARIANTS = {
     "letterbox+synth": ("letterbox", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0.3"]),
     "letterbox+text": ("letterbox", ("advice-animals", "tiny", "bsd", "text"), ["--synth-memes", "0"]),
     "letterbox+text+synth": ("letterbox", ("advice-animals", "tiny", "bsd", "text"), ["--synth-memes", "0.3"]),
+    # every photo set, neither modern memes nor text non-memes: both honest scores from one run
+    "photos+synth": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
+                                                                         "--synth-nonmemes", "0"]),
+    "photos+synth+textsynth": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
+                                                                                   "--synth-nonmemes", "0.3"]),
+    "photos+synth0.5+textsynth": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.5",
+                                                                                      "--synth-nonmemes", "0.3"]),
+    # the same after the comic and tweet caption styles joined (six styles)
+    "photos+synth6": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
+                                                                          "--synth-nonmemes", "0"]),
+    "photos+synth6+textsynth0.15": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
+                                                                                        "--synth-nonmemes", "0.15"]),
+    "photos+synth6-0.5+textsynth0.3": ("letterbox", ("advice-animals", "tiny", "photos"), [
+        "--synth-memes", "0.5", "--synth-nonmemes", "0.3"]),
+    "photos+synth6+textsynth0.15 seed 1": ("letterbox", ("advice-animals", "tiny", "photos"), [
+        "--synth-memes", "0.3", "--synth-nonmemes", "0.15", "--seed", "1"]),
+    # after validation was given the training's synthesis (the best epoch chosen on it)
+    "+synth val": ("letterbox", ("advice-animals", "tiny", "photos"), [
+        "--synth-memes", "0.3", "--synth-nonmemes", "0.15"]),
+    "+synth val seed 1": ("letterbox", ("advice-animals", "tiny", "photos"), [
+        "--synth-memes", "0.3", "--synth-nonmemes", "0.15", "--seed", "1"]),
 }
 
 

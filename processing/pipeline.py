@@ -81,7 +81,11 @@ class BuildConfig:
 
     @property
     def has_inputs(self) -> bool:
-        return bool(self.manifests or self.memes or self.non_memes or self.tiny or self.cifar)
+        return bool(self.input_paths)
+
+    @property
+    def input_paths(self) -> tuple[str, ...]:
+        return (*self.manifests, *self.memes, *self.non_memes, *self.tiny, *((self.cifar,) if self.cifar else ()))
 
     def params(self) -> dict:
         """What defines the dataset's content: a resumed build must use the same."""
@@ -331,8 +335,12 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
     if config.overwrite and not config.resume:
         partial_path(config.out).unlink(missing_ok=True)
     with JobTable(spool_dir) as table:
-        for item in collect_inputs(config, spool_dir):
+        added = 0
+        for added, item in enumerate(collect_inputs(config, spool_dir), 1):
             table.add(item)
+        if not added and not config.shard:   # a shard may hold nothing; a whole build of nothing is a mistake
+            raise UsageError(f"no inputs: {', '.join(_names(config.input_paths))} hold no images or manifest "
+                             "records; crawl first, or name folders and manifests that hold some")
         t0 = time.time()
         try:
             writer = H5Writer(config.out, size=INPUT_SIZE,

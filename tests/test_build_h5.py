@@ -126,9 +126,22 @@ def run_cli(*args, **kw):
                           capture_output=True, text=True, timeout=120, **kw)
 
 
+def empty_file(path):
+    path.write_bytes(b"")
+    return path
+
+
+def empty_dir(path):
+    path.mkdir()
+    return path
+
+
 @pytest.mark.parametrize("make_args,expect", [
     (lambda c, t: ["--memes", str(t / "nope"), "--out", str(t / "o.h5")], "input not found"),
     (lambda c, t: ["--out", str(t / "o.h5")], "no inputs"),
+    (lambda c, t: ["--manifest", str(empty_file(t / "m.jsonl")), "--out", str(t / "o.h5")], "no inputs"),
+    (lambda c, t: ["--memes", str(empty_dir(t / "m")), "--non-memes", str(empty_dir(t / "n")),
+                   "--out", str(t / "o.h5")], "no inputs"),
     (lambda c, t: ["--cifar", str(c["cifar"]), "--out", str(t / "o.h5")], "MD5"),
     (lambda c, t: ["--memes", str(c["memes"]), "--split", "0.5,0.5", "--out", str(t / "o.h5")], "--split"),
 ])
@@ -138,6 +151,7 @@ def test_bad_input_one_line_exit_2(corpus, tmp_path, make_args, expect):
     assert r.returncode == 2, r.stderr
     assert expect in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.h5").exists()
 
 
 def test_existing_output_refused_unless_overwrite(corpus, tmp_path):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from crawler.testkit import save
 from processing import build_h5
+from processing.cliutil import UsageError
 from processing.schema import MEME, NON_MEME
 from training.ood import (Score, build_inputs, instructive_errors, markdown_table, real_folders, score, score_run,
                           split_scores)
@@ -111,3 +112,13 @@ def test_report_writes_the_ood_table_into_the_readme(tmp_path):
     assert "honest numbers" in text and "| 0.420 |" in text
     md = report.write_report(tmp_path, tmp_path, results, {"train no-modern": 1.0}, meta)
     assert "6/45" in md and (tmp_path / "report.json").is_file()
+
+
+def test_report_runs_are_named_or_all():
+    from training import report
+    assert report.chosen_runs("no-text,default") == ["no-text", "default"]
+    assert report.chosen_runs("all") == [r[0] for r in report.RUNS]
+    assert report.parse_args([]).runs.split(",") == list(report.DEFAULT_RUNS)
+    for bad in ("", "no-txt", "default,nope"):
+        with pytest.raises(UsageError, match="--runs takes"):
+            report.chosen_runs(bad)

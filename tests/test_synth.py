@@ -1,11 +1,11 @@
-"""Caption synthesis: deterministic under a seed, and every style really writes text."""
+"""Caption synthesis and text non-memes: deterministic under a seed, and every style really writes text."""
 
 import numpy as np
 import pytest
 from PIL import ImageDraw
 
 from processing.transform import fit_letterbox
-from training.synth import STYLES, caption_meme, font_files, trim_fill
+from training.synth import NONMEME_STYLES, STYLES, caption_meme, font_files, text_nonmeme, trim_fill
 
 
 def picture(seed=0, h=128, w=128):
@@ -14,24 +14,27 @@ def picture(seed=0, h=128, w=128):
     return np.kron(base, np.ones((h // 8, w // 8, 1), np.uint8))
 
 
-@pytest.mark.parametrize("style", [*STYLES, None])
-def test_same_seed_same_meme(style):
+CASES = [(caption_meme, style) for style in STYLES] + [(text_nonmeme, style) for style in NONMEME_STYLES]
+
+
+@pytest.mark.parametrize("make,style", [*CASES, (caption_meme, None), (text_nonmeme, None)])
+def test_same_seed_same_picture(make, style):
     pic = picture()
-    a = caption_meme(pic, np.random.default_rng(5), style)
-    b = caption_meme(pic, np.random.default_rng(5), style)
-    c = caption_meme(pic, np.random.default_rng(6), style)
+    a = make(pic, np.random.default_rng(5), style)
+    b = make(pic, np.random.default_rng(5), style)
+    c = make(pic, np.random.default_rng(6), style)
     assert a.shape == pic.shape and a.dtype == np.uint8
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("make,style", CASES)
 @pytest.mark.parametrize("seed", range(4))
-def test_each_style_draws_text(style, seed, monkeypatch):
+def test_each_style_draws_text(make, style, seed, monkeypatch):
     """The same layout with and without the text drawn: the text must change a visible share of pixels."""
     pic = picture(seed)
-    with_text = caption_meme(pic, np.random.default_rng(seed), style).astype(int)
+    with_text = make(pic, np.random.default_rng(seed), style).astype(int)
     monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda *a, **k: None)
-    without = caption_meme(pic, np.random.default_rng(seed), style).astype(int)
+    without = make(pic, np.random.default_rng(seed), style).astype(int)
     changed = (np.abs(with_text - without).max(axis=-1) > 60).mean()
     assert changed > 0.004, changed
 
@@ -56,3 +59,23 @@ def test_fonts_come_from_installed_packages_and_cover_cyrillic():
 def test_unknown_style_is_refused():
     with pytest.raises(ValueError, match="unknown caption style"):
         caption_meme(picture(), np.random.default_rng(0), "comic-sans")
+    with pytest.raises(ValueError, match="unknown text non-meme style"):
+        text_nonmeme(picture(), np.random.default_rng(0), "impact")
+
+
+@pytest.mark.parametrize("style", NONMEME_STYLES)
+def test_text_nonmemes_use_the_picture_and_small_text(style, monkeypatch):
+    """Designed text keeps some of the picture, and its lines are smaller than a meme's captions."""
+    pic = picture(3)
+    sizes = []
+    real_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, font=None, **k: sizes.append(font.size) or real_text(self, xy, text,
+                                                                                                    font=font, **k))
+    out = text_nonmeme(pic, np.random.default_rng(1), style)
+    small = sorted(sizes)[len(sizes) // 2]
+    sizes.clear()
+    caption_meme(pic, np.random.default_rng(1), "impact")
+    assert small < min(sizes)                       # the median line of designed text is smaller than any caption
+    colours = {tuple(c) for c in np.unique(pic.reshape(-1, 3), axis=0)}
+    assert sum(tuple(c) in colours for c in out.reshape(-1, 3)[::7]) > 20   # the picture is in it

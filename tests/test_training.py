@@ -78,6 +78,10 @@ def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
         r = cli(module, *args)
         assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+    for flag, value, says in (("--synth-nonmemes", "1.5", "--synth-nonmemes takes"),
+                              ("--synth-memes", "0.9", "--synth-memes takes")):
+        r = cli("training.run", "--data", dataset, "--out", tmp_path / "r", flag, value)
+        assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 @pytest.mark.slow
@@ -252,3 +256,32 @@ def test_synthesised_memes_are_paired_with_their_uncaptioned_picture(dataset):
         made += len(turned)
     assert made > 0
     assert class_weights(np.array([0, 0, 0, 1]), 0.5) == {0: 4 / 3, 1: 4 / 5}
+
+
+def test_synthesised_text_nonmemes_stay_nonmemes(dataset):
+    plain = H5Batches(dataset, "train", 16, shuffle=True, seed=3)
+    both = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.3, synth_nonmemes=0.3)
+    again = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.3, synth_nonmemes=0.3)
+    redrawn = 0
+    for i in range(len(plain)):
+        (x0, y0), (x1, y1), (x2, y2) = plain[i], both[i], again[i]
+        assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+        changed = np.flatnonzero([not np.array_equal(a, b) for a, b in zip(x0, x1)])
+        assert (y0[changed] == 0).all()                                    # only non-memes are ever redrawn
+        assert (y0[y0 == 1] == y1[y0 == 1]).all()                           # real memes stay memes
+        redrawn += int(((y1 == 0) & np.isin(np.arange(len(y1)), changed)).sum())
+    assert redrawn > 0                                                     # some redrawn pictures kept label 0
+
+
+def test_validation_stream_synthesises_the_same_every_epoch(dataset):
+    val = H5Batches(dataset, "val", 8, seed=2, synth_memes=0.5, synth_nonmemes=0.3, same_every_epoch=True)
+    first = [val[i] for i in range(len(val))]
+    val.on_epoch_end()
+    again = [val[i] for i in range(len(val))]
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first, again))
+    plain = H5Batches(dataset, "val", 8)
+    assert sum(int((b[1] != p[1]).sum()) for b, p in zip(first, (plain[i] for i in range(len(plain))))) > 0
+    train = H5Batches(dataset, "train", 8, seed=2, synth_memes=0.5)
+    before = train[0]
+    train.on_epoch_end()
+    assert not np.array_equal(before[0], train[0][0])            # training draws afresh each epoch

@@ -23,7 +23,7 @@ from processing.schema import INPUT_SIZE, MEME, NON_MEME
 from processing.transform import DEFAULT_FIT, block_mean_pool, upsample_repeat
 
 from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
-from .synth import MAX_SYNTH, caption_meme
+from .synth import MAX_SYNTH, caption_meme, text_nonmeme
 
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
 
@@ -53,14 +53,17 @@ class H5Batches(keras.utils.PyDataset):
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
-                 synth_memes: float = 0.0, fit: str = DEFAULT_FIT, sizes=(INPUT_SIZE,), balance_classes: bool = False,
+                 synth_memes: float = 0.0, synth_nonmemes: float = 0.0, fit: str = DEFAULT_FIT,
+                 sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment = shuffle, seed, augment
         self.degrade_memes, self.smooth_tiny = degrade_memes, smooth_tiny
         self.synth_memes, self.fit = min(synth_memes, MAX_SYNTH), fit
+        self.synth_nonmemes = synth_nonmemes
         self.sizes = tuple(sizes)
+        self.same_every_epoch = same_every_epoch   # a validation stream: the same synthesis every epoch
         self.indices, self.labels = split_indices(path, split)
         if len(self.indices) == 0:
             raise DatasetError(f"split {split!r} of {path} is empty")
@@ -113,8 +116,9 @@ class H5Batches(keras.utils.PyDataset):
         pos = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
         x = read_rows(self._images(), self.indices[pos])
         y = self.labels[pos].astype(np.int32)
-        if self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes:
-            rng = np.random.default_rng([self.seed, self.epoch, i])   # x and y are this batch's own arrays:
+        if self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes or self.synth_nonmemes:
+            epoch = 0 if self.same_every_epoch else self.epoch
+            rng = np.random.default_rng([self.seed, epoch, i])        # x and y are this batch's own arrays:
             x, y = self._synthesise(x, y, rng)                          # changed in place
             x = self._transform(x, y, rng)
         x = resize_batch(x, self.size)
@@ -129,17 +133,22 @@ class H5Batches(keras.utils.PyDataset):
         So the same picture is seen uncaptioned as a non-meme and captioned
         (``training.synth``) as a meme in one step; a fraction ``synth_memes``
         of the batch's non-memes becomes such a meme (at most half, since each
-        needs a partner that stays uncaptioned).
+        needs a partner that stays uncaptioned). Of the non-memes left
+        untouched, a fraction ``synth_nonmemes`` (of all the batch's non-memes)
+        is then redrawn as designed text (``synth.text_nonmeme``) and stays a
+        non-meme.
         """
-        if not self.synth_memes:
+        if not (self.synth_memes or self.synth_nonmemes):
             return x, y
         non_memes = rng.permutation(np.flatnonzero(y == NON_MEME))
-        m = min(len(non_memes) // 2, int(rng.binomial(len(non_memes), self.synth_memes)))
-        if not m:
-            return x, y
+        m = min(len(non_memes) // 2, int(rng.binomial(len(non_memes), self.synth_memes))) if self.synth_memes else 0
         for source, target in zip(non_memes[:m], non_memes[m:2 * m]):
             x[target] = caption_meme(x[source], rng, fit=self.fit)
             y[target] = MEME
+        if self.synth_nonmemes:
+            untouched = non_memes[2 * m:]
+            for k in untouched[:int(rng.binomial(len(non_memes), self.synth_nonmemes))]:
+                x[k] = text_nonmeme(x[k], rng, fit=self.fit)
         return x, y
 
     def _transform(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:

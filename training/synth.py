@@ -10,13 +10,33 @@
 - ``labels``: one to three short labels placed on regions of the picture
   (the "distracted boyfriend" format);
 - ``panels``: two or three panels (crops of the picture) stacked, each with a
-  caption beside or above it (Drake, expanding brain).
+  caption beside or above it (Drake, expanding brain);
+- ``comic``: the picture redrawn as line art on white, cut into a grid of
+  framed panels with speech balloons (the drawn multi-panel comics);
+- ``tweet``: a post screenshot, avatar, name and handle, a few lines of
+  text, the picture below it or not (tweet screenshots).
+
+``text_nonmeme(picture, rng)`` is the mirror image: the picture made into a
+text-bearing picture that is *not* a meme, in one of ``NONMEME_STYLES``:
+
+- ``poster``: a portrait poster, the picture under a styled title, a tagline
+  and a block of small credits (movie posters);
+- ``screen``: a phone app screen, status bar, app bar and a list of crops of
+  the picture with small titles and grey subtitles (app screenshots);
+- ``page``: a web or document page, a heading, paragraphs of small text and
+  the picture set in beside them.
+
+What tells the two apart is where and how large the text is, not whether
+there is text: meme captions are few words, large, over or right against the
+picture; designed text is small and many-lined or styled as a title.
 
 ``training.data.H5Batches`` (``--synth-memes RATIO``) pairs them: the same
 picture appears in one batch uncaptioned as a non-meme and captioned as a
 meme, so the label can only be learned from what makes a meme (the idea
 MemeTector calls visual part utilisation), while real text-bearing
-non-memes (posters, screenshots) stay non-memes.
+non-memes (posters, screenshots) stay non-memes; ``--synth-nonmemes RATIO``
+adds the synthesised text non-memes, so that a leave-one-source-out run
+without any real text non-meme still sees text that is not a meme.
 
 Fonts come only from installed packages: matplotlib's DejaVu family (Sans,
 Sans Bold, Serif Bold, Sans Mono Bold; Latin, Greek and Cyrillic) is always
@@ -33,13 +53,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from processing.transform import DEFAULT_FIT, LETTERBOX_FILL, fit_image
 
 MAX_SYNTH = 0.5   # of a batch's non-memes: each synthesised meme needs an uncaptioned partner in its batch
 
-STYLES = ("impact", "bar", "labels", "panels")
+STYLES = ("impact", "bar", "labels", "panels", "comic", "tweet")
 RENDER = 2   # draw at twice the picture's side, then fit back down: strokes come out anti-aliased like real memes
 
 WORDS = {
@@ -54,6 +74,10 @@ WORDS = {
            "αφεντικό", "γάτα", "καφές", "γιατί", "περίμενε", "πραγματικότητα"),
 }
 LANGUAGES = ("en", "en", "en", "en", "ru", "ru", "el")   # mostly English, as real memes are
+NONMEME_STYLES = ("poster", "screen", "page")
+# colours of designed text: titles and app bars are often saturated; memes' captions are black or white
+ACCENTS = ((230, 40, 40), (250, 200, 30), (40, 120, 230), (30, 160, 90), (240, 240, 240), (200, 120, 255),
+           (255, 140, 0))
 
 
 @functools.cache
@@ -225,7 +249,216 @@ def panels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return out
 
 
-RENDERERS = {"impact": impact, "bar": bar, "labels": labels, "panels": panels}
+def cover(picture: np.ndarray, width: int, height: int, rng: np.random.Generator) -> Image.Image:
+    """A random crop of ``picture`` with the aspect of width x height, resized to fill it exactly."""
+    h, w = picture.shape[:2]
+    scale = min(w / width, h / height) * rng.uniform(0.7, 1.0)
+    cw, ch = max(1, int(width * scale)), max(1, int(height * scale))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    crop = np.ascontiguousarray(picture[y0:y0 + ch, x0:x0 + cw])
+    return Image.fromarray(crop).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def line_art(picture: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The picture as a drawing: dark edges on white, over flat pale colours or none."""
+    grey = picture.convert("L").filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.5)))
+    edges = grey.filter(ImageFilter.FIND_EDGES)
+    ink = np.asarray(edges) > rng.uniform(12, 30)
+    if rng.random() < 0.5:
+        flat = np.asarray(ImageOps.posterize(picture.filter(ImageFilter.GaussianBlur(2)), 2)).astype(np.float32)
+        paper = (flat * 0.35 + 255 * 0.65).astype(np.uint8)
+    else:
+        paper = np.full((*ink.shape, 3), 255, np.uint8)
+    paper[ink] = 20
+    return Image.fromarray(paper)
+
+
+def balloon(draw: ImageDraw.ImageDraw, text: str, path: str, box: tuple[int, int, int, int],
+            rng: np.random.Generator) -> None:
+    """A speech balloon with ``text`` in the upper part of ``box`` (x0, y0, x1, y1), tail pointing down."""
+    x0, y0, x1, y1 = box
+    width = int((x1 - x0) * rng.uniform(0.5, 0.85))
+    face, lines = fitted_text(text, path, int((x1 - x0) * rng.uniform(0.07, 0.11)), int(width * 0.8), 3)
+    height = len(lines) * line_height(face) + face.size
+    left = x0 + int(rng.uniform(0.03, 0.97) * max(0, x1 - x0 - width))
+    top = y0 + int((y1 - y0) * 0.04)
+    tail_x = left + width // 2 + int(rng.uniform(-0.3, 0.3) * width)
+    draw.polygon([(tail_x - width // 10, top + height - 2), (tail_x + width // 10, top + height - 2),
+                  (tail_x, top + height + height // 2)], fill="white", outline="black")
+    draw.ellipse((left, top, left + width, top + height), fill="white", outline="black", width=2)
+    draw_lines(draw, lines, face, left + width // 2, top + face.size // 2, "black")
+
+
+def comic(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    side = picture.shape[0] * RENDER
+    rows, cols = ((2, 2), (1, 3), (3, 1), (1, 2), (2, 1))[int(rng.integers(5))]
+    gutter = max(2, side // 40)
+    cell_w, cell_h = (side - gutter * (cols + 1)) // cols, (side - gutter * (rows + 1)) // rows
+    drawing = line_art(upscale(picture, side), rng)
+    art = np.asarray(drawing)
+    out = Image.new("RGB", (side, side), "white")
+    draw = ImageDraw.Draw(out)
+    path = pick(rng, font_files()[0] + font_files()[1])
+    for r in range(rows):
+        for c in range(cols):
+            x0, y0 = gutter + c * (cell_w + gutter), gutter + r * (cell_h + gutter)
+            out.paste(cover(art, cell_w, cell_h, rng), (x0, y0))
+            draw.rectangle((x0, y0, x0 + cell_w, y0 + cell_h), outline="black", width=max(2, side // 120))
+            if rng.random() < 0.75:
+                words = phrase(rng, 1, 5)
+                balloon(draw, words.upper() if rng.random() < 0.5 else words, path,
+                        (x0, y0, x0 + cell_w, y0 + cell_h), rng)
+    return out
+
+
+def tweet(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    side = picture.shape[0] * RENDER
+    dark = rng.random() < 0.3
+    background, ink, grey = ((21, 32, 43), (240, 240, 240), (136, 153, 166)) if dark else \
+        ((255, 255, 255), (15, 20, 25), (101, 119, 134))
+    bold, regular = font_files()
+    pad = int(side * 0.05)
+    face, lines = fitted_text(phrase(rng, 4, 20), pick(rng, regular), int(side * rng.uniform(0.05, 0.075)),
+                              side - 2 * pad, 5)
+    avatar = int(side * 0.12)
+    with_picture = rng.random() < 0.6
+    pic = upscale(picture, side - 2 * pad) if with_picture else None
+    height = pad + avatar + pad // 2 + len(lines) * line_height(face) + pad + (pic.height + pad if pic else 0) \
+        + int(side * 0.06)
+    img = Image.new("RGB", (side, height), background)
+    draw = ImageDraw.Draw(img)
+    mask = Image.new("L", (avatar, avatar), 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, avatar - 1, avatar - 1), fill=255)
+    img.paste(cover(picture, avatar, avatar, rng), (pad, pad), mask)
+    name = font(pick(rng, bold), int(avatar * 0.38))
+    draw.text((pad * 3 // 2 + avatar, pad), phrase(rng, 1, 2).title(), font=name, fill=ink)
+    handle = font(pick(rng, regular), int(avatar * 0.3))
+    draw.text((pad * 3 // 2 + avatar, pad + int(avatar * 0.5)), "@" + phrase(rng, 1, 1), font=handle, fill=grey)
+    y = draw_lines(draw, lines, face, 0, pad + avatar + pad // 2, ink, align="left", left=pad) + pad // 2
+    if pic:
+        img.paste(pic, (pad, y))
+        y += pic.height + pad
+    for k in range(4):                                           # reply, repost, like, share
+        cx, r = pad + int(k * (side - 2 * pad) / 4) + avatar // 4, max(2, side // 80)
+        draw.ellipse((cx - r, y - r + side // 50, cx + r, y + r + side // 50), outline=grey, width=2)
+    return img
+
+
+RENDERERS = {"impact": impact, "bar": bar, "labels": labels, "panels": panels, "comic": comic, "tweet": tweet}
+
+
+def small_lines(draw: ImageDraw.ImageDraw, rng: np.random.Generator, path: str, size: int, left: int, top: int,
+                width: int, count: int, fill, align: str = "left") -> int:
+    """``count`` lines of small running text in a column; returns the y below them."""
+    face = font(path, max(6, size))
+    for _ in range(count):
+        line = wrap(phrase(rng, 4, 14), face, width)[0]
+        x = left + (width - face.getlength(line)) / 2 if align == "center" else left
+        draw.text((x, top), line, font=face, fill=fill)
+        top += line_height(face)
+    return top
+
+
+def poster(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    width = picture.shape[0] * RENDER
+    height = int(width * rng.uniform(1.35, 1.55))               # one-sheets are about 2:3
+    img = cover(picture, width, height, rng)
+    shade = np.linspace(0, rng.uniform(0.5, 0.95), height // 3)[:, None, None]
+    pixels = np.asarray(img).astype(np.float32)
+    pixels[-len(shade):] *= 1 - shade                           # darker towards the credits
+    img = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    bold, regular = font_files()
+    title = phrase(rng, 1, 3)
+    title = title.upper() if rng.random() < 0.7 else title.title()
+    face, lines = fitted_text(title, pick(rng, bold), int(width * rng.uniform(0.1, 0.17)), int(width * 0.9), 2)
+    colour = pick(rng, ACCENTS)
+    top = int(height * (rng.uniform(0.05, 0.2) if rng.random() < 0.4 else rng.uniform(0.55, 0.68)))
+    if rng.random() < 0.5:                                       # a soft drop shadow, not a meme's outline
+        draw_lines(draw, lines, face, width // 2 + max(1, face.size // 20), top + max(1, face.size // 20), (0, 0, 0))
+    draw_lines(draw, lines, face, width // 2, top, colour)
+    small_lines(draw, rng, pick(rng, regular), int(width * 0.035), int(width * 0.1), int(height * 0.02),
+                int(width * 0.8), 1, (235, 235, 235), "center")
+    credits = int(rng.integers(2, 5))
+    size = int(width * rng.uniform(0.02, 0.03))
+    small_lines(draw, rng, pick(rng, regular), size, int(width * 0.08), height - int(height * 0.04)
+                - credits * line_height(font(pick(rng, regular), max(6, size))), int(width * 0.84), credits,
+                (190, 190, 190), "center")
+    return img
+
+
+def screen(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    width = picture.shape[0] * RENDER
+    height = int(width * rng.uniform(1.6, 2.1))                 # a phone held upright
+    dark = rng.random() < 0.4
+    background, ink, grey = ((18, 18, 18), (235, 235, 235), (150, 150, 150)) if dark else \
+        ((255, 255, 255), (20, 20, 20), (110, 110, 110))
+    img = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(img)
+    bold, regular = font_files()
+    path = pick(rng, regular)
+    accent = pick(rng, ACCENTS)
+    status, appbar = int(height * 0.03), int(height * 0.06)
+    draw.rectangle((0, 0, width, status + appbar), fill=accent if rng.random() < 0.6 else background)
+    small_lines(draw, rng, path, int(status * 0.7), int(width * 0.03), 0, int(width * 0.2), 1, ink)
+    face = font(pick(rng, bold), int(appbar * 0.45))
+    draw.text((int(width * 0.05), status + appbar // 4), phrase(rng, 1, 2).title(), font=face, fill=ink)
+    y = status + appbar + int(width * 0.02)
+    cards = rng.random() < 0.4                                  # full-width thumbnails (video feeds) or list rows
+    while y < height - int(height * 0.08):
+        if cards:
+            thumb_w, thumb_h = int(width * 0.94), int(width * 0.94 * 9 / 16)
+            img.paste(cover(picture, thumb_w, thumb_h, rng), (int(width * 0.03), y))
+            y = small_lines(draw, rng, path, int(width * 0.035), int(width * 0.03), y + int(width * 0.02),
+                            int(width * 0.94), 2, ink)
+            y = small_lines(draw, rng, path, int(width * 0.028), int(width * 0.03), y, int(width * 0.94), 1, grey)
+        else:
+            thumb = int(width * rng.uniform(0.18, 0.3))
+            img.paste(cover(picture, thumb, thumb, rng), (int(width * 0.03), y))
+            text_left = int(width * 0.06) + thumb
+            below = small_lines(draw, rng, path, int(width * 0.035), text_left, y, width - text_left, 2, ink)
+            small_lines(draw, rng, path, int(width * 0.028), text_left, below, width - text_left, 1, grey)
+            y += thumb
+        y += int(width * 0.04)
+    draw.rectangle((0, height - int(height * 0.06), width, height), fill=background)
+    for k in range(int(rng.integers(3, 6))):                    # bottom navigation icons
+        cx, cy, r = int(width * (k + 0.5) / 5), height - int(height * 0.03), int(height * 0.01)
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=grey)
+    return img
+
+
+def page(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    width = picture.shape[0] * RENDER
+    height = int(width * rng.uniform(0.7, 1.5))
+    paper = (255, 255, 255) if rng.random() < 0.7 else (245, 240, 228)
+    img = Image.new("RGB", (width, height), paper)
+    draw = ImageDraw.Draw(img)
+    bold, regular = font_files()
+    path = pick(rng, regular)
+    margin = int(width * 0.05)
+    y = margin
+    if rng.random() < 0.5:                                      # a site's navigation bar
+        draw.rectangle((0, 0, width, int(height * 0.06)), fill=pick(rng, ACCENTS))
+        y = int(height * 0.06) + margin
+    face, lines = fitted_text(phrase(rng, 3, 8).capitalize(), pick(rng, bold), int(width * 0.05),
+                              width - 2 * margin, 2)
+    y = draw_lines(draw, lines, face, 0, y, (20, 20, 20), align="left", left=margin) + margin // 2
+    inset = int(width * rng.uniform(0.3, 0.5))
+    inset_h = int(inset * rng.uniform(0.6, 1.2))
+    on_left = rng.random() < 0.5
+    img.paste(cover(picture, inset, inset_h, rng), (margin if on_left else width - margin - inset, y))
+    text_left = margin + inset + margin // 2 if on_left else margin
+    size = int(width * rng.uniform(0.022, 0.032))
+    column = width - 2 * margin - inset - margin // 2
+    lines_beside = max(1, inset_h // line_height(font(path, max(6, size))))
+    y = small_lines(draw, rng, path, size, text_left, y, column, lines_beside, (40, 40, 40))
+    y = max(y, margin * 3 + inset_h)
+    rest = max(0, (height - margin - y) // line_height(font(path, max(6, size))))
+    small_lines(draw, rng, path, size, margin, y, width - 2 * margin, rest, (40, 40, 40))
+    return img
+
+
+NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page}
 
 
 def caption_meme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
@@ -238,3 +471,12 @@ def caption_meme(picture: np.ndarray, rng: np.random.Generator, style: str | Non
     if style not in RENDERERS:
         raise ValueError(f"unknown caption style {style!r}; choose from {STYLES}")
     return fit_image(np.asarray(RENDERERS[style](trim_fill(picture), rng)), fit, picture.shape[0])
+
+
+def text_nonmeme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
+                 fit: str = DEFAULT_FIT) -> np.ndarray:
+    """``picture`` (square uint8 RGB) made into designed text in ``style`` (random if None): still not a meme."""
+    style = style or pick(rng, NONMEME_STYLES)
+    if style not in NONMEME_RENDERERS:
+        raise ValueError(f"unknown text non-meme style {style!r}; choose from {NONMEME_STYLES}")
+    return fit_image(np.asarray(NONMEME_RENDERERS[style](trim_fill(picture), rng)), fit, picture.shape[0])
