@@ -4,10 +4,13 @@
 
 Every variant trains the default architecture on the same small real set
 (Advice Animals memes, ``--tiny-count`` CIFAR-style pictures, the BSD100
-photos; ``+text`` variants add the nonmemes-text hard negatives), template-
-grouped splits, then is scored per folder with ``training.ood``: the test
-split of what it trained on, and in full every folder it never saw
-(memes/modern/*, nonmemes-text/* where left out, the other photo sets).
+photos; ``+text`` variants add the nonmemes-text hard negatives; ``photos+``
+variants train on every photo set and on neither modern memes nor text
+non-memes, so one run gives both honest scores), template-grouped splits,
+then is scored per folder with ``training.ood``: the test split of what it
+trained on, and in full every folder it never saw (memes/modern/*,
+nonmemes-text/* where left out, the other photo sets), plus one ROC-AUC of
+every never-trained meme folder against every never-trained non-meme folder.
 Prints one table, variants side by side, and writes it to OUT/table.md.
 """
 
@@ -27,32 +30,23 @@ from training.ood import build_inputs, real_folders  # noqa: E402
 
 # name, fit, families trained on, training flags
 VARIANTS = {
-    "square": ("square", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0"]),
-    "letterbox": ("letterbox", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0"]),
-    "letterbox+synth": ("letterbox", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0.3"]),
-    "letterbox+text": ("letterbox", ("advice-animals", "tiny", "bsd", "text"), ["--synth-memes", "0"]),
-    "letterbox+text+synth": ("letterbox", ("advice-animals", "tiny", "bsd", "text"), ["--synth-memes", "0.3"]),
+    "square": ("square", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0", "--synth-nonmemes", "0"]),
+    "letterbox": ("letterbox", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0", "--synth-nonmemes", "0"]),
+    "letterbox+synth": ("letterbox", ("advice-animals", "tiny", "bsd"), ["--synth-memes", "0.3",
+                                                                         "--synth-nonmemes", "0"]),
+    "letterbox+text": ("letterbox", ("advice-animals", "tiny", "bsd", "text"), ["--synth-memes", "0",
+                                                                                "--synth-nonmemes", "0"]),
+    "letterbox+text+synth": ("letterbox", ("advice-animals", "tiny", "bsd", "text"), ["--synth-memes", "0.3",
+                                                                                      "--synth-nonmemes", "0"]),
     # every photo set, neither modern memes nor text non-memes: both honest scores from one run
     "photos+synth": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
                                                                          "--synth-nonmemes", "0"]),
     "photos+synth+textsynth": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
-                                                                                   "--synth-nonmemes", "0.3"]),
-    "photos+synth0.5+textsynth": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.5",
-                                                                                      "--synth-nonmemes", "0.3"]),
-    # the same after the comic and tweet caption styles joined (six styles)
-    "photos+synth6": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
-                                                                          "--synth-nonmemes", "0"]),
-    "photos+synth6+textsynth0.15": ("letterbox", ("advice-animals", "tiny", "photos"), ["--synth-memes", "0.3",
-                                                                                        "--synth-nonmemes", "0.15"]),
-    "photos+synth6-0.5+textsynth0.3": ("letterbox", ("advice-animals", "tiny", "photos"), [
+                                                                                   "--synth-nonmemes", "0.15"]),
+    "photos+synth+textsynth seed 1": ("letterbox", ("advice-animals", "tiny", "photos"), [
+        "--synth-memes", "0.3", "--synth-nonmemes", "0.15", "--seed", "1"]),
+    "photos+synth0.5+textsynth0.3": ("letterbox", ("advice-animals", "tiny", "photos"), [
         "--synth-memes", "0.5", "--synth-nonmemes", "0.3"]),
-    "photos+synth6+textsynth0.15 seed 1": ("letterbox", ("advice-animals", "tiny", "photos"), [
-        "--synth-memes", "0.3", "--synth-nonmemes", "0.15", "--seed", "1"]),
-    # after validation was given the training's synthesis (the best epoch chosen on it)
-    "+synth val": ("letterbox", ("advice-animals", "tiny", "photos"), [
-        "--synth-memes", "0.3", "--synth-nonmemes", "0.15"]),
-    "+synth val seed 1": ("letterbox", ("advice-animals", "tiny", "photos"), [
-        "--synth-memes", "0.3", "--synth-nonmemes", "0.15", "--seed", "1"]),
 }
 
 
@@ -110,8 +104,23 @@ def score(model, pre, run: Path, data: Path, folders, trained: set[str]) -> dict
 
     scores, _ = score_run(model, pre, folders, str(data), trained)
     test = json.loads((run / "report.json").read_text())
-    return {"threshold": pre.threshold, "test_accuracy": test["accuracy"],
-            "folders": {s.folder: [s.scope, s.correct, s.count] for s in scores}}
+    return {"threshold": pre.threshold, "test_accuracy": test["accuracy"], "auc_unseen": unseen_auc(
+        model, pre, folders, trained), "folders": {s.folder: [s.scope, s.correct, s.count] for s in scores}}
+
+
+def unseen_auc(model, pre, folders, trained: set[str]) -> float | None:
+    """ROC-AUC of every never-trained meme folder against every never-trained non-meme folder: no threshold."""
+    from processing.schema import MEME
+    from training.evaluate import load_folders, predict_array
+    from training.metrics import roc_auc
+
+    unseen = [f for f in folders if f.name not in trained and f.family != "tiny"]
+    memes = [str(r) for f in unseen if f.label == MEME for r in f.roots]
+    non_memes = [str(r) for f in unseen if f.label != MEME for r in f.roots]
+    if not memes or not non_memes:
+        return None
+    x, labels, _, _ = load_folders(pre, memes, non_memes)
+    return roc_auc(labels, predict_array(model, x, 64))
 
 
 def native(model, pre, folders, trained: set[str], max_side: int) -> dict:
@@ -145,6 +154,8 @@ def side_by_side(results: dict) -> str:
         rows.append(f"| `{f}` | " + " | ".join(cells) + " |")
     rows.append("| threshold (chosen on val) | " + " | ".join(f"{results[n]['threshold']:.3f}" for n in names) + " |")
     rows.append("| test-split accuracy | " + " | ".join(f"{results[n]['test_accuracy']:.3f}" for n in names) + " |")
+    rows.append("| AUC, never-trained memes vs never-trained non-memes | " + " | ".join(
+        "-" if results[n].get("auc_unseen") is None else f"{results[n]['auc_unseen']:.3f}" for n in names) + " |")
     rows.append("| training seconds | " + " | ".join(str(results[n]["train_s"]) for n in names) + " |")
     return "\n".join(rows)
 

@@ -118,7 +118,10 @@ def test_report_runs_are_named_or_all():
     from training import report
     assert report.chosen_runs("no-text,default") == ["no-text", "default"]
     assert report.chosen_runs("all") == [r[0] for r in report.RUNS]
-    assert report.parse_args([]).runs.split(",") == list(report.DEFAULT_RUNS)
+    assert report.chosen_runs(report.parse_args([]).runs) == list(report.DEFAULT_RUNS)
+    assert report.chosen_runs(" default , no-text") == ["default", "no-text"]
+    assert report.datasets_of(list(report.DEFAULT_RUNS)) == ["all", "nomodern", "notext"]
+    assert report.datasets_of(["no-photos-no-augment"]) == ["nophotos"]
     for bad in ("", "no-txt", "default,nope"):
         with pytest.raises(UsageError, match="--runs takes"):
             report.chosen_runs(bad)

@@ -79,3 +79,13 @@ def test_text_nonmemes_use_the_picture_and_small_text(style, monkeypatch):
     assert small < min(sizes)                       # the median line of designed text is smaller than any caption
     colours = {tuple(c) for c in np.unique(pic.reshape(-1, 3), axis=0)}
     assert sum(tuple(c) in colours for c in out.reshape(-1, 3)[::7]) > 20   # the picture is in it
+
+
+@pytest.mark.parametrize("make,style", CASES)
+def test_any_shape_of_picture_is_drawn(make, style):
+    """A picture far wider than tall (letterboxed into its square), or a tiny one, is drawn at the square's scale."""
+    for pic in (fit_letterbox(picture(4, 8, 128)), fit_letterbox(picture(5, 16, 128)), fit_letterbox(picture(6, 128, 8)),
+                picture(7, 16, 16), picture(8, 32, 32)):
+        for seed in range(3):
+            out = make(pic, np.random.default_rng(seed), style)
+            assert out.shape == pic.shape and out.dtype == np.uint8

@@ -270,6 +270,9 @@ def test_synthesised_text_nonmemes_stay_nonmemes(dataset):
         assert (y0[changed] == 0).all()                                    # only non-memes are ever redrawn
         assert (y0[y0 == 1] == y1[y0 == 1]).all()                           # real memes stay memes
         redrawn += int(((y1 == 0) & np.isin(np.arange(len(y1)), changed)).sum())
+        captioned = int(((y0 == 0) & (y1 == 1)).sum())
+        untouched = int(((y0 == 0) & (y1 == 0) & ~np.isin(np.arange(len(y1)), changed)).sum())
+        assert untouched >= captioned                                      # every captioned one kept its partner
     assert redrawn > 0                                                     # some redrawn pictures kept label 0
 
 

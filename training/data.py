@@ -26,6 +26,7 @@ from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-ex
 from .synth import MAX_SYNTH, caption_meme, text_nonmeme
 
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
+FIXED_STREAM = 2**32 - 1   # the random stream of a same_every_epoch split: no training epoch draws from it
 
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""
@@ -117,7 +118,7 @@ class H5Batches(keras.utils.PyDataset):
         x = read_rows(self._images(), self.indices[pos])
         y = self.labels[pos].astype(np.int32)
         if self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes or self.synth_nonmemes:
-            epoch = 0 if self.same_every_epoch else self.epoch
+            epoch = FIXED_STREAM if self.same_every_epoch else self.epoch
             rng = np.random.default_rng([self.seed, epoch, i])        # x and y are this batch's own arrays:
             x, y = self._synthesise(x, y, rng)                          # changed in place
             x = self._transform(x, y, rng)
@@ -134,9 +135,9 @@ class H5Batches(keras.utils.PyDataset):
         (``training.synth``) as a meme in one step; a fraction ``synth_memes``
         of the batch's non-memes becomes such a meme (at most half, since each
         needs a partner that stays uncaptioned). Of the non-memes left
-        untouched, a fraction ``synth_nonmemes`` (of all the batch's non-memes)
-        is then redrawn as designed text (``synth.text_nonmeme``) and stays a
-        non-meme.
+        untouched, a fraction ``synth_nonmemes`` (of all the batch's non-memes,
+        so at most what captioning left: 1 - 2 x synth_memes) is then redrawn
+        as designed text (``synth.text_nonmeme``) and stays a non-meme.
         """
         if not (self.synth_memes or self.synth_nonmemes):
             return x, y

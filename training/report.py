@@ -2,8 +2,9 @@
 
 Runs the build -> train -> evaluate pipeline on the real data in
 ``../shared/data`` with default settings and writes report.md / report.json:
-per-stage counts and timings, test metrics of the default and the original
-architecture, and the out-of-distribution table (``training.ood``): each real
+per-stage counts and timings, test metrics of each run (by default the
+default model and the two leave-one-source-out runs; ``--runs all`` adds the
+original architecture and the original's setting), and the out-of-distribution table (``training.ood``): each real
 folder scored on its own, as meme recall or non-meme specificity with counts,
 on its held-out test split where it was trained on and in full where it was
 not. The leave-one-source-out runs train without memes/modern and without
@@ -28,7 +29,7 @@ from processing.cliutil import UsageError, atomic_write_json, atomic_write_text,
 from .ood import build_inputs, instructive_errors, markdown_table as ood_table, real_folders
 
 ROOT = Path(__file__).resolve().parents[1]
-NO_AUG = ["--degrade-memes", "0", "--smooth-tiny", "0", "--synth-memes", "0"]
+NO_AUG = ["--degrade-memes", "0", "--smooth-tiny", "0", "--synth-memes", "0", "--synth-nonmemes", "0"]
 # dataset name -> families of training.ood folders left out of it ("nophotos": the original's setting, Advice
 # Animals against tiny pictures only)
 DATASETS = {"all": (), "nomodern": ("modern",), "notext": ("text",), "nophotos": ("modern", "text", "photos")}
@@ -57,7 +58,13 @@ def sh(cmd: list[str], log: Path) -> float:
     return time.time() - t0
 
 
-def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str) -> dict:
+def datasets_of(runs: list[str]) -> list[str]:
+    """The datasets the named runs train on, in DATASETS order."""
+    used = {dataset for name, dataset, *_ in RUNS if name in runs}
+    return [name for name in DATASETS if name in used]
+
+
+def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str, names: list[str]) -> dict:
     py = sys.executable
     folders = real_folders(shared)
     for family in ("advice-animals", "tiny", "photos"):
@@ -67,7 +74,7 @@ def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str) -
                                     *build_inputs(folders, DATASETS[name], tiny_count),
                                     "--group-by", "template", "--compression", compression, "--overwrite",
                                     "--no-progress", "--out", str(out / f"{name}.h5")], out / f"build_{name}.log")
-            for name in DATASETS}
+            for name in names}
 
 
 def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, runs: list[str]):
@@ -129,7 +136,7 @@ HONEST = ("Each real folder is scored on its own: on its held-out test split (`t
 
 def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: dict) -> str:
     counts = {}
-    for name in DATASETS:
+    for name in datasets_of(list(results)):
         summary = data_dir / f"{name}.summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
@@ -177,7 +184,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", default=",".join(DEFAULT_RUNS),
                    help="comma-separated runs, or 'all': " + ", ".join(r[0] for r in RUNS)
                    + f" (default {','.join(DEFAULT_RUNS)})")
-    p.add_argument("--build-only", action="store_true", help="only build the datasets")
+    p.add_argument("--build-only", action="store_true", help="only build the datasets of the chosen runs")
     p.add_argument("--readme", type=Path, help="rewrite this README's results section")
     return p.parse_args(argv)
 
@@ -185,7 +192,7 @@ def parse_args(argv=None):
 def chosen_runs(text: str) -> list[str]:
     """The run names of ``--runs`` ('all': every run), UsageError for an unknown one."""
     known = [r[0] for r in RUNS]
-    names = known if text.strip() == "all" else [r for r in text.split(",") if r]
+    names = known if text.strip() == "all" else [r.strip() for r in text.split(",") if r.strip()]
     if not names or set(names) - set(known):
         raise UsageError(f"--runs takes 'all' or names from: {', '.join(known)}")
     return names
@@ -198,7 +205,7 @@ def main(argv=None) -> int:
     timings = {}
     data_dir = args.prebuilt or args.out
     if not args.prebuilt:
-        timings.update(build_datasets(args.shared, args.out, args.tiny_count, args.compression))
+        timings.update(build_datasets(args.shared, args.out, args.tiny_count, args.compression, datasets_of(runs)))
     if args.build_only:
         return 0
     results, t, errors = train_and_evaluate(args.shared, data_dir, args.out, args.epochs, runs)

@@ -61,7 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--synth-nonmemes", type=float, default=SYNTH_NONMEMES, metavar="RATIO",
                    help="redraw this fraction of each training batch's non-memes as designed text that is not a meme "
                         "(posters, app screens, pages: training.synth.text_nonmeme), so text alone does not make a "
-                        f"meme (taken from the non-memes left uncaptioned; default {SYNTH_NONMEMES}; 0 turns it off)")
+                        "meme (taken from the non-memes that captioning left untouched, so at most "
+                        f"1 - 2 x --synth-memes; default {SYNTH_NONMEMES}; 0 turns it off)")
     p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                    help="store with the model the threshold of best balanced accuracy on the val split (within one "
@@ -166,8 +167,9 @@ def train(args) -> dict:
                              degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
                              balance_classes=True, workers=args.workers, use_multiprocessing=False)
-        # validation sees the same synthesis as training (fixed once): the epoch kept is then the one that best
-        # tells memes in every synthesised format from designed text, not only the real val split's templates
+        # validation gets the training's synthesis, the same every epoch: the epoch kept is then the one that
+        # best tells memes in every synthesised format from designed text, not only the real val templates
+        # (the threshold is still chosen on the real val split alone: finish())
         val_ds = H5Batches(args.data, "val", args.batch_size, seed=args.seed, synth_memes=args.synth_memes,
                            synth_nonmemes=args.synth_nonmemes, fit=fit, same_every_epoch=True,
                            workers=args.workers, use_multiprocessing=False)

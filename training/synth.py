@@ -61,6 +61,7 @@ MAX_SYNTH = 0.5   # of a batch's non-memes: each synthesised meme needs an uncap
 
 STYLES = ("impact", "bar", "labels", "panels", "comic", "tweet")
 RENDER = 2   # draw at twice the picture's side, then fit back down: strokes come out anti-aliased like real memes
+MIN_FONT = 6
 
 WORDS = {
     "en": ("when", "you", "me", "my", "code", "finally", "works", "nobody", "is", "this", "a", "bug", "feature",
@@ -98,7 +99,8 @@ def font_files() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 @functools.cache
 def font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
+    """The face at ``size`` pixels (at least MIN_FONT: a picture far wider than tall leaves little room)."""
+    return ImageFont.truetype(path, max(MIN_FONT, size))
 
 
 def phrase(rng: np.random.Generator, lo: int = 2, hi: int = 9) -> str:
@@ -163,8 +165,8 @@ def upscale(picture: np.ndarray, side: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(picture)).resize(size, Image.Resampling.BILINEAR)
 
 
-def impact(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    img = upscale(picture, picture.shape[0] * RENDER)
+def impact(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    img = upscale(picture, side)
     side, height_px = img.size
     draw = ImageDraw.Draw(img)
     bold = font_files()[0]
@@ -178,8 +180,8 @@ def impact(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def bar(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    pic = upscale(picture, picture.shape[0] * RENDER)
+def bar(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    pic = upscale(picture, side)
     side = pic.width
     regular = font_files()[1] + font_files()[0][:1]
     path = pick(rng, regular)
@@ -193,8 +195,8 @@ def bar(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def labels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    img = upscale(picture, picture.shape[0] * RENDER)
+def labels(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    img = upscale(picture, side)
     side, height_px = img.size
     draw = ImageDraw.Draw(img)
     bold = font_files()[0]
@@ -212,8 +214,7 @@ def labels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def panels(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    side = picture.shape[0] * RENDER
+def panels(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
     n = 2 if rng.random() < 0.6 else 3
     beside = rng.random() < 0.5                       # Drake: caption cell beside each picture; else caption above
     cell = side // 2 if beside else side
@@ -289,8 +290,7 @@ def balloon(draw: ImageDraw.ImageDraw, text: str, path: str, box: tuple[int, int
     draw_lines(draw, lines, face, left + width // 2, top + face.size // 2, "black")
 
 
-def comic(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    side = picture.shape[0] * RENDER
+def comic(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
     rows, cols = ((2, 2), (1, 3), (3, 1), (1, 2), (2, 1))[int(rng.integers(5))]
     gutter = max(2, side // 40)
     cell_w, cell_h = (side - gutter * (cols + 1)) // cols, (side - gutter * (rows + 1)) // rows
@@ -311,8 +311,7 @@ def comic(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return out
 
 
-def tweet(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    side = picture.shape[0] * RENDER
+def tweet(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
     dark = rng.random() < 0.3
     background, ink, grey = ((21, 32, 43), (240, 240, 240), (136, 153, 166)) if dark else \
         ((255, 255, 255), (15, 20, 25), (101, 119, 134))
@@ -335,7 +334,7 @@ def tweet(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     handle = font(pick(rng, regular), int(avatar * 0.3))
     draw.text((pad * 3 // 2 + avatar, pad + int(avatar * 0.5)), "@" + phrase(rng, 1, 1), font=handle, fill=grey)
     y = draw_lines(draw, lines, face, 0, pad + avatar + pad // 2, ink, align="left", left=pad) + pad // 2
-    if pic:
+    if pic is not None:
         img.paste(pic, (pad, y))
         y += pic.height + pad
     for k in range(4):                                           # reply, repost, like, share
@@ -350,7 +349,7 @@ RENDERERS = {"impact": impact, "bar": bar, "labels": labels, "panels": panels, "
 def small_lines(draw: ImageDraw.ImageDraw, rng: np.random.Generator, path: str, size: int, left: int, top: int,
                 width: int, count: int, fill, align: str = "left") -> int:
     """``count`` lines of small running text in a column; returns the y below them."""
-    face = font(path, max(6, size))
+    face = font(path, size)
     for _ in range(count):
         line = wrap(phrase(rng, 4, 14), face, width)[0]
         x = left + (width - face.getlength(line)) / 2 if align == "center" else left
@@ -359,8 +358,8 @@ def small_lines(draw: ImageDraw.ImageDraw, rng: np.random.Generator, path: str, 
     return top
 
 
-def poster(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    width = picture.shape[0] * RENDER
+def poster(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    width = side
     height = int(width * rng.uniform(1.35, 1.55))               # one-sheets are about 2:3
     img = cover(picture, width, height, rng)
     shade = np.linspace(0, rng.uniform(0.5, 0.95), height // 3)[:, None, None]
@@ -380,15 +379,15 @@ def poster(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     small_lines(draw, rng, pick(rng, regular), int(width * 0.035), int(width * 0.1), int(height * 0.02),
                 int(width * 0.8), 1, (235, 235, 235), "center")
     credits = int(rng.integers(2, 5))
+    path = pick(rng, regular)
     size = int(width * rng.uniform(0.02, 0.03))
-    small_lines(draw, rng, pick(rng, regular), size, int(width * 0.08), height - int(height * 0.04)
-                - credits * line_height(font(pick(rng, regular), max(6, size))), int(width * 0.84), credits,
-                (190, 190, 190), "center")
+    small_lines(draw, rng, path, size, int(width * 0.08), height - int(height * 0.04)
+                - credits * line_height(font(path, size)), int(width * 0.84), credits, (190, 190, 190), "center")
     return img
 
 
-def screen(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    width = picture.shape[0] * RENDER
+def screen(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    width = side
     height = int(width * rng.uniform(1.6, 2.1))                 # a phone held upright
     dark = rng.random() < 0.4
     background, ink, grey = ((18, 18, 18), (235, 235, 235), (150, 150, 150)) if dark else \
@@ -409,7 +408,7 @@ def screen(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
         if cards:
             thumb_w, thumb_h = int(width * 0.94), int(width * 0.94 * 9 / 16)
             img.paste(cover(picture, thumb_w, thumb_h, rng), (int(width * 0.03), y))
-            y = small_lines(draw, rng, path, int(width * 0.035), int(width * 0.03), y + int(width * 0.02),
+            y = small_lines(draw, rng, path, int(width * 0.035), int(width * 0.03), y + thumb_h + int(width * 0.02),
                             int(width * 0.94), 2, ink)
             y = small_lines(draw, rng, path, int(width * 0.028), int(width * 0.03), y, int(width * 0.94), 1, grey)
         else:
@@ -421,14 +420,15 @@ def screen(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
             y += thumb
         y += int(width * 0.04)
     draw.rectangle((0, height - int(height * 0.06), width, height), fill=background)
-    for k in range(int(rng.integers(3, 6))):                    # bottom navigation icons
-        cx, cy, r = int(width * (k + 0.5) / 5), height - int(height * 0.03), int(height * 0.01)
+    icons = int(rng.integers(3, 6))                             # bottom navigation icons
+    for k in range(icons):
+        cx, cy, r = int(width * (k + 0.5) / icons), height - int(height * 0.03), int(height * 0.01)
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=grey)
     return img
 
 
-def page(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    width = picture.shape[0] * RENDER
+def page(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    width = side
     height = int(width * rng.uniform(0.7, 1.5))
     paper = (255, 255, 255) if rng.random() < 0.7 else (245, 240, 228)
     img = Image.new("RGB", (width, height), paper)
@@ -446,14 +446,15 @@ def page(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
     inset = int(width * rng.uniform(0.3, 0.5))
     inset_h = int(inset * rng.uniform(0.6, 1.2))
     on_left = rng.random() < 0.5
-    img.paste(cover(picture, inset, inset_h, rng), (margin if on_left else width - margin - inset, y))
+    inset_top = y
+    img.paste(cover(picture, inset, inset_h, rng), (margin if on_left else width - margin - inset, inset_top))
     text_left = margin + inset + margin // 2 if on_left else margin
     size = int(width * rng.uniform(0.022, 0.032))
     column = width - 2 * margin - inset - margin // 2
-    lines_beside = max(1, inset_h // line_height(font(path, max(6, size))))
+    lines_beside = max(1, inset_h // line_height(font(path, size)))
     y = small_lines(draw, rng, path, size, text_left, y, column, lines_beside, (40, 40, 40))
-    y = max(y, margin * 3 + inset_h)
-    rest = max(0, (height - margin - y) // line_height(font(path, max(6, size))))
+    y = max(y, inset_top + inset_h + margin // 2)
+    rest = max(0, (height - margin - y) // line_height(font(path, size)))
     small_lines(draw, rng, path, size, margin, y, width - 2 * margin, rest, (40, 40, 40))
     return img
 
@@ -461,22 +462,27 @@ def page(picture: np.ndarray, rng: np.random.Generator) -> Image.Image:
 NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page}
 
 
+def render(table: dict, kind: str, picture: np.ndarray, rng: np.random.Generator, style: str | None,
+           fit: str) -> np.ndarray:
+    """``picture`` (square uint8 RGB) drawn by ``table[style]`` (a random style if None), fitted back to its side.
+
+    Letterbox bands are trimmed first, so the drawing uses the picture, not the grey; the canvas is sized from
+    the square's side, so a picture far wider than tall is drawn as large as any other.
+    """
+    style = style or pick(rng, tuple(table))
+    if style not in table:
+        raise ValueError(f"unknown {kind} style {style!r}; choose from {tuple(table)}")
+    side = picture.shape[0]
+    return fit_image(np.asarray(table[style](trim_fill(picture), rng, side * RENDER)), fit, side)
+
+
 def caption_meme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
                  fit: str = DEFAULT_FIT) -> np.ndarray:
-    """``picture`` (square uint8 RGB) captioned in ``style`` (random if None), fitted back to its side.
-
-    Letterbox bands are trimmed first, so captions go on the picture, not on the grey.
-    """
-    style = style or pick(rng, STYLES)
-    if style not in RENDERERS:
-        raise ValueError(f"unknown caption style {style!r}; choose from {STYLES}")
-    return fit_image(np.asarray(RENDERERS[style](trim_fill(picture), rng)), fit, picture.shape[0])
+    """``picture`` captioned in one of ``STYLES``: a meme."""
+    return render(RENDERERS, "caption", picture, rng, style, fit)
 
 
 def text_nonmeme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
                  fit: str = DEFAULT_FIT) -> np.ndarray:
-    """``picture`` (square uint8 RGB) made into designed text in ``style`` (random if None): still not a meme."""
-    style = style or pick(rng, NONMEME_STYLES)
-    if style not in NONMEME_RENDERERS:
-        raise ValueError(f"unknown text non-meme style {style!r}; choose from {NONMEME_STYLES}")
-    return fit_image(np.asarray(NONMEME_RENDERERS[style](trim_fill(picture), rng)), fit, picture.shape[0])
+    """``picture`` made into designed text in one of ``NONMEME_STYLES``: still not a meme."""
+    return render(NONMEME_RENDERERS, "text non-meme", picture, rng, style, fit)
