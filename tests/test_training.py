@@ -41,7 +41,7 @@ def cli(module, *args, timeout=600):
 def trained(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "seed"
     r = cli("training.run", "--data", dataset, "--out", out, "--arch", "original", "--epochs", "8", "--batch-size", "8",
-            "--lr", "3e-3", "--verbose", "0", "--degrade-memes", "0", "--smooth-tiny", "0")
+            "--lr", "3e-3", "--verbose", "0", "--degrade-memes", "0", "--smooth-tiny", "0", "--synth-nonmemes", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout
 
