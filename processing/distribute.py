@@ -35,7 +35,8 @@ from . import reasons
 from .cliutil import atomic_write_json
 from .files import escape_name
 from .neardup import image_hashes
-from .pipeline import BuildConfig, check, check_existing, for_shard, locked_output, split_keys, summary_path
+from .pipeline import (BuildConfig, check, check_existing, for_shard, locked_output, nothing_to_build, split_keys,
+                       summary_path)
 from .schema import INPUT_SIZE, dataset_attrs
 from .split import assign_splits, label_counts, source_counts, split_counts, strata
 from .writer import STR, partial_path, write_split
@@ -94,6 +95,9 @@ def build_sharded(build: Build, config: BuildConfig, count: int, scheduler: str 
         shard_dir(config.out).mkdir(parents=True, exist_ok=True)
         configs = [for_shard(config, shard_path(config.out, i, count), i, count) for i in range(count)]
         paths = run_shards(build, configs, scheduler, config.workers)
+        if not sum(json.loads(summary_path(Path(p)).read_text())["inputs"] for p in paths):
+            shutil.rmtree(shard_dir(config.out), ignore_errors=True)
+            raise nothing_to_build(config)
         params = config.params()
         summary = stitch([Path(p) for p in paths], config.out, config=config)
         summary.update(seconds=round(time.time() - t0, 2), params=params)

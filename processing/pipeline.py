@@ -132,6 +132,12 @@ def check(config: BuildConfig) -> None:
     check_out_location(config.out)
 
 
+def nothing_to_build(config: BuildConfig) -> UsageError:
+    """The error for a build whose inputs exist but hold no image or manifest record."""
+    return UsageError(f"no inputs: no image or manifest record in {', '.join(_names(config.input_paths))}; "
+                      "crawl first, or name folders and manifests that hold some")
+
+
 def _names(paths: tuple[str, ...]) -> list[str]:
     return [escape_name(p) for p in paths]
 
@@ -339,8 +345,7 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
         for added, item in enumerate(collect_inputs(config, spool_dir), 1):
             table.add(item)
         if not added and not config.shard:   # a shard may hold nothing; a whole build of nothing is a mistake
-            raise UsageError(f"no inputs: {', '.join(_names(config.input_paths))} hold no images or manifest "
-                             "records; crawl first, or name folders and manifests that hold some")
+            raise nothing_to_build(config)
         t0 = time.time()
         try:
             writer = H5Writer(config.out, size=INPUT_SIZE,

@@ -142,6 +142,7 @@ def empty_dir(path):
     (lambda c, t: ["--manifest", str(empty_file(t / "m.jsonl")), "--out", str(t / "o.h5")], "no inputs"),
     (lambda c, t: ["--memes", str(empty_dir(t / "m")), "--non-memes", str(empty_dir(t / "n")),
                    "--out", str(t / "o.h5")], "no inputs"),
+    (lambda c, t: ["--memes", str(empty_dir(t / "m")), "--shards", "2", "--out", str(t / "o.h5")], "no inputs"),
     (lambda c, t: ["--cifar", str(c["cifar"]), "--out", str(t / "o.h5")], "MD5"),
     (lambda c, t: ["--memes", str(c["memes"]), "--split", "0.5,0.5", "--out", str(t / "o.h5")], "--split"),
 ])
@@ -151,7 +152,7 @@ def test_bad_input_one_line_exit_2(corpus, tmp_path, make_args, expect):
     assert r.returncode == 2, r.stderr
     assert expect in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "o.h5").exists()
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "o.h5.shards").exists()
 
 
 def test_existing_output_refused_unless_overwrite(corpus, tmp_path):
