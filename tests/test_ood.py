@@ -114,6 +114,17 @@ def test_report_writes_the_ood_table_into_the_readme(tmp_path):
     assert "6/45" in md and (tmp_path / "report.json").is_file()
 
 
+def test_report_trains_each_run_with_its_flags_and_the_chosen_seed(tmp_path):
+    from training import report
+    cmd = report.train_command("no-text", tmp_path / "notext.h5", tmp_path / "run", 3, 7)
+    assert cmd[1:3] == ["-m", "training.run"]
+    assert cmd[cmd.index("--seed") + 1] == "7" and cmd[cmd.index("--epochs") + 1] == "3"
+    assert cmd[cmd.index("--data") + 1] == str(tmp_path / "notext.h5")
+    original = report.train_command("no-photos-no-augment", tmp_path / "d.h5", tmp_path / "r", 1, 0)
+    assert original[-len(report.NO_AUG):] == report.NO_AUG
+    assert report.parse_args([]).seed == 0 and report.parse_args(["--seed", "1"]).seed == 1
+
+
 def test_report_runs_are_named_or_all():
     from training import report
     assert report.chosen_runs("no-text,default") == ["no-text", "default"]

@@ -77,12 +77,18 @@ def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str, n
             for name in names}
 
 
-def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, runs: list[str]):
+def train_command(run: str, data: Path, out: Path, epochs: int, seed: int) -> list[str]:
+    """The training.run command line of the named run (RUNS) on ``data``, written to ``out``."""
+    _, _, arch, flags, _ = next(r for r in RUNS if r[0] == run)
+    return [sys.executable, "-m", "training.run", "--data", str(data), "--out", str(out), "--arch", arch,
+            "--epochs", str(epochs), "--seed", str(seed), "--overwrite", *flags]
+
+
+def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, runs: list[str], seed: int = 0):
     """Trains each run, then scores it per folder; returns (results, timings, error candidates)."""
     from .evaluate import load_classifier
     from .ood import score_run
 
-    py = sys.executable
     folders = real_folders(shared)
     results, timings, errors = {}, {}, []
     for name, dataset, arch, flags, what in RUNS:
@@ -90,8 +96,7 @@ def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, run
             continue
         run = out / "runs" / name
         data = data_dir / f"{dataset}.h5"
-        timings[f"train {name}"] = sh([py, "-m", "training.run", "--data", str(data), "--out", str(run), "--arch",
-                                       arch, "--epochs", str(epochs), "--overwrite", *flags], out / f"train_{name}.log")
+        timings[f"train {name}"] = sh(train_command(name, data, run, epochs, seed), out / f"train_{name}.log")
         t0 = time.time()
         model, pre = load_classifier(run)
         trained = {f.name for f in folders if f.family not in DATASETS[dataset]}
@@ -145,7 +150,7 @@ def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: 
             for name, r in results.items()}
     atomic_write_json(out / "report.json", {"meta": meta, "datasets": counts, "runs": runs, "timings_s": timings})
     lines = [f"# Real-data report ({meta['created']})", "",
-             f"Backend `{meta['backend']}`, {meta['epochs']} epochs max (early stopping on validation loss), "
+             f"Backend `{meta['backend']}`, seed {meta.get('seed', 0)}, {meta['epochs']} epochs max (early stopping on validation loss), "
              f"data from `{meta['shared']}`, splits grouped by template (train/val/test 0.8/0.1/0.1).", "",
              markdown_table(results), "", "## Out of distribution: every real folder on its own", "", HONEST, "",
              ood_table({name: r["folders"] for name, r in results.items()}), "", "## Datasets", ""]
@@ -164,7 +169,7 @@ def update_readme(readme: Path, results: dict, meta: dict) -> None:
     if README_START not in text:
         raise UsageError(f"{readme} has no {README_START} marker")
     block = (f"{README_START}\n_Written by `python -m training.report` on {meta['created']} "
-             f"(Keras backend `{meta['backend']}`); see `{meta['out']}/report.md`._\n\n"
+             f"(Keras backend `{meta['backend']}`, seed {meta.get('seed', 0)}); see `{meta['out']}/report.md`._\n\n"
              f"{markdown_table(results)}\n\n{HONEST}\n\n"
              f"{ood_table({name: r['folders'] for name, r in results.items()})}\n{README_END}")
     atomic_write_text(readme, re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text,
@@ -184,6 +189,8 @@ def parse_args(argv=None):
     p.add_argument("--runs", default=",".join(DEFAULT_RUNS),
                    help="comma-separated runs, or 'all': " + ", ".join(r[0] for r in RUNS)
                    + f" (default {','.join(DEFAULT_RUNS)})")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the seed every run trains with (default 0); a second seed shows how much a figure is noise")
     p.add_argument("--build-only", action="store_true", help="only build the datasets of the chosen runs")
     p.add_argument("--readme", type=Path, help="rewrite this README's results section")
     return p.parse_args(argv)
@@ -208,11 +215,12 @@ def main(argv=None) -> int:
         timings.update(build_datasets(args.shared, args.out, args.tiny_count, args.compression, datasets_of(runs)))
     if args.build_only:
         return 0
-    results, t, errors = train_and_evaluate(args.shared, data_dir, args.out, args.epochs, runs)
+    results, t, errors = train_and_evaluate(args.shared, data_dir, args.out, args.epochs, runs, args.seed)
     timings.update(t)
     errors_grid(errors, args.out)
     meta = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "shared": str(args.shared),
-            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "epochs": args.epochs, "out": str(args.out)}
+            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "epochs": args.epochs, "seed": args.seed,
+            "out": str(args.out)}
     print(write_report(args.out, data_dir, results, timings, meta))
     if args.readme:
         update_readme(args.readme, results, meta)
