@@ -31,11 +31,13 @@ from .meme_csv import CsvError
 from .spiders.imgur_meme import SOURCE as IMGUR, ImgurMemeSpider
 from .spiders.loc_archive import SOURCE as LOC, LocArchiveSpider
 
+SPIDERS = {spider.name: spider for spider in (LocArchiveSpider, ImgurMemeSpider)}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m crawler.feed", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spider", choices=(LocArchiveSpider.name, ImgurMemeSpider.name))
+    p.add_argument("spider", choices=tuple(SPIDERS))
     p.add_argument("--csv", help="loc_archive: the Meme Generator file")
     p.add_argument("--limit", type=int, help="loc_archive: first N rows")
     p.add_argument("--ids", help="loc_archive: comma-separated Meme IDs")
@@ -96,6 +98,8 @@ def link_jobs(path: str, final: DigestSet) -> tuple[list, int]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.spider == LocArchiveSpider.name and not args.csv:
+        raise UsageError("loc_archive needs --csv PATH")
     settings = project_settings(args)
     url = settings.get("REDIS_URL")
     if not url:
@@ -104,10 +108,8 @@ def main(argv=None) -> int:
     if not manifest_dir.is_dir():
         raise UsageError(f"manifest folder {manifest_dir} does not exist: pass the workers' shared MANIFEST_DIR "
                          f"(-s MANIFEST_DIR=DIR), or create it for a first crawl")
-    final = final_digests([manifest_dir], LOC if args.spider == LocArchiveSpider.name else IMGUR)
+    final = final_digests([manifest_dir], SPIDERS[args.spider].source)
     if args.spider == LocArchiveSpider.name:
-        if not args.csv:
-            raise UsageError("loc_archive needs --csv PATH")
         jobs, skipped = loc_jobs(args, settings, final)
     elif args.urls:
         jobs, skipped = link_jobs(args.urls, final)

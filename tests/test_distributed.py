@@ -360,3 +360,14 @@ def test_feed_imgur_link_list_one_job_per_link(redis_url, tmp_path):
     links.write_bytes(b"\x00\xff\xfe binary")
     r = _cli(args)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_feeder_asks_for_the_csv_before_reading_anything(tmp_path, monkeypatch):
+    """loc_archive without --csv is refused first: no Redis, no manifest folder, no manifest read."""
+    from crawler import feed
+    from processing.cliutil import UsageError
+
+    monkeypatch.setattr(feed, "final_digests", lambda *a: pytest.fail("manifests read before --csv was checked"))
+    with pytest.raises(UsageError, match="needs --csv"):
+        feed.main(["loc_archive", "-s", f"MANIFEST_DIR={tmp_path / 'nowhere'}"])
+    assert feed.SPIDERS["imgur_meme"].source != feed.SPIDERS["loc_archive"].source
