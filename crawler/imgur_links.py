@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from processing.cliutil import atomic_write_json
-from processing.files import escape_name
+from processing.files import MISSING, escape_name, not_regular
 
 from .meme_csv import sniff_encoding
 from .spiderargs import excerpt
@@ -93,10 +93,11 @@ def _header_column(first_row: list[str]) -> int | None:
 def read_link_list(path: str | Path) -> list[ListedLink]:
     """Every cell of the list, in order, duplicates included (see ``unique_links``)."""
     path = Path(path)
-    if not path.exists():
+    kind = not_regular(path)
+    if kind == MISSING:
         raise LinkListError(f"link list not found: {escape_name(str(path))}")
-    if not path.is_file():
-        raise LinkListError(f"link list is not a file (a folder, FIFO, device or socket): {escape_name(str(path))}")
+    if kind:
+        raise LinkListError(f"link list {escape_name(str(path))} is {kind}, not a regular file: give a CSV or text file")
     text = _decode(path.read_bytes(), path)
     rows = list(csv.reader(io.StringIO(text)))
     first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), None)

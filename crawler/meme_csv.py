@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from processing.files import escape_name
+from processing.files import FOLDER, MISSING, escape_name, not_regular
 
 DISPLAY = {"meme_id": "Meme ID", "archived_url": "Archived URL", "base_meme_name": "Base Meme Name",
            "md5": "MD5 Hash", "size": "File Size (In Bytes)"}
@@ -107,12 +107,13 @@ def printable(text: str) -> str:
 def _open_checked(path: Path) -> tuple[str, str]:
     """(encoding, header line) of a file that can be a Meme Generator list, else CsvError."""
     name = escape_name(str(path))
-    if path.is_dir():
-        raise CsvError(f"{name} is a folder, not the Meme Generator file; {GET_IT}")
-    if not path.exists():
+    kind = not_regular(path)
+    if kind == MISSING:
         raise CsvError(f"CSV not found: {name}; {GET_IT}, and put it there or pass -a csv=PATH")
-    if not path.is_file():   # a FIFO would block the open, a device never end
-        raise CsvError(f"{name} is not a regular file (a FIFO, device or socket): expected the Meme Generator file")
+    if kind == FOLDER:
+        raise CsvError(f"{name} is a folder, not the Meme Generator file; {GET_IT}")
+    if kind:
+        raise CsvError(f"{name} is {kind}, not a regular file: expected the Meme Generator file")
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if not head.strip():

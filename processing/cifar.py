@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from .cliutil import file_digest
-from .files import escape_name
+from .files import MISSING, escape_name, not_regular
 from .schema import TINY_SIZE
 
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -164,10 +164,11 @@ def iter_cifar100(path: str | Path, count: int, spool_dir: str | Path,
     """
     path = Path(path)
     name = escape_name(str(path))
-    if not path.exists():
+    kind = not_regular(path)
+    if kind == MISSING:
         raise CifarError(f"CIFAR archive not found: {name} (download cifar-100-python.tar.gz, see datasets/cifar100.md)")
-    if not path.is_file():
-        raise CifarError(f"CIFAR archive {name} is not a regular file (a folder, FIFO or device): give the .tar.gz")
+    if kind:
+        raise CifarError(f"CIFAR archive {name} is {kind}, not a regular file: give the .tar.gz")
     actual = file_digest(path, "md5")
     if expected_md5 and actual != expected_md5.lower():
         raise CifarError(f"CIFAR archive {name} has MD5 {actual}, expected {expected_md5}: re-download it")

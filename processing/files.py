@@ -110,12 +110,32 @@ def walk(root: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     return sorted(entries), sorted(unlisted)
 
 
+FOLDER, MISSING = "a folder", "not found"   # what ``not_regular`` says of a folder and of nothing at all
+
+
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+    for test, name in ((stat.S_ISDIR, FOLDER), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
     return "not a regular file"
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is no regular file to read (MISSING, FOLDER, "a FIFO", ...), else None.
+
+    Decided by ``stat`` alone, so a FIFO is never opened (the open would block)
+    and a device never read (it need not end). The one check every command
+    makes of a file argument before opening it; each says in its own words
+    what it expected instead.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING
+    except OSError as exc:   # a link loop, a name too long, permission denied on a parent
+        return f"unreadable ({exc.strerror or exc})"
+    return None if stat.S_ISREG(mode) else _kind(mode)
 
 
 def _rejected(exc: OSError) -> Rejected:

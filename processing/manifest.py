@@ -22,7 +22,7 @@ import numpy as np
 
 from . import reasons
 from .digestset import DigestSet
-from .files import escape_name
+from .files import FOLDER, escape_name, not_regular
 
 SCHEMA_VERSION = 1
 
@@ -138,9 +138,6 @@ class ManifestSet:
     records: dict[tuple[str, str], Record]
     torn_lines: list[str] = field(default_factory=list)   # "file:line" of lines that did not parse
 
-    def final_keys(self) -> set[tuple[str, str]]:
-        return {k for k, r in self.records.items() if r.final}
-
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Manifest arguments may be files or folders of ``*.jsonl`` files."""
@@ -159,11 +156,11 @@ def manifest_problem(path: str | os.PathLike) -> str | None:
     Only the first non-empty line of each file is read: a torn line later on is a killed crawl's, counted
     by the build; a file whose very first record does not parse was never a manifest.
     """
-    path = Path(path)
-    if path.is_dir():
+    kind = not_regular(path)
+    if kind == FOLDER:
         return None
-    if not path.is_file():
-        return "not a regular file or folder"
+    if kind:
+        return f"{kind}, not a regular file or folder"
     with open(path, "rb") as fh:
         for line in fh:
             if line.strip():

@@ -102,6 +102,10 @@ def final_members(paths, keys, source=None):
     return {k for k in keys if key_digest(k) in done}
 
 
+def final_keys(folder) -> set[tuple[str, str]]:
+    return {k for k, r in read_manifests([folder]).records.items() if r.final}
+
+
 def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
     now = time.time()
     with ManifestWriter(tmp_path / "a.jsonl") as w:
@@ -114,13 +118,13 @@ def test_manifest_precedence_ok_beats_failure_then_newest_wins(tmp_path):
         w.write(Record(source="s", source_id="3", status=reasons.OK, path="y.png", time=now - 20))  # ok wins
     got = {k[1]: r.status for k, r in read_manifests([tmp_path]).records.items()}
     assert got == {"1": reasons.OK, "2": reasons.MD5_MISMATCH, "3": reasons.OK}
-    assert read_manifests([tmp_path]).final_keys() == {("s", "1"), ("s", "2"), ("s", "3")}
+    assert final_keys(tmp_path) == {("s", "1"), ("s", "2"), ("s", "3")}
     with ManifestWriter(tmp_path / "c.jsonl") as w:   # a later transient failure makes a failed row open again
         w.write(Record(source="s", source_id="4", status=reasons.MD5_MISMATCH, time=now - 10))
         w.write(Record(source="s", source_id="4", status=reasons.TIMEOUT, time=now))
         w.write(Record(source="s", source_id="5", status=reasons.TIMEOUT, time=now - 10))
         w.write(Record(source="s", source_id="5", status=reasons.http_reason(404), time=now))
-    assert read_manifests([tmp_path]).final_keys() == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
+    assert final_keys(tmp_path) == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
     assert final_members([tmp_path], KEYS) == {("s", "1"), ("s", "2"), ("s", "3"), ("s", "5")}
     with ManifestWriter(tmp_path / "d.jsonl") as w:
         w.write(Record(source="other", source_id="1", status=reasons.OK, path="z.png", time=now))

@@ -351,6 +351,23 @@ def test_read_capped_reads_regular_files_only(tmp_path):
         assert exc.value.reason == reason, name
 
 
+@pytest.mark.timeout(30)
+def test_not_regular_names_what_a_file_argument_is_without_opening_it(tmp_path):
+    from processing.files import FOLDER, MISSING, not_regular
+
+    write(tmp_path / "f", b"")
+    os.mkfifo(tmp_path / "fifo")   # opened, it would block this test until the timeout
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "to-f").symlink_to(tmp_path / "f")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock"))
+        got = {name: not_regular(tmp_path / name) for name in ("f", "to-f", "fifo", "sock", "nope", "loop")}
+    assert got == {"f": None, "to-f": None, "fifo": "a FIFO", "sock": "a socket", "nope": MISSING,
+                   "loop": "unreadable (Too many levels of symbolic links)"}
+    assert not_regular(tmp_path) == FOLDER and not_regular("/dev/null") == "a character device"
+    assert not_regular(tmp_path / "f" / "below") == MISSING
+
+
 def test_untrainable_datasets_are_named():
     from training.h5file import untrainable
     assert "no rows" in untrainable(np.zeros(0, np.uint8), np.zeros(0, np.uint8))

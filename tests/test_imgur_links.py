@@ -68,7 +68,7 @@ def test_utf16_with_bom(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "link list not found"), ("dir", "not a file"), (b"", "link list is empty"), (b"\n \n", "link list is empty"),
+    (None, "link list not found"), ("dir", "is a folder, not a regular file"), (b"", "link list is empty"), (b"\n \n", "link list is empty"),
     (b"url\n", "header but no links"), (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file"),
     (b"a\x00b", "binary content"), (b"x" * 100_000, "no imgur image link"),
 ])

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import threading
 import time
 
@@ -345,6 +346,18 @@ def test_bad_command_lines_are_one_line_and_exit_2(run_folder, capsys, argv, mes
         run_main("training.serve", main, argv)
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip() == f"training.serve: error: {message}"
+
+
+@pytest.mark.timeout(30)
+def test_a_model_that_is_a_fifo_is_refused_unopened(tmp_path, capsys):
+    from processing.cliutil import run_main
+
+    os.mkfifo(tmp_path / "model.keras")   # opened, it would block until the timeout
+    with pytest.raises(SystemExit) as exc:
+        run_main("training.serve", main, [str(tmp_path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"training.serve: error: model {tmp_path / 'model.keras'} is a FIFO, "
+                                               f"not a .keras file: give a run folder or its model.keras")
 
 
 def test_worker_processes_build_the_app_from_the_environment(run_folder, monkeypatch):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import UsageError, atomic_write_json, run_main
-from processing.files import escape_name
+from processing.files import MISSING, escape_name, not_regular
 from processing.prepare import Options, prepare
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
@@ -36,8 +36,12 @@ def load_classifier(path: str | Path):
     """A run folder or a .keras file; returns (model, its Preprocess contract)."""
     path = Path(path)
     model_path = path / "model.keras" if path.is_dir() else path
-    if not model_path.is_file():
-        raise UsageError(f"model not found: {model_path} (train one with python -m training.run)")
+    kind = not_regular(model_path)
+    if kind == MISSING:
+        raise UsageError(f"model not found: {escape_name(str(model_path))} (train one with python -m training.run)")
+    if kind:
+        raise UsageError(f"model {escape_name(str(model_path))} is {kind}, not a .keras file: give a run folder "
+                         f"or its model.keras")
     import keras
 
     from . import spp  # noqa: F401  (registers the SPP layer for loading)
