@@ -15,13 +15,12 @@ re-enqueues exactly the rows that were lost. Prints what it pushed and skipped.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from scrapy.utils.project import get_project_settings
 
-from processing.cliutil import UsageError, run_main
+from processing.cliutil import ArgumentParser, UsageError, count, positive_int, run_main
 from processing.digestset import DigestSet
 from processing.manifest import final_digests, key_digest
 
@@ -35,13 +34,12 @@ SPIDERS = {spider.name: spider for spider in (LocArchiveSpider, ImgurMemeSpider)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m crawler.feed", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m crawler.feed", description=__doc__)
     p.add_argument("spider", choices=tuple(SPIDERS))
     p.add_argument("--csv", help="loc_archive: the Meme Generator file")
-    p.add_argument("--limit", type=int, help="loc_archive: first N rows")
+    p.add_argument("--limit", type=count, help="loc_archive: first N rows")
     p.add_argument("--ids", help="loc_archive: comma-separated Meme IDs")
-    p.add_argument("--pages", type=int, default=10, help="imgur_meme: gallery pages 0..N-1 (default 10)")
+    p.add_argument("--pages", type=positive_int, default=10, help="imgur_meme: gallery pages 0..N-1 (default 10)")
     p.add_argument("--urls", help="imgur_meme: a list of i.imgur.com links, one job per distinct link")
     p.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                    help="a Scrapy setting, as for scrapy crawl (REDIS_URL, MANIFEST_DIR, ...)")

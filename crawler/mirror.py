@@ -14,7 +14,7 @@ Tests build a ``Mirror`` in-process; the demo and benchmarks run
 
 from __future__ import annotations
 
-import argparse
+import base64
 import hashlib
 import html
 import json
@@ -24,8 +24,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-import base64
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from processing.cliutil import ArgumentParser
 
 CHALLENGE_HTML = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
                   b"<div id='cf-chl-widget'>Checking your browser</div><script src='/cdn-cgi/challenge-platform/'>"
@@ -386,8 +387,7 @@ REMOVED_PNG_MD5 = hashlib.md5(REMOVED_PNG).hexdigest()
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m crawler.mirror", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m crawler.mirror", description=__doc__)
     p.add_argument("--spec", required=True, help="JSON spec written by training.democorpus")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     p.add_argument("--port-file", help="write the chosen port here once listening")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import paths, pipeline
 from .cifar import CIFAR100_MD5
-from .cliutil import UsageError, run_main
+from .cliutil import ArgumentParser, UsageError, count, positive_int, run_main
 from .decode import DEFAULT_MAX_PIXELS
 from .distribute import build_sharded
 from .files import DEFAULT_MAX_BYTES
@@ -31,8 +31,7 @@ from .writer import partial_path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m processing.build_h5", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m processing.build_h5", description=__doc__)
     src = p.add_argument_group(f"inputs (default, where present: {paths.MANIFEST_DIR}, {paths.CIFAR_TARBALL}, "
                                f"{paths.TINY_DIR}/, {paths.NON_MEME_DIR}/)")
     src.add_argument("--manifest", action="append", default=[], metavar="PATH",
@@ -41,22 +40,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--non-memes", action="append", default=[], metavar="DIR",
                      help="folder of non-meme images of any size (meme path); repeatable")
     src.add_argument("--cifar", metavar="PATH", help="official cifar-100-python.tar.gz")
-    src.add_argument("--cifar-count", type=int, default=8000, metavar="N", help="CIFAR images to take (default 8000)")
+    src.add_argument("--cifar-count", type=count, default=8000, metavar="N", help="CIFAR images to take (default 8000)")
     src.add_argument("--cifar-md5", default=CIFAR100_MD5, metavar="HEX",
                      help="expected MD5 of the CIFAR archive (default: the published one)")
     src.add_argument("--tiny", action="append", default=[], metavar="DIR",
                      help="folder of 32x32 non-meme pictures, upsampled x4 like CIFAR; repeatable")
-    src.add_argument("--tiny-count", type=int, metavar="N", help="take N pictures from each --tiny folder")
+    src.add_argument("--tiny-count", type=count, metavar="N", help="take N pictures from each --tiny folder")
     p.add_argument("--out", type=Path, default=paths.DATASET, metavar="PATH",
                    help=f"output HDF5 file (default {paths.DATASET})")
     p.add_argument("--fit", choices=[*sorted(FITS), *DEPRECATED_NAMES], default=DEFAULT_FIT,
                    help="letterbox: the whole image, aspect kept, centred on grey (default); square: largest "
                         "top-anchored square, area-resampled; original: the original project's top-left k*128 "
                         "crop ('seed' is its old name)")
-    p.add_argument("--min-side", type=int, default=INPUT_SIZE,
+    p.add_argument("--min-side", type=positive_int, default=INPUT_SIZE,
                    help=f"skip images whose short side is below this (default {INPUT_SIZE})")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb cap")
-    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb cap")
+    p.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, metavar="N",
                    help=f"read at most N bytes of a file; a larger one is skipped as too_large "
                         f"(default {DEFAULT_MAX_BYTES}, 64 MiB)")
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
@@ -65,16 +64,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--near-duplicate-bits", type=int, default=NEAR_DUPLICATE_BITS, metavar="N",
                    help="rows not grouped by template whose pictures' 64-bit dHashes differ in at most N bits "
                         f"share a split (default {NEAR_DUPLICATE_BITS}; -1: only exact duplicates)")
-    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--seed", type=count, default=0, help="split seed")
     p.add_argument("--compression", choices=COMPRESSIONS, default="none",
                    help="per-image chunk compression: none (default) streams ~4x faster into training; "
                         "lzf/gzip make the file ~3x/5x smaller (see benchmarks/README.md)")
-    p.add_argument("--workers", type=int, default=pipeline.default_workers(), help="decode processes (default: cores)")
+    p.add_argument("--workers", type=positive_int, default=pipeline.default_workers(), help="decode processes (default: cores)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     scale = p.add_argument_group("scale-out (see processing/distribute.py)")
-    scale.add_argument("--shards", type=int, default=1, metavar="N",
+    scale.add_argument("--shards", type=positive_int, default=1, metavar="N",
                        help="build N deterministic shards in parallel and stitch them with a virtual dataset")
     scale.add_argument("--scheduler", metavar="ADDR", help="run shard tasks on this Dask scheduler (tcp://host:8786)")
     return p.parse_args(argv)
@@ -102,8 +101,6 @@ def to_config(args) -> BuildConfig:
         fractions = parse_fractions(args.split)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.shards < 1:
-        raise UsageError("--shards must be at least 1")
     if args.scheduler and args.shards < 2:
         raise UsageError("--scheduler runs shard tasks: give --shards N (N >= 2) too")
     return BuildConfig(

@@ -1,8 +1,10 @@
-"""What every command shares: one-line errors with exit code 2, atomic writes, file digests."""
+"""What every command shares: one-line errors with exit code 2, checked arguments, atomic writes, file digests."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import math
 import json
 import os
 import sys
@@ -28,6 +30,52 @@ def run_main(prog: str, main, argv=None) -> int:
         return main(argv) or 0
     except UsageError as exc:
         fail(prog, str(exc))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse as every command here uses it: no abbreviated options, and a bad command line is one line.
+
+    argparse would print the whole usage block above its error; here it is
+    ``prog: error: ... (see --help)`` and exit 2, like every other UsageError.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, f"{message} (see --help)")
+
+
+def _number(kind, text: str, accept, expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or (kind is float and not math.isfinite(value)) or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a count, a size, a batch)."""
+    return _number(int, text, lambda v: v >= 1, "a whole number of at least 1")
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    return _number(int, text, lambda v: v >= 0, "a whole number of at least 0")
+
+
+def fraction(text: str) -> float:
+    """argparse type: a probability or ratio from 0 to 1."""
+    return _number(float, text, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (a learning rate)."""
+    return _number(float, text, lambda v: v > 0, "a number above 0")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -463,6 +463,16 @@ def test_evaluate_folders_count_hostile_files(model_dir, tmp_path):
     assert report["count"] == 5 + 3 and report["memes"] == 5
     assert report["skipped"] == {"not_a_file": 3, "missing_file": 1, "unreadable": 1, "not_an_image": 1}
 
+    # at native size the two images too thin for the model are skipped with predict's reason, not fed (NaN)
+    code, out, _ = cli("training.evaluate", model_dir, "--memes", tmp_path / "inputs", "--non-memes", photos,
+                       "--json", "--native-size", "--out", tmp_path / "native")
+    assert code == 0
+    report = json.loads(out)
+    assert report["count"] == 3 + 3 and report["memes"] == 3 and report["input"] == "native size"
+    assert report["skipped"] == {"not_a_file": 3, "missing_file": 1, "unreadable": 1, "not_an_image": 1,
+                                 "unsupported_size": 2}
+    assert (tmp_path / "native" / "reliability.png").is_file()
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
@@ -483,3 +493,30 @@ def test_run_refuses_one_class_and_empty_datasets(tmp_path):
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1, (out, err)
         assert lines[0].startswith(f"training.run: error: {data}: ") and message in lines[0]
+
+
+@pytest.mark.parametrize("module, argv, says", [
+    ("training.run", ["--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got '0'"),
+    ("training.run", ["--lr", "nan"], "argument --lr: expected a number above 0, got 'nan'"),
+    ("training.run", ["--batch-size", "-3"], "argument --batch-size: expected a whole number of at least 1"),
+    ("training.run", ["--degrade-memes", "2"], "argument --degrade-memes: expected a number from 0 to 1, got '2'"),
+    ("training.predict", ["m", "p", "--threshold", "nan"], "argument --threshold: expected a number from 0 to 1"),
+    ("training.predict", ["m", "p", "--max-side", "0"], "argument --max-side: expected a whole number of at least 1"),
+    ("training.evaluate", ["m", "--batch-size", "0"], "argument --batch-size: expected a whole number of at least 1"),
+    ("training.evaluate", ["m", "--threshold", "1.5"], "argument --threshold: expected a number from 0 to 1"),
+    ("processing.build_h5", ["--workers", "0"], "argument --workers: expected a whole number of at least 1"),
+    ("processing.build_h5", ["--max-pixels", "x"], "argument --max-pixels: expected a whole number of at least 1"),
+    ("processing.build_h5", ["--bogus"], "unrecognized arguments: --bogus"),
+    ("training.report", ["--epochs", "-1"], "argument --epochs: expected a whole number of at least 1"),
+    ("training.demo", ["--memes", "0"], "argument --memes: expected a whole number of at least 1"),
+    ("crawler.feed", ["imgur_meme", "--pages", "0"], "argument --pages: expected a whole number of at least 1"),
+])
+def test_bad_command_line_values_are_one_line_and_exit_2(module, argv, says, capsys):
+    """Counts, sizes, rates and probabilities are checked by argparse types (processing.cliutil), and argparse's
+    own errors are one line too: no usage block, no traceback further on (a zero batch size, a NaN threshold)."""
+    import importlib
+
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and says in err and err.endswith("(see --help)\n") and err.count("\n") == 1, err

@@ -78,8 +78,9 @@ def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
         r = cli(module, *args)
         assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
-    for flag, value, says in (("--synth-nonmemes", "1.5", "--synth-nonmemes takes"),
-                              ("--synth-memes", "0.9", "--synth-memes takes")):
+    for flag, value, says in (("--synth-nonmemes", "1.5", "argument --synth-nonmemes: expected a number from 0 to 1"),
+                              ("--synth-memes", "0.9", "--synth-memes takes"), ("--sizes", "12x", "--sizes takes"),
+                              ("--sizes", "5000", "--sizes takes"), ("--epochs", "0", "argument --epochs")):
         r = cli("training.run", "--data", dataset, "--out", tmp_path / "r", flag, value)
         assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 

@@ -10,7 +10,6 @@ prints a summary. Everything lands under ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from processing.cliutil import run_main
+from processing.cliutil import ArgumentParser, positive_int, run_main
 from processing.manifest import read_manifests, status_counts
 from processing.reasons import OK
 
@@ -70,16 +69,15 @@ def crawl_settings(base: str, crawl: Path) -> list[str]:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m training.demo", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (replaced)")
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="real data folder, if present")
     p.add_argument("--generated", action="store_true", help="use the generated corpus even if real data exists")
-    p.add_argument("--memes", type=int, default=322, help="memes in the corpus (default: all 322 real ones)")
-    p.add_argument("--tiny", type=int, default=600,
+    p.add_argument("--memes", type=positive_int, default=322, help="memes in the corpus (default: all 322 real ones)")
+    p.add_argument("--tiny", type=positive_int, default=600,
                    help="32x32 non-memes in the CIFAR-format tarball (default 600: the real folders add ~1,300 rows)")
     p.add_argument("--arch", default="memenet", choices=(*ARCHS, *DEPRECATED_ARCHS))
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=positive_int, default=4)
     p.add_argument("--sizes", default="96", help="training sizes (training.run --sizes; default 96: about half the "
                    "work of 128 on the broader data, scored at 128)")
     return p.parse_args(argv)

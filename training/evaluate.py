@@ -10,23 +10,24 @@ threshold is the one stored with the model (chosen on the validation split by
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from processing.cliutil import UsageError, atomic_write_json, run_main
-from processing.files import MISSING, escape_name, not_regular
+from processing.cliutil import ArgumentParser, UsageError, atomic_write_json, fraction, positive_int, run_main
+from processing.decode import decode_image
+from processing.files import MISSING, escape_name, not_regular, read_capped
 from processing.prepare import Options, prepare
+from processing.reasons import Rejected
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
 
 from . import plots
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report, expected_calibration_error, reliability_bins
-from .predict import load_pixels
+from .predict import min_native_side, native_input
 from .preprocess import Preprocess
 
 GRID = 9
@@ -85,13 +86,38 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
     side capped), one at a time, through the SPP head; the grid still shows
     the fitted square.
     """
-    x, labels, paths, skipped = load_folders(pre, memes, non_memes)
-    if native_max_side:   # one image per batch: each has its own shape
-        probs = predict_probs(model, (load_pixels(p, pre, native=True, max_side=native_max_side)[None] for p in paths))
+    if native_max_side:
+        x, labels, probs, skipped = native_folders(model, pre, memes, non_memes, native_max_side)
     else:
+        x, labels, _, skipped = load_folders(pre, memes, non_memes)
         probs = predict_array(model, x, batch_size)
     order = np.random.default_rng(0).permutation(len(x))[:GRID]
     return labels, probs, x[order], labels[order], probs[order], skipped
+
+
+def native_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], max_side: int):
+    """(fitted squares, labels, probabilities, skipped reasons): each image decoded once, fed at its own aspect.
+
+    One image per batch (each has its own shape); an image too thin for the
+    model at native size is skipped as ``unsupported_size``, as by predict.
+    """
+    min_side = min_native_side(model)
+    images, labels, probs, skipped = [], [], [], {}
+    for job in folder_jobs(memes, non_memes):
+        try:
+            if isinstance(job, Skip):
+                raise Rejected(job.reason)
+            rgb = decode_image(read_capped(job.path)).rgb
+            pixels = native_input(rgb, max_side, min_side)
+        except Rejected as exc:
+            skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+            continue
+        images.append(pre.apply(rgb))
+        labels.append(job.label)
+        probs.append(predict_probs(model, [pixels[None]])[0])
+    if not images:
+        raise UsageError("no readable images in the given folders")
+    return np.stack(images), np.array(labels), np.array(probs), skipped
 
 
 def load_folders(pre: Preprocess, memes: list[str], non_memes: list[str]):
@@ -137,18 +163,17 @@ def format_summary(report: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
     p.add_argument("--data", help="HDF5 dataset from processing.build_h5")
     p.add_argument("--split", default="test", choices=SPLIT_NAMES)
     p.add_argument("--memes", action="append", default=[], metavar="DIR", help="folder of memes; repeatable")
     p.add_argument("--non-memes", action="append", default=[], metavar="DIR", help="folder of non-memes; repeatable")
-    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the one stored with the model)")
+    p.add_argument("--threshold", type=fraction, help="meme probability threshold (default: the one stored with the model)")
     p.add_argument("--native-size", action="store_true",
                    help="with folders: feed each image at its own aspect and size (SPP) instead of the fit")
-    p.add_argument("--max-side", type=int, default=1024, help="with --native-size, cap the long side (default 1024)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-side", type=positive_int, default=1024, help="with --native-size, cap the long side (default 1024)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--out", type=Path, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     return p.parse_args(argv)

@@ -18,7 +18,6 @@ code 1 if any failed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from processing.cliutil import run_main
+from processing.cliutil import ArgumentParser, fraction, positive_int, run_main
 from processing.decode import decode_image
 from processing.files import DEFAULT_MAX_BYTES, escape_name, read_capped, walk
 from processing.reasons import EMPTY_FOLDER, UNREADABLE, UNSUPPORTED_SIZE, Rejected
@@ -79,12 +78,12 @@ def cap_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
 
 
-def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int, min_side: int = 1,
-                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """The model input for one file; ``Rejected`` with the reason for a file it cannot become."""
-    rgb = decode_image(read_capped(path, max_bytes)).rgb
-    if not native:
-        return pre.apply(rgb)
+def native_input(rgb: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
+    """A decoded image as the SPP model takes it at its own aspect: long side capped, ``Rejected`` if too thin.
+
+    Thinner than ``min_side`` (``min_native_side``) the last feature map would
+    be empty and the pooled features undefined (the model answers NaN).
+    """
     rgb = cap_long_side(rgb, max_side)
     h, w = rgb.shape[:2]
     if min(h, w) < min_side:
@@ -92,17 +91,23 @@ def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int, min_si
     return rgb
 
 
+def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int, min_side: int = 1,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """The model input for one file; ``Rejected`` with the reason for a file it cannot become."""
+    rgb = decode_image(read_capped(path, max_bytes)).rgb
+    return native_input(rgb, max_side, min_side) if native else pre.apply(rgb)
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.predict", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m training.predict", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--json", action="store_true", help="JSON Lines output")
-    p.add_argument("--threshold", type=float, help="meme probability threshold (default: the one stored with the model)")
+    p.add_argument("--threshold", type=fraction, help="meme probability threshold (default: the one stored with the model)")
     p.add_argument("--native-size", action="store_true", help="feed each image at its own size (SPP)")
-    p.add_argument("--max-side", type=int, default=1024, help="with --native-size, cap the long side (default 1024)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+    p.add_argument("--max-side", type=positive_int, default=1024, help="with --native-size, cap the long side (default 1024)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, metavar="N",
                    help=f"a file over N bytes is an error (too_large) (default {DEFAULT_MAX_BYTES}, 64 MiB)")
     return p.parse_args(argv)
 

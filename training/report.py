@@ -15,7 +15,6 @@ mistakes. With ``--readme`` it rewrites the README's results section.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -24,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from processing.cliutil import UsageError, atomic_write_json, atomic_write_text, run_main
+from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, atomic_write_text, count, positive_int,
+                                run_main)
 
 from .ood import build_inputs, instructive_errors, markdown_table as ood_table, real_folders
 
@@ -177,19 +177,18 @@ def update_readme(readme: Path, results: dict, meta: dict) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m training.report", description=__doc__)
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="real data folder")
     p.add_argument("--out", type=Path, default=Path("reports/real-data"))
     p.add_argument("--prebuilt", type=Path, help="use the " + "/".join(DATASETS) + " .h5 already built in this folder")
-    p.add_argument("--tiny-count", type=int, default=1000, help="CIFAR stand-in pictures (default 1000)")
+    p.add_argument("--tiny-count", type=positive_int, default=1000, help="CIFAR stand-in pictures (default 1000)")
     p.add_argument("--compression", default="none", choices=("none", "lzf", "gzip"))
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+    p.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS,
                    help=f"at most this many epochs per run (default {DEFAULT_EPOCHS}, for the CPU; 20 on a GPU)")
     p.add_argument("--runs", default=",".join(DEFAULT_RUNS),
                    help="comma-separated runs, or 'all': " + ", ".join(r[0] for r in RUNS)
                    + f" (default {','.join(DEFAULT_RUNS)})")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=count, default=0,
                    help="the seed every run trains with (default 0); a second seed shows how much a figure is noise")
     p.add_argument("--build-only", action="store_true", help="only build the datasets of the chosen runs")
     p.add_argument("--readme", type=Path, help="rewrite this README's results section")

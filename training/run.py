@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from processing import paths
-from processing.cliutil import UsageError, atomic_write_json, run_main
+from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, fraction, positive_float,
+                                positive_int, run_main)
 
 from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
 from .h5file import DatasetError, open_dataset, split_names, untrainable
@@ -33,32 +34,31 @@ SYNTH_NONMEMES = 0.15              # benchmarks/ood_compare.py: raises unseen te
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.run", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m training.run", description=__doc__)
     p.add_argument("--data", default=str(paths.DATASET),
                    help=f"HDF5 dataset from processing.build_h5 (default {paths.DATASET})")
     p.add_argument("--out", type=Path,
                    help=f"run folder for model, logs and report (default: a new {paths.RUNS}/<UTC timestamp>)")
     p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
                    help="memenet (default) or original (the original project's network; 'seed' is its old name)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs without val_loss gain)")
+    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--patience", type=positive_int, default=5, help="early stopping patience (epochs without val_loss gain)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="flips and shifts")
-    p.add_argument("--degrade-memes", type=float, default=0.5, metavar="P",
+    p.add_argument("--degrade-memes", type=fraction, default=0.5, metavar="P",
                    help="pass a meme through 32x32 and back with probability P, so blockiness stops being a "
                         "label shortcut (default 0.5; 0 turns it off)")
-    p.add_argument("--smooth-tiny", type=float, default=0.5, metavar="P",
+    p.add_argument("--smooth-tiny", type=fraction, default=0.5, metavar="P",
                    help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P "
                         "(default 0.5; 0 turns it off)")
-    p.add_argument("--synth-memes", type=float, default=SYNTH_MEMES, metavar="RATIO",
+    p.add_argument("--synth-memes", type=fraction, default=SYNTH_MEMES, metavar="RATIO",
                    help="turn this fraction of each training batch's non-memes into memes by captioning another "
                         f"non-meme of the batch (training.synth: the same picture seen as both; at most {MAX_SYNTH}; "
                         f"default {SYNTH_MEMES}; 0 turns it off)")
-    p.add_argument("--synth-nonmemes", type=float, default=SYNTH_NONMEMES, metavar="RATIO",
+    p.add_argument("--synth-nonmemes", type=fraction, default=SYNTH_NONMEMES, metavar="RATIO",
                    help="redraw this fraction of each training batch's non-memes as designed text that is not a meme "
                         "(posters, app screens, pages: training.synth.text_nonmeme), so text alone does not make a "
                         "meme (taken from the non-memes that captioning left untouched, so at most "
@@ -67,7 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                    help="store with the model the threshold of best balanced accuracy on the val split (within one "
                         "val image of the best: the one closest to 0.5); --no-calibrate keeps 0.5")
-    p.add_argument("--workers", type=int, default=2, help="reader threads")
+    p.add_argument("--workers", type=positive_int, default=2, help="reader threads")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
@@ -136,11 +136,12 @@ def train(args) -> dict:
     """
     if not 0 <= args.synth_memes <= MAX_SYNTH:
         raise UsageError(f"--synth-memes takes a fraction from 0 to {MAX_SYNTH}")
-    if not 0 <= args.synth_nonmemes <= 1:
-        raise UsageError("--synth-nonmemes takes a fraction from 0 to 1")
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    if not sizes or min(sizes) < 16:
-        raise UsageError("--sizes takes sizes of at least 16, e.g. 128 or 128,96,160")
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 16 or max(sizes) > 1024:
+        raise UsageError(f"--sizes takes sizes from 16 to 1024, e.g. 128 or 128,96,160 (got {args.sizes!r})")
     try:
         with open_dataset(args.data) as f:
             fit = str(f.attrs.get("fit", "square"))

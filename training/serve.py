@@ -19,7 +19,6 @@ line per request without its contents. All limits are the flags below.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import json
@@ -41,7 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from processing.cliutil import UsageError, file_digest, run_main
+from processing.cliutil import ArgumentParser, UsageError, file_digest, run_main
 from processing.decode import decode_image
 from processing.reasons import MEANINGS, Rejected
 from processing.schema import LABEL_NAMES
@@ -527,8 +526,7 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m training.serve", description=__doc__, allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m training.serve", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
     for f in fields(Settings):
         kind = float if f.name == "threshold" else type(f.default)
