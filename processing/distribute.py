@@ -24,6 +24,7 @@ import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -32,7 +33,7 @@ import h5py
 import numpy as np
 
 from . import reasons
-from .cliutil import atomic_write_json
+from .cliutil import UsageError, atomic_write_json
 from .files import escape_name
 from .neardup import image_hashes
 from .pipeline import (BuildConfig, check, check_existing, for_shard, locked_output, nothing_to_build, split_keys,
@@ -42,6 +43,7 @@ from .split import assign_splits, label_counts, source_counts, split_counts, str
 from .writer import STR, partial_path, write_split
 
 RETRIES = 2
+SCHEDULER_TIMEOUT = 10   # seconds to reach a Dask scheduler before the build is refused
 
 Build = Callable[[BuildConfig], dict]
 
@@ -71,14 +73,23 @@ def _with_retries(build: Build, config: BuildConfig) -> str:
     raise AssertionError("unreachable")
 
 
-def run_shards(build: Build, configs: list[BuildConfig], scheduler: str | None, workers: int) -> list[str]:
-    """Run ``build`` on every shard config, on a Dask cluster or a local process pool."""
-    if scheduler:
-        from dask.distributed import Client
+def connect_scheduler(address: str):
+    """A Dask client of the scheduler at ``address``; UsageError (one line) if it is malformed or unreachable."""
+    from dask.distributed import Client
 
-        with Client(scheduler) as client:
-            futures = client.map(build_shard, [build] * len(configs), configs, retries=RETRIES, pure=False)
-            return client.gather(futures)
+    try:
+        return Client(address, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, ValueError, TypeError) as exc:   # TimeoutError is an OSError
+        cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"cannot use --scheduler {escape_name(address)}: {cause}; start one (dask scheduler) "
+                         f"and give its tcp://HOST:PORT") from None
+
+
+def run_shards(build: Build, configs: list[BuildConfig], client, workers: int) -> list[str]:
+    """Run ``build`` on every shard config, on a Dask cluster (``client``) or a local process pool (None)."""
+    if client is not None:
+        futures = client.map(build_shard, [build] * len(configs), configs, retries=RETRIES, pure=False)
+        return client.gather(futures)
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(configs)))) as pool:
         return list(pool.map(_with_retries, [build] * len(configs), configs))
 
@@ -87,14 +98,14 @@ def build_sharded(build: Build, config: BuildConfig, count: int, scheduler: str 
     """``count`` shards of ``config`` built by ``build`` (e.g. ``pipeline.build``), stitched into ``config.out``."""
     t0 = time.time()
     check(config)
-    with locked_output(config.out):
+    with connect_scheduler(scheduler) if scheduler else nullcontext() as client, locked_output(config.out):
         check_existing(config)
         if config.overwrite:
             shutil.rmtree(shard_dir(config.out), ignore_errors=True)
             config.out.unlink(missing_ok=True)
         shard_dir(config.out).mkdir(parents=True, exist_ok=True)
         configs = [for_shard(config, shard_path(config.out, i, count), i, count) for i in range(count)]
-        paths = run_shards(build, configs, scheduler, config.workers)
+        paths = run_shards(build, configs, client, config.workers)
         if not sum(json.loads(summary_path(Path(p)).read_text())["inputs"] for p in paths):
             shutil.rmtree(shard_dir(config.out), ignore_errors=True)
             raise nothing_to_build(config)

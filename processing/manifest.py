@@ -23,6 +23,7 @@ import numpy as np
 from . import reasons
 from .digestset import DigestSet
 from .files import FOLDER, escape_name, not_regular
+from .schema import MEME, NON_MEME
 
 SCHEMA_VERSION = 1
 
@@ -86,6 +87,17 @@ class Record:
                 raise TypeError(f"{name} is a {type(getattr(rec, name)).__name__}")
         if not reasons.is_known(rec.status):
             raise ValueError(f"unknown status {rec.status!r}")
+        if rec.label not in (MEME, NON_MEME):
+            raise ValueError(f"label {rec.label!r} is neither {NON_MEME} nor {MEME}")
+        for name in ("source", "source_id", "path"):
+            value = getattr(rec, name)
+            if isinstance(value, str):
+                try:   # a lone surrogate from a JSON escape: no file name or digest can hold it
+                    value.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{name} holds an unpaired surrogate") from None
+                if "\x00" in value:
+                    raise ValueError(f"{name} holds a NUL character")
         if rec.ok and not rec.path:
             raise ValueError("status ok but no stored file (path)")
         try:
@@ -143,8 +155,8 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Manifest arguments may be files or folders of ``*.jsonl`` files."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(p.glob("*.jsonl")))
+        if p.is_dir():   # only regular files: a FIFO would block the read, a folder or dangling link fail it
+            out.extend(sorted(f for f in p.glob("*.jsonl") if not_regular(f) is None))
         else:
             out.append(p)
     return out
@@ -158,7 +170,8 @@ def manifest_problem(path: str | os.PathLike) -> str | None:
     """
     kind = not_regular(path)
     if kind == FOLDER:
-        return None
+        odd = next(((f, k) for f in sorted(Path(path).glob("*.jsonl")) if (k := not_regular(f))), None)
+        return f"holds {escape_name(odd[0].name)}, {odd[1]}, not a manifest file: remove it" if odd else None
     if kind:
         return f"{kind}, not a regular file or folder"
     with open(path, "rb") as fh:
@@ -186,7 +199,7 @@ def _parse(line: bytes, path: Path) -> Record | None:
     """The record of one line with an absolute path; ``None`` for a torn line."""
     try:
         rec = Record.from_dict(json.loads(line.decode("utf-8", errors="replace")))
-    except (ValueError, TypeError):   # not JSON, or not a record
+    except (ValueError, TypeError, RecursionError):   # not JSON (or nested too deep to parse), or not a record
         return None
     if rec.path and not os.path.isabs(rec.path):
         rec.path = os.path.normpath(os.path.join(path.parent, rec.path))

@@ -29,7 +29,7 @@ from .cifar import CIFAR100_MD5, CifarError, close_spools
 from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
 from .digestset import DigestSet, sha256_prefix
-from .files import DEFAULT_MAX_BYTES, escape_name
+from .files import DEFAULT_MAX_BYTES, FOLDER, MISSING, escape_name, not_regular
 from .jobtable import JobTable, key_digests
 from .manifest import ManifestChanged, key_digest, manifest_problem
 from .neardup import NEAR_DUPLICATE_BITS, image_hashes, near_duplicate_keys
@@ -38,7 +38,7 @@ from .schema import INPUT_SIZE, MEME, NON_MEME
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import assign_splits, label_counts, rank_keys, source_counts, split_counts, strata
 from .transform import DEFAULT_FIT, FITS, canonical_fit
-from .writer import COMMIT_EVERY, H5Writer, OutputBusy, PartialBuildError, output_lock, partial_path
+from .writer import COMMIT_EVERY, H5Writer, OutputBusy, PartialBuildError, lock_path, output_lock, partial_path
 
 CHUNK = 16          # jobs per inter-process task
 GROUP_BY = ("none", "template")
@@ -116,9 +116,16 @@ def check(config: BuildConfig) -> None:
     for path in config.manifests:
         if problem := manifest_problem(path):
             raise UsageError(f"--manifest {escape_name(path)}: {problem}")
-    for path in [*config.memes, *config.non_memes, *config.tiny]:
-        if not os.path.isdir(path):
-            raise UsageError(f"not a folder: {escape_name(path)} (--memes, --non-memes and --tiny take folders)")
+    seen: dict[str, str] = {}
+    for option, folders in (("--memes", config.memes), ("--non-memes", config.non_memes), ("--tiny", config.tiny)):
+        for path in folders:
+            if not os.path.isdir(path):
+                raise UsageError(f"not a folder: {escape_name(path)} (--memes, --non-memes and --tiny take folders)")
+            real = os.path.realpath(path)
+            if real in seen:   # its files would have one key twice: the second would leave no record
+                raise UsageError(f"{escape_name(path)} is given twice ({seen[real]} and {option}): "
+                                 f"give each folder once, under the label its pictures have")
+            seen[real] = option
     if config.fit not in FITS:
         raise UsageError(f"unknown fit {config.fit!r}; choose from {sorted(FITS)}")
     if config.group_by not in GROUP_BY or config.compression not in COMPRESSIONS:
@@ -143,20 +150,33 @@ def _names(paths: tuple[str, ...]) -> list[str]:
 
 
 def check_out_location(out: Path) -> None:
-    """Refuse an output that cannot be written, before any input is read: a folder, or a folder not writable.
+    """Refuse an output that cannot be written, before any input is read.
 
-    A missing parent folder is fine when it can be made (the writer makes it).
+    A folder; anything else that is not a regular file (a device, a FIFO, a
+    link to nothing: replacing it would replace the device or write where the
+    link points); a folder not writable; a name too long for the file system,
+    for the output or a file the build writes beside it. A missing parent
+    folder is fine when it can be made (the writer makes it).
     """
-    if out.is_dir():
-        raise UsageError(f"--out {escape_name(str(out))} is a folder: give a file name such as "
-                         f"{escape_name(str(out / 'dataset.h5'))}")
+    name = escape_name(str(out))
     existing = out.parent
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"cannot write {escape_name(str(out))}: {escape_name(str(existing))} is not a folder")
+        raise UsageError(f"cannot write {name}: {escape_name(str(existing))} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {escape_name(str(out))}: {escape_name(str(existing))} is not writable")
+        raise UsageError(f"cannot write {name}: {escape_name(str(existing))} is not writable")
+    longest = max((partial_path(out).name, lock_path(out).name, summary_path(out).name, out.name + ".shards"), key=len)
+    if len(os.fsencode(longest)) > os.pathconf(existing, "PC_NAME_MAX"):
+        raise UsageError(f"--out {name}: the name is too long for the file system (the build writes "
+                         f"{escape_name(longest)} beside it): give a shorter one")
+    kind = not_regular(out)
+    if kind == FOLDER:
+        raise UsageError(f"--out {name} is a folder: give a file name such as {escape_name(str(out / 'dataset.h5'))}")
+    if kind == MISSING and os.path.islink(out):
+        raise UsageError(f"--out {name} is a link to nothing: give the file name itself")
+    if kind not in (None, MISSING):
+        raise UsageError(f"--out {name} is {kind}, not a regular file: give a file name")
 
 
 @contextmanager

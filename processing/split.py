@@ -21,8 +21,11 @@ from .schema import LABEL_NAMES, SPLIT_NAMES
 
 
 def parse_fractions(text: str) -> tuple[float, float, float]:
-    parts = [float(x) for x in text.split(",")]
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or not all(0 <= p <= 1 for p in parts) or abs(sum(parts) - 1.0) > 1e-6:   # NaN fails 0 <= p
         raise ValueError(f"--split needs three non-negative fractions summing to 1, got {text!r}")
     return tuple(parts)  # type: ignore[return-value]
 

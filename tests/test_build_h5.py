@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -268,6 +269,21 @@ def test_sharded_build_on_a_dask_cluster(corpus, tmp_path):
     assert_same_dataset(one, dist)
     from training.data import H5Batches   # training reads the stitched file like any other
     assert sum(len(H5Batches(dist, s, 8).indices) for s in ("train", "val", "test")) == rows_by_sha(one)["labels"].size
+
+
+@pytest.mark.timeout(60)
+def test_a_scheduler_that_cannot_be_used_is_one_line_before_any_work(corpus, tmp_path, monkeypatch):
+    from crawler.testkit import free_port
+    from processing import distribute
+    from processing.cliutil import UsageError
+
+    monkeypatch.setattr(distribute, "SCHEDULER_TIMEOUT", 1)
+    out = tmp_path / "dask.h5"
+    for address, says in ((f"tcp://127.0.0.1:{free_port()}", "Timed out trying to connect"),
+                          ("garbage://::", "unknown address scheme")):
+        with pytest.raises(UsageError, match=f"cannot use --scheduler {re.escape(address)}: {says}.*tcp://HOST:PORT"):
+            build_h5.main(args_for(corpus, out, "--shards", "2", "--scheduler", address))
+        assert not out.exists() and not (tmp_path / "dask.h5.shards").exists()
 
 
 def test_failed_shard_task_is_retried(monkeypatch):

@@ -3,6 +3,7 @@ the reason vocabulary, manifest precedence and the preprocessing contract."""
 
 import json
 import random
+import re
 import time
 from dataclasses import FrozenInstanceError
 
@@ -231,3 +232,46 @@ def test_bare_build_reads_the_conventional_places(tmp_path, monkeypatch, capsys)
         assert sorted(f["labels"][:].tolist()) == [0] * 4 + [1] * 3
     with pytest.raises(UsageError, match="exists"):          # a second bare run does not overwrite
         build_h5.main(["--no-progress"])
+
+
+def test_manifest_lines_no_builder_could_use_are_torn_not_fatal(tmp_path):
+    """Lines that parse as JSON but hold what no dataset row or file name can: counted as torn, the rest read."""
+    good = {"source": "s", "source_id": "1", "status": reasons.TIMEOUT, "time": 1.0}
+    bad = [{**good, "source_id": "\ud800x"}, {**good, "status": reasons.OK, "path": "1.jpg\x00.txt"},
+           {**good, "label": -1}, {**good, "label": 2**70}, {**good, "label": 5}]
+    lines = [json.dumps(good)] + [json.dumps(b) for b in bad] + ["[" * 100_000 + "]" * 100_000]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    got = read_manifests([tmp_path])
+    assert list(got.records) == [("s", "1")] and got.torn_lines == [f"m.jsonl:{n}" for n in range(2, 8)]
+
+
+@pytest.mark.timeout(30)
+def test_manifest_folders_read_regular_files_only(tmp_path):
+    """A FIFO named *.jsonl would block the read, a folder or a dangling link end it: never opened; the
+    builder (and the feeder) refuse such a folder in one line."""
+    import os
+
+    from processing.manifest import manifest_problem
+
+    with ManifestWriter(tmp_path / "a.jsonl") as w:
+        w.write(Record(source="s", source_id="1", status=reasons.TIMEOUT, time=1.0))
+    assert manifest_problem(tmp_path) is None
+    os.mkfifo(tmp_path / "b.jsonl")
+    (tmp_path / "c.jsonl").mkdir()
+    (tmp_path / "d.jsonl").symlink_to(tmp_path / "nowhere")
+    assert list(read_manifests([tmp_path]).records) == [("s", "1")]
+    assert final_digests([tmp_path]) is not None
+    assert manifest_problem(tmp_path) == "holds b.jsonl, a FIFO, not a manifest file: remove it"
+    with pytest.raises(UsageError, match="holds b.jsonl, a FIFO"):
+        check(BuildConfig(manifests=(str(tmp_path),), out=tmp_path / "o.h5"))
+
+
+def test_a_folder_given_twice_is_refused(tmp_path):
+    """Its pictures would have one key under two labels: the second copy would leave no record."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "pics")
+    for memes, non_memes, says in (((tmp_path / "pics",), (tmp_path / "pics",), "(--memes and --non-memes)"),
+                                   ((tmp_path / "pics", tmp_path / "link"), (), "(--memes and --memes)")):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            check(BuildConfig(memes=tuple(map(str, memes)), non_memes=tuple(map(str, non_memes)),
+                              out=tmp_path / "o.h5"))

@@ -226,6 +226,15 @@ def test_out_is_checked_before_any_work(tmp_path, capsys):
     assert "file.txt is not a folder" in line
     # a missing parent that can be made is made (documented)
     assert build_h5.main(build_args(memes, tmp_path / "new" / "deeper" / "ds.h5")) == 0
+    # what is not a regular file is never replaced, even with --overwrite (as root, /dev/null itself was)
+    os.mkfifo(tmp_path / "fifo.h5")
+    (tmp_path / "dangling.h5").symlink_to(tmp_path / "nowhere" / "ds.h5")
+    for out, says in (("fifo.h5", "is a FIFO, not a regular file"), ("dangling.h5", "is a link to nothing"),
+                      ("a" * 250 + ".h5", "the name is too long for the file system"),
+                      ("b" * 300 + ".h5", "the name is too long for the file system")):
+        assert says in usage_error(capsys, build_args(memes, tmp_path / out, "--overwrite"))
+    assert (tmp_path / "fifo.h5").is_fifo() and (tmp_path / "dangling.h5").is_symlink()
+    assert not (tmp_path / "nowhere").exists()
 
 
 @pytest.mark.timeout(60)

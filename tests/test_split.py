@@ -92,3 +92,12 @@ def test_groups_never_straddle_splits():
         by_key.setdefault(k, set()).add(v)
     assert all(len(v) == 1 for v in by_key.values())
     assert set(s.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("text", ["nan,nan,nan", "0.8,0.1", "0.8,0.1,0.1,0", "a,b,c", "1.5,-0.5,0", "inf,0,0", ""])
+def test_split_fractions_that_are_not_three_fractions_summing_to_1_are_refused(text):
+    from processing.split import parse_fractions
+
+    with pytest.raises(ValueError, match="three non-negative fractions summing to 1"):
+        parse_fractions(text)
+    assert parse_fractions("0.8,0.1,0.1") == (0.8, 0.1, 0.1)
