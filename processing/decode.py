@@ -51,6 +51,7 @@ def to_rgb(img: Image.Image) -> np.ndarray:
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # Pillow's notes on odd files (corrupt EXIF, ...): the outcome is the record
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             w, h = img.size

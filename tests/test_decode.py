@@ -75,3 +75,17 @@ def test_decompression_bomb_capped():
     with pytest.raises(Rejected) as exc:
         decode_image(data, max_pixels=1_000_000)
     assert exc.value.reason == reasons.DECOMPRESSION_BOMB
+
+
+def test_pillow_notes_on_odd_files_do_not_reach_stderr():
+    """A TIFF whose first IFD points nowhere: Pillow warns "Corrupt EXIF data" on stderr; the reason is the record."""
+    import warnings
+
+    from processing.decode import decode_image
+    from processing.reasons import NOT_AN_IMAGE, Rejected
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(Rejected) as exc:
+            decode_image(b"II*\x00\xff\xff\xff\x7f")
+    assert exc.value.reason == NOT_AN_IMAGE and not seen, [str(w.message) for w in seen]
