@@ -7,8 +7,9 @@ line; columns are matched by name, case- and space-insensitively.
 A file that cannot be a Meme Generator list (missing, a folder, empty,
 binary, wrong columns) raises ``CsvError`` with one line. A single bad row
 (undecodable bytes, a NUL byte, a field over csv's size limit, an MD5 that is
-not 32 hex digits, a size that is not a whole number, no id) is still yielded, with ``problem`` saying what is wrong
-and ``line`` where, so the crawler records it as ``bad_row`` without a request.
+not 32 hex digits, a size that is not a whole number, no id) is still yielded,
+with ``problem`` saying what is wrong and ``line`` where, so the crawler
+records it as ``bad_row`` without a request and the rows after it are read.
 """
 
 from __future__ import annotations
