@@ -28,7 +28,7 @@ from .distributed import UNTIL_PARSED, UNTIL_RECORD, Keys, connect, feed_jobs, j
 from .imgur_links import LinkListError, read_link_list, unique_links
 from .meme_csv import CsvError
 from .spiders.imgur_meme import SOURCE as IMGUR, ImgurMemeSpider
-from .spiders.loc_archive import SOURCE as LOC, LocArchiveSpider
+from .spiders.loc_archive import SOURCE as LOC, LocArchiveSpider, meme_ids
 
 SPIDERS = {spider.name: spider for spider in (LocArchiveSpider, ImgurMemeSpider)}
 
@@ -98,6 +98,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.spider == LocArchiveSpider.name and not args.csv:
         raise UsageError("loc_archive needs --csv PATH")
+    if args.ids is not None:
+        try:
+            meme_ids(args.ids)
+        except ValueError as exc:
+            raise UsageError(f"--ids {exc}") from None
     settings = project_settings(args)
     url = settings.get("REDIS_URL")
     if not url:

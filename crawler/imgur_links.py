@@ -7,7 +7,8 @@ A link list comes in three shapes, all read by ``read_link_list``:
 * a CSV with a header row naming a link column (``url``, ``link``, ``image``, ...).
 
 Every non-empty cell becomes one ``ListedLink``: a usable image link (``image_id`` set) or an unusable one
-(``image_id`` is None), which the spider records as ``bad_row`` without a request.
+(``image_id`` is None; a cell over csv's size limit has ``problem`` set), which the spider records as
+``bad_row`` without a request.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 from processing.cliutil import atomic_write_json
 from processing.files import MISSING, escape_name, not_regular
 
-from .meme_csv import sniff_encoding
+from .meme_csv import csv_records, sniff_encoding
 from .spiderargs import excerpt
 
 SOURCE = "imgur"
@@ -46,6 +47,7 @@ class ListedLink:
     text: str                 # the cell as written
     image_id: str | None      # None: not a direct imgur image link
     ext: str = ""
+    problem: str = ""         # why the cell could not be read at all (image_id is None then)
 
     @property
     def source_id(self) -> str:
@@ -68,14 +70,31 @@ def parse_link(text: str, line: int = 0) -> ListedLink:
     return ListedLink(line, text, m.group("id"), m.group("ext").lower())
 
 
+def unreadable_cell(text: str, line: int, error: str) -> ListedLink:
+    """An unusable cell over csv's size limit, its text shortened (the record stays small)."""
+    return ListedLink(line, excerpt(text), None, problem=f"unreadable cell on line {line}: {error}")
+
+
+def _cells(values: list[str], column: int | None, line: int, error: str) -> list[ListedLink]:
+    """The links of one record: its ``column`` (a CSV with a header), else every whitespace-separated cell.
+
+    Of a record csv could not read (``error``), only the cells over csv's size limit are unusable: the links
+    beside them (the rest of a one-line list, the link of a row with an over-long title) are kept.
+    """
+    cells = [values[column] if column < len(values) else ""] if column is not None else \
+        [c for cell in values for c in cell.split()]
+    return [unreadable_cell(c, line, error) if error and len(c) > csv.field_size_limit() else parse_link(c, line)
+            for c in cells]
+
+
 def _decode(raw: bytes, path: Path) -> str:
     encoding = sniff_encoding(raw)
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise LinkListError(f"{path} is not a text file of links (undecodable byte at offset {exc.start})") from None
-    if "\x00" in text:
-        raise LinkListError(f"{path} is not a text file of links (binary content)")
+    if "\x00" in io.StringIO(text, newline="").readline():   # a NUL further down only spoils its cell
+        raise LinkListError(f"{path} is not a text file of links (binary content in its first line)")
     return text
 
 
@@ -99,19 +118,15 @@ def read_link_list(path: str | Path) -> list[ListedLink]:
     if kind:
         raise LinkListError(f"link list {escape_name(str(path))} is {kind}, not a regular file: give a CSV or text file")
     text = _decode(path.read_bytes(), path)
-    rows = list(csv.reader(io.StringIO(text)))
-    first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), None)
+    records = (r for r in csv_records(io.StringIO(text, newline="")) if any(c.strip() for c in r[1]))
+    first = next(records, None)
     if first is None:
         raise LinkListError(f"link list is empty: {path}")
-    column = _header_column(rows[first])
-    links: list[ListedLink] = []
-    for lineno, row in enumerate(rows[first + 1:] if column is not None else rows[first:],
-                                 start=first + (2 if column is not None else 1)):
-        if column is not None:   # one record per data row, an empty cell included
-            if any(c.strip() for c in row):
-                links.append(parse_link(row[column] if column < len(row) else "", lineno))
-        else:
-            links += [parse_link(c, lineno) for cell in row for c in cell.split()]
+    line, values, error = first
+    column = None if error else _header_column(values)
+    links: list[ListedLink] = [] if column is not None else _cells(values, None, line, error)
+    for line, values, error in records:   # with a header: one record per data row, an empty cell included
+        links += _cells(values, column, line, error)
     if not links:
         raise LinkListError(f"link list has a header but no links: {path}")
     if not any(link.image_id for link in links):

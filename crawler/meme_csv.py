@@ -6,9 +6,10 @@ line; columns are matched by name, case- and space-insensitively.
 
 A file that cannot be a Meme Generator list (missing, a folder, empty,
 binary, wrong columns) raises ``CsvError`` with one line. A single bad row
-(undecodable bytes, an MD5 that is not 32 hex digits, a size that is not a
-whole number, no id) is still yielded, with ``problem`` saying what is wrong
-and ``line`` where, so the crawler records it as ``bad_row`` without a request.
+(undecodable bytes, a NUL byte, a field over csv's size limit, an MD5 that is
+not 32 hex digits, a size that is not a whole number, no id) is still yielded,
+with ``problem`` saying what is wrong and ``line`` where, so the crawler
+records it as ``bad_row`` without a request and the rows after it are read.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import re
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from processing.files import FOLDER, MISSING, escape_name, not_regular
+
+from .spiderargs import excerpt
 
 DISPLAY = {"meme_id": "Meme ID", "archived_url": "Archived URL", "base_meme_name": "Base Meme Name",
            "md5": "MD5 Hash", "size": "File Size (In Bytes)"}
@@ -42,6 +45,7 @@ OPTIONAL = {
 GET_IT = ("download the Meme Generator data set (57,652 rows) from the Library of Congress "
           "(https://www.loc.gov/item/2018655052/) or Kaggle (\"Meme Generator Data Set\"), see datasets/meme_generator.md")
 _MD5 = re.compile(r"[0-9a-f]{32}")
+MEME_ID = re.compile(r"[0-9]+")   # every Meme ID of the published files is a whole number
 _BAD = "\udcff"   # stands for undecodable bytes; never produced by a strict decode
 
 
@@ -75,6 +79,41 @@ def sniff_encoding(head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     return "utf-8"
+
+
+def csv_records(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str], str]]:
+    """(line, values, error) for each CSV record of ``lines``; ``line`` is its last physical line (1: the first).
+
+    A record csv cannot read (a field over ``csv.field_size_limit()``, 131,072 characters, csv's guard on
+    memory) comes with ``error`` set and ``values`` split from its first line at every delimiter (quotes not
+    interpreted): csv drops the rest of that line and reads on from the next one, so the records after it
+    are not lost.
+    """
+    first: list[str] = []                  # the first physical line of the record being read
+
+    def tracked():
+        for text in lines:
+            if not first:
+                first.append(text)
+            yield text
+
+    reader = csv.reader(tracked(), delimiter=delimiter)
+    while True:
+        first.clear()
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, first[0].rstrip("\r\n").split(delimiter), str(exc)
+        else:
+            yield reader.line_num, values, ""
+
+
+def shortened(values: list[str]) -> list[str]:
+    """``values`` with each field over csv's size limit replaced by its excerpt (records stay small)."""
+    limit = csv.field_size_limit()
+    return [v if len(v) <= limit else excerpt(v) for v in values]
 
 
 def _norm(name: str) -> str:
@@ -116,23 +155,23 @@ def _open_checked(path: Path) -> tuple[str, str]:
         raise CsvError(f"{name} is {kind}, not a regular file: expected the Meme Generator file")
     with open(path, "rb") as fh:
         head = fh.read(4096)
-    if not head.strip():
-        raise CsvError(f"{name} is empty: expected the Meme Generator file; {GET_IT}")
     encoding = sniff_encoding(head)
-    if encoding == "utf-8" and b"\x00" in head:
-        raise CsvError(f"{name} is not a text file (binary bytes at the start): expected the Meme Generator CSV/TSV")
+    if not head.decode(encoding, "ignore").lstrip("\ufeff").strip():   # nothing, or only a byte-order mark
+        raise CsvError(f"{name} is empty: expected the Meme Generator file; {GET_IT}")
     with open(path, encoding=encoding, newline="", errors="meme_csv_mark") as fh:
         first = fh.readline()
-    if _BAD in first:
-        raise CsvError(f"{name} is not a text file (its first line is not {encoding}): "
+    if _BAD in first or "\x00" in first:
+        raise CsvError(f"{name} is not a text file (its first line is not {encoding} text): "
                        f"expected the Meme Generator CSV/TSV")
     return encoding, first
 
 
 def _row_problem(row: MemeRow, raw_size: str, raw_md5: str) -> str:
-    if any(_BAD in v for v in (row.meme_id, row.archived_url, row.base_meme_name, raw_md5, raw_size,
-                                row.page_url, row.alt_text)):
+    values = (row.meme_id, row.archived_url, row.base_meme_name, raw_md5, raw_size, row.page_url, row.alt_text)
+    if any(_BAD in v for v in values):
         return f"undecodable bytes on line {row.line}"
+    if any("\x00" in v for v in values):
+        return f"a NUL byte on line {row.line} (binary data in the file?)"
     if not row.meme_id:
         return f"no Meme ID on line {row.line}"
     if raw_md5 and not _MD5.fullmatch(raw_md5.lower()):
@@ -150,17 +189,18 @@ def read_meme_csv(path: str | Path) -> Iterator[MemeRow]:
         delimiter = "\t" if first.count("\t") > first.count(",") else ","
         header = next(csv.reader(io.StringIO(first), delimiter=delimiter))
         cols = _column_map(header)
-        reader = csv.reader(fh, delimiter=delimiter)
-        for values in reader:
+        for line, values, error in csv_records(fh, delimiter):
+            line += 1                                    # the header was line 1
             if not any(v.strip() for v in values):
                 continue
+            values = shortened(values) if error else values
             get = lambda f: values[cols[f]].strip() if f in cols and cols[f] < len(values) else ""  # noqa: E731
             size, md5 = get("size"), get("md5")
             row = MemeRow(meme_id=get("meme_id"), archived_url=get("archived_url"),
                           base_meme_name=get("base_meme_name"), md5=md5.lower(),
                           size=int(size) if size.isdigit() else None,
-                          page_url=get("page_url"), alt_text=get("alt_text"), line=reader.line_num + 1)
-            problem = _row_problem(row, size, md5)
+                          page_url=get("page_url"), alt_text=get("alt_text"), line=line)
+            problem = f"unreadable row on line {line}: {error}" if error else _row_problem(row, size, md5)
             yield dataclasses.replace(row, problem=problem) if problem else row
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from scrapy.exceptions import UsageError
 
 EXCERPT_CHARS = 60
+FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def excerpt(value, limit: int = EXCERPT_CHARS) -> str:
@@ -31,3 +32,12 @@ def check_arguments(spider_cls, args: dict) -> None:
         takes = ", ".join(f"-a {a}=" for a in allowed) or "no -a arguments"
         raise UsageError(f"unknown argument(s) {', '.join('-a ' + excerpt(u, 30) for u in unknown)}; "
                          f"{spider_cls.name} takes {takes}")
+
+
+def flag(name: str, value) -> bool:
+    """A yes/no ``-a`` value: 1/0, true/false, yes/no in any case; anything else is refused (UsageError),
+    so a misspelt ``-a include_animated=ture`` cannot quietly mean no."""
+    try:
+        return FLAGS[str(value).strip().lower()]
+    except KeyError:
+        raise UsageError(f"-a {name}= takes {'/'.join(FLAGS)}, got {excerpt(value)}") from None

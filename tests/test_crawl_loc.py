@@ -1,5 +1,6 @@
 """`scrapy crawl loc_archive` against a local archive that misbehaves like the real one."""
 
+import csv
 import hashlib
 import signal
 import subprocess
@@ -136,6 +137,39 @@ def test_killed_crawl_resumes_with_nothing_lost_or_fetched_twice(tmp_path):
     for meme_id in first:   # rows done before the kill were not requested again
         path = f"/all/{TS}id_/{CDN.format(meme_id)}"
         assert hits[path] == first_hits[path] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_row_over_the_csv_field_limit_is_a_bad_row_and_the_others_are_crawled(tmp_path):
+    items, rows = loc_corpus([("1", None), ("2", None), ("3", None)])
+    rows[1]["Alternate Text"] = "x" * (csv.field_size_limit() + 1)
+    write_csv(tmp_path / "memes.tsv", rows)                  # UTF-16 TSV, as published
+    with Mirror(items) as mirror:
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.tsv"}, timeout=100)
+    assert r.returncode == 0, r.stderr[-3000:]
+    records = {rec["source_id"]: rec for rec in manifest_records(tmp_path)}
+    assert {k: rec["status"] for k, rec in records.items()} == {"1": "ok", "2": "bad_row", "3": "ok"}
+    assert "field larger than field limit" in records["2"]["detail"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("settings, args, expect", [
+    ({"MANIFEST_DIR": "FILE"}, {}, "MANIFEST_DIR: FILE is a file, not a folder; pass -s MANIFEST_DIR=DIR"),
+    ({"MANIFEST_DIR": "/dev/full"}, {}, "/dev/full is a character device, not a folder"),
+    ({}, {"ids": "abc,,"}, "-a ids= takes comma-separated Meme IDs"),
+])
+def test_unusable_manifest_dir_or_ids_one_line_exit_2(tmp_path, settings, args, expect):
+    (tmp_path / "afile").write_text("x")
+    items, rows = loc_corpus([("1", None)])
+    write_csv(tmp_path / "memes.tsv", rows)
+    settings = {k: v.replace("FILE", str(tmp_path / "afile")) for k, v in settings.items()}
+    with Mirror(items) as mirror:
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.tsv", **args}, timeout=100,
+                      **settings)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert expect.replace("FILE", str(tmp_path / "afile")) in r.stderr
 
 
 @pytest.mark.slow

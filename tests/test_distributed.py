@@ -371,3 +371,12 @@ def test_feeder_asks_for_the_csv_before_reading_anything(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="needs --csv"):
         feed.main(["loc_archive", "-s", f"MANIFEST_DIR={tmp_path / 'nowhere'}"])
     assert feed.SPIDERS["imgur_meme"].source != feed.SPIDERS["loc_archive"].source
+
+
+def test_feeder_refuses_ids_that_are_not_meme_ids_before_reading_anything(tmp_path, monkeypatch):
+    from crawler import feed
+    from processing.cliutil import UsageError
+
+    monkeypatch.setattr(feed, "final_digests", lambda *a: pytest.fail("manifests read before --ids was checked"))
+    with pytest.raises(UsageError, match=r"--ids takes comma-separated Meme IDs .* got 'abc,,'"):
+        feed.main(["loc_archive", "--csv", str(tmp_path / "m.csv"), "--ids", "abc,,"])

@@ -1,6 +1,7 @@
 """The pure parts of the imgur crawler: link lists in all three shapes, the placeholder, gallery answers, args."""
 
 import codecs
+import csv
 import hashlib
 
 import pytest
@@ -71,6 +72,7 @@ def test_utf16_with_bom(tmp_path):
     (None, "link list not found"), ("dir", "is a folder, not a regular file"), (b"", "link list is empty"), (b"\n \n", "link list is empty"),
     (b"url\n", "header but no links"), (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file"),
     (b"a\x00b", "binary content"), (b"x" * 100_000, "no imgur image link"),
+    (b"\xff\xfe", "link list is empty"), (codecs.BOM_UTF8 + b"\n", "link list is empty"),   # only a byte-order mark
 ])
 def test_unusable_lists_raise_one_short_message(tmp_path, content, message):
     path = tmp_path / "l.txt"
@@ -81,6 +83,39 @@ def test_unusable_lists_raise_one_short_message(tmp_path, content, message):
     with pytest.raises(LinkListError, match=message) as exc:
         read_link_list(path)
     assert len(str(exc.value)) < 300 + len(str(path))
+
+
+def test_a_cell_over_the_csv_limit_is_a_bad_row_and_the_links_after_it_are_read(tmp_path):
+    over = "https://i.imgur.com/" + "a" * csv.field_size_limit() + ".jpg"
+    (tmp_path / "l.txt").write_text(f"{over}\nhttps://i.imgur.com/bbbbb.jpg\n")
+    (tmp_path / "one.csv").write_text(f"https://i.imgur.com/aaaaa.jpg,{over},https://i.imgur.com/ccccc.jpg\n")
+    bad, good = read_link_list(tmp_path / "l.txt")
+    assert (good.line, good.image_id) == (2, "bbbbb") and (bad.line, bad.image_id) == (1, None)
+    assert "field larger than field limit" in bad.problem and len(bad.text) < 100 and len(bad.source_id) < 200
+    assert [link.image_id for link in read_link_list(tmp_path / "one.csv")] == ["aaaaa", None, "ccccc"]
+    spider = ImgurMemeSpider()
+    spider.settings = Settings({"IMGUR_IMAGES": "http://127.0.0.1:9/i"})
+    record = spider.link_request(bad)
+    assert record["status"] == "bad_row" and record["detail"] == bad.problem
+    # a worker given the job records the same
+    assert spider.request_for_job(ImgurMemeSpider.job_for_link(bad)).meta["record"]["detail"] == bad.problem
+
+
+def test_an_over_long_title_beside_the_link_column_leaves_the_link(tmp_path):
+    (tmp_path / "l.csv").write_text("url,title\nhttps://i.imgur.com/aaaaa.jpg," + "t" * (csv.field_size_limit() + 1)
+                                    + "\nhttps://i.imgur.com/bbbbb.jpg,b\n")
+    assert [(link.line, link.image_id) for link in read_link_list(tmp_path / "l.csv")] == [(2, "aaaaa"), (3, "bbbbb")]
+
+
+def test_a_nul_after_the_first_line_spoils_only_its_cell(tmp_path):
+    (tmp_path / "l.txt").write_bytes(b"https://i.imgur.com/aaaaa.jpg\nhttps://i.imgur.com/bb\x00b.jpg\n"
+                                     b"https://i.imgur.com/ccccc.jpg\n")
+    assert [link.image_id for link in read_link_list(tmp_path / "l.txt")] == ["aaaaa", None, "ccccc"]
+
+
+def test_old_mac_line_endings(tmp_path):
+    (tmp_path / "l.txt").write_bytes(b"https://i.imgur.com/aaaaa.jpg\rhttps://i.imgur.com/bbbbb.jpg\r")
+    assert [(link.line, link.image_id) for link in read_link_list(tmp_path / "l.txt")] == [(1, "aaaaa"), (2, "bbbbb")]
 
 
 @pytest.mark.realdata
@@ -151,12 +186,22 @@ def settings(**kw):
     ({"sort": "best"}, "sort"),
     ({"urls": "/nonexistent.txt"}, "not found"),
     ({"x" * 500: "1"}, "unknown argument"),
+    ({"include_animated": "maybe"}, "include_animated= takes 1/true/yes/0/false/no, got 'maybe'"),
+    ({"include_animated": ""}, "include_animated= takes"),
 ])
 def test_validate_arguments(args, message):
     with pytest.raises(UsageError, match=message) as exc:
         check_arguments(ImgurMemeSpider, args)
         ImgurMemeSpider.validate_arguments(settings(), args)
     assert len(str(exc.value)) < 300
+
+
+@pytest.mark.parametrize("value, expect", [("1", True), ("TRUE", True), ("yes", True), ("0", False),
+                                           ("false", False), (" No ", False)])
+def test_include_animated_takes_a_yes_or_no(value, expect):
+    ImgurMemeSpider.validate_arguments(settings(), {"include_animated": value})
+    assert ImgurMemeSpider(include_animated=value).include_animated is expect
+    assert ImgurMemeSpider().include_animated is False
 
 
 def test_gallery_arguments_do_not_apply_to_a_link_list(tmp_path):

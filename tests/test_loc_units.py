@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import csv
 import dataclasses
 import hashlib
 import json
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import pytest
 from scrapy.exceptions import UsageError
+from scrapy.settings import Settings
 
 from crawler import archive
 from crawler.archive import CdxCapture, index_candidates, parse_cdx
-from crawler.meme_csv import CsvError, read_meme_csv
+from crawler.meme_csv import CsvError, csv_records, read_meme_csv, validate_csv
+from crawler.pipelines import folder_problem
 from crawler.spiderargs import check_arguments, excerpt
-from crawler.spiders.loc_archive import LocArchiveSpider, row_outcome, row_problem, verify
+from crawler.spiders.loc_archive import LocArchiveSpider, meme_ids, row_outcome, row_problem, verify
 from crawler.testkit import ROOT, SHARED
 from processing import reasons
 
@@ -199,6 +202,8 @@ HEADER = "Meme ID,Archived URL,Base Meme Name,MD5 Hash,File Size (In Bytes)\n"
 @pytest.mark.parametrize("content,expect", [
     (None, "CSV not found"), (b"", "is empty"), (b"\x00\x01\x02binary\xff" * 50, "not a text file"),
     (b"\xff\xfe\xfe" + b"x" * 10, "not a text file"), (("x," * 50_000 + "\n").encode(), "missing column(s)"),
+    (b"\xff\xfe", "is empty"), (b"\xef\xbb\xbf", "is empty"), (b"\xfe\xff\n", "is empty"),   # only a byte-order mark
+    (b"Meme ID\x00," + HEADER[8:].encode() + b"1,x,y,z,1\n", "not a text file"),      # a NUL in the header line
 ])
 def test_bad_csv_files(tmp_path, content, expect):
     path = tmp_path / "in.csv"
@@ -207,6 +212,65 @@ def test_bad_csv_files(tmp_path, content, expect):
     with pytest.raises(CsvError) as err:
         list(read_meme_csv(path))
     assert expect in str(err.value) and len(str(err.value)) < 600
+
+
+def test_only_a_byte_order_mark_is_empty_when_validated(tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xff\xfe")
+    with pytest.raises(CsvError, match="is empty"):
+        validate_csv(tmp_path / "bom.csv")
+
+
+ROW = "{},http://w/all/20150508184553/http://c/{}.jpg,B," + "a" * 32 + ",12"
+
+
+def test_a_field_over_the_csv_limit_is_a_bad_row_and_the_rows_after_it_are_read(tmp_path):
+    over = csv.field_size_limit() + 1
+    (tmp_path / "m.csv").write_text(HEADER.replace("\n", ",Alternate Text\n") + ROW.format(1, 1) + ",a\n"
+                                    + ROW.format(2, 2) + "," + "x" * over + "\n" + ROW.format(3, 3) + ",c\n")
+    rows = list(read_meme_csv(tmp_path / "m.csv"))
+    assert [(r.meme_id, r.line) for r in rows] == [("1", 2), ("2", 3), ("3", 4)]
+    assert rows[0].problem == rows[2].problem == "" and rows[2].alt_text == "c"
+    assert "line 3" in rows[1].problem and "field larger than field limit" in rows[1].problem
+    assert f"({over:,} characters)" in rows[1].alt_text and len(rows[1].alt_text) < 100   # the record stays small
+    record = LocArchiveSpider().first_request(rows[1])                # a record at once, no request
+    assert record["status"] == reasons.BAD_ROW and record["source_id"] == "2" and "field limit" in record["detail"]
+
+
+def test_csv_records_match_the_csv_module_and_go_on_after_an_unreadable_record():
+    lines = ["a,b\n", '"c\n', 'd",e\n', "f," + "g" * (csv.field_size_limit() + 1) + ",h\n", "i,j\n"]
+    assert [(n, v) for n, v, _ in csv_records(lines[:3])] == list(zip((1, 3), csv.reader(lines[:3])))
+    out = list(csv_records(lines))
+    assert [(n, v[0], bool(e)) for n, v, e in out] == [(1, "a", False), (3, "c\nd", False), (4, "f", True),
+                                                       (5, "i", False)]
+    assert out[2][1][2] == "h"                        # an unreadable record: its line split at the delimiter
+
+
+def test_a_nul_in_a_later_row_is_that_rows_bad_row(tmp_path):
+    (tmp_path / "m.csv").write_text(HEADER + ROW.format(1, 1) + "\n" + ROW.format("2\x00", 2) + "\n"
+                                    + ROW.format(3, 3) + "\n")
+    rows = list(read_meme_csv(tmp_path / "m.csv"))
+    assert [r.problem for r in rows] == ["", "a NUL byte on line 3 (binary data in the file?)", ""]
+    assert row_problem(rows[1]) == rows[1].problem
+
+
+@pytest.mark.parametrize("ids", ["abc,,", "abc", ",", "", "1,x2", "1;2"])
+def test_ids_that_are_not_meme_ids_are_refused(ids):
+    with pytest.raises(UsageError, match=r"-a ids= takes comma-separated Meme IDs.*got") as err:
+        LocArchiveSpider.validate_arguments(Settings({"LOC_INDEX": "auto", "REDIS_URL": "redis://x"}), {"ids": ids})
+    assert "\n" not in str(err.value)
+
+
+def test_meme_ids_ignore_spaces_and_empty_items():
+    assert meme_ids(" 10509464, 12285257,,") == {"10509464", "12285257"}
+    assert LocArchiveSpider(ids="1,2").ids == {"1", "2"} and LocArchiveSpider().ids is None
+
+
+def test_manifest_dir_must_be_able_to_be_a_folder(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert folder_problem(tmp_path / "afile") == f"{tmp_path / 'afile'} is a file, not a folder"
+    assert folder_problem(tmp_path / "afile" / "sub") == f"{tmp_path / 'afile'} is a file, not a folder"
+    assert folder_problem("/dev/full") == "/dev/full is a character device, not a folder"
+    assert folder_problem(tmp_path) is None and folder_problem(tmp_path / "new" / "deeper") is None
 
 
 def test_a_folder_is_not_reported_as_missing(tmp_path):

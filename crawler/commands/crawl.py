@@ -4,7 +4,8 @@ A spider may declare ``ARGUMENTS`` (see crawler/spiderargs.py) and define
 ``validate_arguments(settings, args)`` raising ``UsageError``: an unknown
 argument, a missing CSV or imgur client id is then one line on stderr and
 exit code 2, before logging starts or anything is written; so is a
-``REDIS_URL`` that is malformed or unreachable. A crawl that
+``REDIS_URL`` that is malformed or unreachable, and a ``MANIFEST_DIR`` that
+cannot be a folder (a file, a device). A crawl that
 stops for any reason other than finishing its work (an error at start, a
 ``CloseSpider`` raised by the spider) exits with code 1.
 """
@@ -16,6 +17,7 @@ from scrapy.exceptions import UsageError
 from scrapy.spiderloader import get_spider_loader
 
 from ..distributed import redis_url_problem
+from ..pipelines import folder_problem
 from ..spiderargs import check_arguments
 
 
@@ -27,6 +29,9 @@ class Command(ScrapyCrawl):
         url = self.settings.get("REDIS_URL")
         if url and (problem := redis_url_problem(url, self.settings.getfloat("REDIS_CONNECT_TIMEOUT"))):
             usage_error(args[0], f"cannot use REDIS_URL={url}: {problem}")
+        if problem := folder_problem(self.settings.get("MANIFEST_DIR")):
+            usage_error(args[0], f"cannot write the manifests to MANIFEST_DIR: {problem}; "
+                                 f"pass -s MANIFEST_DIR=DIR, a folder (made when missing)")
         loader = get_spider_loader(self.settings)
         if args[0] not in loader.list():
             return

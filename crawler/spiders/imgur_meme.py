@@ -29,7 +29,7 @@ from processing import reasons
 
 from ..distributed import RedisJobsMixin
 from ..faults import reason_for_failure
-from ..spiderargs import excerpt
+from ..spiderargs import excerpt, flag
 from ..imgur_links import (SOURCE, LinkListError, ListedLink, PagingState, gallery_items, is_auth_error,
                            is_video, parse_link, read_link_list, unique_links)
 
@@ -69,7 +69,7 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
         self.tag, self.sort, self.window, self.urls = tag, sort, window, urls
         self.max_items = int(max_items) if max_items else None
         self.max_pages = int(max_pages) if max_pages else None
-        self.include_animated = str(include_animated).lower() in ("1", "true", "yes")
+        self.include_animated = flag("include_animated", include_animated)
         self.seen: set[str] = set()
         self.emitted = 0
         self.claims = 0         # first sightings of an image or album in this crawl
@@ -82,6 +82,8 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
         for name in ("max_items", "max_pages"):
             if args.get(name) and not str(args[name]).isdigit():
                 raise UsageError(f"-a {name}= takes a whole number, got {excerpt(str(args[name]))}")
+        if "include_animated" in args:
+            flag("include_animated", args["include_animated"])
         if settings.get("REDIS_URL"):
             return  # a worker: its jobs come from the feeder
         path = link_list_path(settings, args.get("urls"))
@@ -132,14 +134,15 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
 
     @staticmethod
     def job_for_link(link: ListedLink) -> dict:
-        """A distributed job for one listed link: ``{"link": text, "line": n}`` (see ``request_for_job``)."""
-        return {"link": link.text, "line": link.line}
+        """A distributed job for one listed link: ``{"link": text, "line": n}``, with ``problem`` for a cell
+        that could not be read (see ``request_for_job``)."""
+        return {"link": link.text, "line": link.line, **({"problem": link.problem} if link.problem else {})}
 
     def link_request(self, link: ListedLink):
         """One listed link -> the request for its image, or (unusable link, video) its record at once."""
         if link.image_id is None:
-            return self.link_record(link, reasons.BAD_ROW,
-                                    detail=f"line {link.line}: not a direct imgur image link: {excerpt(link.text)}")
+            return self.link_record(link, reasons.BAD_ROW, detail=link.problem or
+                                    f"line {link.line}: not a direct imgur image link: {excerpt(link.text)}")
         if link.is_video:
             return self.link_record(link, reasons.ANIMATED)
         url = f"{self.settings.get('IMGUR_IMAGES').rstrip('/')}/{link.image_id}.{link.ext}"
@@ -169,7 +172,10 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
 
     def request_for_job(self, job: dict):
         if "link" in job:
-            obj = self.link_request(parse_link(job["link"], int(job.get("line", 0))))
+            line = int(job.get("line", 0))
+            link = ListedLink(line, job["link"], None, problem=job["problem"]) if job.get("problem") else \
+                parse_link(job["link"], line)
+            obj = self.link_request(link)
             if isinstance(obj, scrapy.Request):
                 return obj
             # a record needs no download, but a job must become a request: carry it through a data: URL

@@ -26,8 +26,9 @@ from processing import reasons
 from .. import archive
 from ..distributed import RedisJobsMixin
 from ..faults import Dropped, looks_like_html, reason_for_failure
-from ..meme_csv import CsvError, MemeRow, printable, read_meme_csv, validate_csv
+from ..meme_csv import MEME_ID, CsvError, MemeRow, printable, read_meme_csv, validate_csv
 from ..rowguard import guarded
+from ..spiderargs import excerpt
 
 SOURCE = "loc_archive"
 INDEX_MODES = ("cdx", "calendar", "auto")
@@ -73,6 +74,19 @@ def verify(body: bytes, row: MemeRow, html: bool) -> str:
     return reasons.OK
 
 
+def meme_ids(text: str) -> set[str]:
+    """The Meme IDs of ``-a ids=`` (feed: ``--ids``): comma-separated whole numbers, empty items ignored.
+
+    ValueError (its message reads after the option's name) for anything else: ``ids=abc`` would select no row
+    and crawl nothing, without a word.
+    """
+    ids = [i.strip() for i in text.split(",") if i.strip()]
+    if not ids or not all(MEME_ID.fullmatch(i) for i in ids):
+        raise ValueError(f"takes comma-separated Meme IDs (whole numbers, e.g. 10509464,12285257), "
+                         f"got {excerpt(text)}")
+    return set(ids)
+
+
 def row_problem(row: MemeRow) -> str:
     """Why a row cannot be requested at all ('' when it can)."""
     if row.problem:
@@ -96,7 +110,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
         super().__init__(**kwargs)
         self.csv_path = csv
         self.limit = int(limit) if limit else None
-        self.ids = set(ids.split(",")) if ids else None
+        self.ids = meme_ids(ids) if ids is not None else None
         self.index_kind: str | None = UNKNOWN   # archive.PYWB, archive.WAYBACK, or None: the calendar
         self.waiting: list = []                  # rows waiting for the index probe: (continuation, state)
 
@@ -105,6 +119,11 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
         """Called by ``scrapy crawl`` before the crawl starts (one-line errors, exit 2)."""
         if settings.get("LOC_INDEX") not in INDEX_MODES:
             raise UsageError(f"LOC_INDEX takes one of {', '.join(INDEX_MODES)}, got {settings.get('LOC_INDEX')!r}")
+        if "ids" in args:
+            try:
+                meme_ids(args["ids"])
+            except ValueError as exc:
+                raise UsageError(f"-a ids= {exc}") from None
         if settings.get("REDIS_URL"):
             return  # a worker: the rows come from the feeder
         path = args.get("csv") or settings.get("LOC_CSV")
