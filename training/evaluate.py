@@ -18,7 +18,7 @@ import numpy as np
 
 from processing.cliutil import ArgumentParser, UsageError, atomic_write_json, fraction, positive_int, run_main
 from processing.decode import decode_image
-from processing.files import MISSING, escape_name, not_regular, read_capped
+from processing.files import FOLDER, MISSING, escape_name, not_regular, read_capped
 from processing.prepare import Options, prepare
 from processing.reasons import Rejected
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
@@ -43,6 +43,7 @@ def load_classifier(path: str | Path):
     if kind:
         raise UsageError(f"model {escape_name(str(model_path))} is {kind}, not a .keras file: give a run folder "
                          f"or its model.keras")
+    pre = Preprocess.load(model_path.parent)   # a bad preprocess.json is one line before the slow load
     import keras
 
     from . import spp  # noqa: F401  (registers the SPP layer for loading)
@@ -51,7 +52,7 @@ def load_classifier(path: str | Path):
         model = keras.saving.load_model(model_path)
     except Exception as exc:  # noqa: BLE001  (any failure to load is the same user error)
         raise UsageError(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from None
-    return model, Preprocess.load(model_path.parent)
+    return model, pre
 
 
 def predict_probs(model, batches) -> np.ndarray:
@@ -162,6 +163,21 @@ def format_summary(report: dict) -> str:
             f"at threshold {report['threshold']:.4f}")
 
 
+def check_out_folder(out: Path) -> None:
+    """UsageError unless ``out`` is a folder or can be made one (its nearest existing ancestor is a folder).
+
+    Checked before the model is loaded, so a bad --out is not found only after all the scoring.
+    """
+    for p in (out, *out.parents):
+        kind = not_regular(p)
+        if kind == FOLDER:
+            return
+        if kind != MISSING:
+            what = "is" if p == out else f"cannot be made: {escape_name(str(p))} is"
+            raise UsageError(f"--out {escape_name(str(out))} {what} {kind or 'a file'}, not a folder: give a folder "
+                             f"for report.json and the PNGs")
+
+
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
@@ -185,9 +201,13 @@ def main(argv=None) -> int:
         raise UsageError("give either --data, or --memes/--non-memes folders")
     if args.native_size and args.data:
         raise UsageError("--native-size works on --memes/--non-memes folders (a dataset holds fitted squares)")
-    for d in [*args.memes, *args.non_memes]:
-        if not Path(d).is_dir():
-            raise UsageError(f"folder not found: {d}")
+    if args.out:
+        check_out_folder(args.out)
+    for option, folders in (("--memes", args.memes), ("--non-memes", args.non_memes)):
+        for d in folders:
+            kind = not_regular(d) if d else "an empty path"
+            if kind != FOLDER:
+                raise UsageError(f"{option} {escape_name(d)!r} is {kind}: give a folder of images")
     if args.data:
         try:
             open_dataset(args.data).close()

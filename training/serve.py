@@ -20,10 +20,12 @@ line per request without its contents. All limits are the flags below.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -525,6 +527,35 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def check_listen(host: str, port: int) -> None:
+    """UsageError, one line, unless ``host`` resolves and ``port`` on it can be bound right now.
+
+    Tried (and released) before the slow model load, so a busy port or a bad
+    --host is not a screen of uvicorn log after it. uvicorn binds with
+    SO_REUSEADDR, so this does too (a port in TIME_WAIT is free to both).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host {host!r} is not an address of this machine ({exc}): give one such as "
+                         f"127.0.0.1") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is in use: pick another with --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"--host {host!r} is not an address of this machine: give one such as "
+                                 f"127.0.0.1") from None
+            if exc.errno == errno.EACCES:
+                raise UsageError(f"port {port} on {host} needs privileges: pick one above 1023 with --port") from None
+            raise UsageError(f"cannot listen on {host} port {port} ({exc.strerror or exc}): give another --host "
+                             f"or --port") from None
+
+
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.serve", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
@@ -540,6 +571,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     model, settings = parse_args(argv)
     check_settings(settings)
+    check_listen(settings.host, settings.port)
     import uvicorn
 
     configure_logging()
