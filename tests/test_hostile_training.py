@@ -266,13 +266,13 @@ def test_predict_scores_the_others_and_refuses_a_bad_preprocess(tmp_path):
 def test_serve_refuses_a_busy_port_in_one_line_before_loading(tmp_path, capsys):
     from training import serve
 
+    (tmp_path / "model.keras").write_bytes(b"not a keras file")   # loaded, it would fail: the port comes first
     port = free_port()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
-        with pytest.raises(SystemExit) as info:   # the model does not exist: the port is checked before it
-            run_main("training.serve", serve.main, [str(tmp_path / "no-model"), "--host", "127.0.0.1",
-                                                    "--port", str(port)])
+        with pytest.raises(SystemExit) as info:
+            run_main("training.serve", serve.main, [str(tmp_path), "--host", "127.0.0.1", "--port", str(port)])
     assert info.value.code == 2
     assert capsys.readouterr().err == (f"training.serve: error: port {port} on 127.0.0.1 is in use: "
                                        f"pick another with --port\n")

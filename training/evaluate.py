@@ -33,17 +33,28 @@ from .preprocess import Preprocess
 GRID = 9
 
 
-def load_classifier(path: str | Path):
-    """A run folder or a .keras file; returns (model, its Preprocess contract)."""
+def check_model(path: str | Path) -> tuple[Path, Preprocess]:
+    """(the .keras file, its Preprocess contract) of a run folder or a .keras file, by the cheap checks alone.
+
+    UsageError, one line, for a model path that is no regular file or a bad
+    preprocess.json, before anything slow (the Keras import, the load).
+    """
+    if not str(path):
+        raise UsageError("MODEL is an empty path: give a run folder or its model.keras")
     path = Path(path)
-    model_path = path / "model.keras" if path.is_dir() else path
+    model_path = path / "model.keras" if not_regular(path) == FOLDER else path
     kind = not_regular(model_path)
     if kind == MISSING:
         raise UsageError(f"model not found: {escape_name(str(model_path))} (train one with python -m training.run)")
     if kind:
         raise UsageError(f"model {escape_name(str(model_path))} is {kind}, not a .keras file: give a run folder "
                          f"or its model.keras")
-    pre = Preprocess.load(model_path.parent)   # a bad preprocess.json is one line before the slow load
+    return model_path, Preprocess.load(model_path.parent)
+
+
+def load_classifier(path: str | Path):
+    """A run folder or a .keras file; returns (model, its Preprocess contract)."""
+    model_path, pre = check_model(path)
     import keras
 
     from . import spp  # noqa: F401  (registers the SPP layer for loading)

@@ -365,11 +365,10 @@ class Service:
 
 def load_service(model: str | Path, settings: Settings) -> Service:
     """Load the model (a run folder or a .keras file) once, warm it up, and wrap it."""
-    from .evaluate import load_classifier
+    from .evaluate import check_model, load_classifier
 
-    path = Path(model)
-    model_path = path / "model.keras" if path.is_dir() else path
-    keras_model, pre = load_classifier(path)
+    model_path, _ = check_model(model)
+    keras_model, pre = load_classifier(model_path)
 
     def predict(x: np.ndarray) -> np.ndarray:
         return np.asarray(keras_model.predict_on_batch(x))[:, 1]
@@ -571,6 +570,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     model, settings = parse_args(argv)
     check_settings(settings)
+    from .evaluate import check_model, load_classifier
+
+    check_model(model)   # the model path and preprocess.json, then the address: both before the slow load
     check_listen(settings.host, settings.port)
     import uvicorn
 
@@ -584,8 +586,6 @@ def main(argv=None) -> int:
         log.info("model %s (id %s); page http://%s:%d/", model, service.model_id[:12], settings.host, settings.port)
         uvicorn.run(create_app(service), **run)
     else:
-        from .evaluate import load_classifier
-
         load_classifier(model)   # a bad MODEL is one clear line here, not a crash in every worker
         os.environ[SETTINGS_ENV] = json.dumps({"model": str(model), **asdict(settings)})
         uvicorn.run("training.serve:app_from_env", factory=True, workers=settings.workers, **run)
