@@ -276,3 +276,22 @@ def test_serve_refuses_a_busy_port_in_one_line_before_loading(tmp_path, capsys):
     assert info.value.code == 2
     assert capsys.readouterr().err == (f"training.serve: error: port {port} on 127.0.0.1 is in use: "
                                        f"pick another with --port\n")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("module, argv", [("training.run", ["--data", "DATA", "--overwrite"]),
+                                          ("training.evaluate", ["MODEL", "--data", "DATA"]),
+                                          ("training.demo", [])])
+def test_an_empty_out_is_not_the_current_folder(module, argv, tmp_path, monkeypatch, capsys):
+    """``--out ""`` was Path("."): run --overwrite and demo would have replaced the current folder."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("x")
+    data = make_h5(tmp_path / "good.h5")
+    argv = [{"DATA": str(data), "MODEL": str(tmp_path / "no-model")}.get(a, a) for a in argv]
+    with pytest.raises(SystemExit) as info:
+        run_main(module, importlib.import_module(module).main, [*argv, "--out", ""])
+    assert info.value.code == 2 and (tmp_path / "keep.txt").exists()
+    err = capsys.readouterr().err
+    assert err.endswith("argument --out: expected a folder, got an empty path (see --help)\n") and err.count("\n") == 1

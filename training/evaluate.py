@@ -24,7 +24,7 @@ from processing.reasons import Rejected
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
 
-from . import plots
+from . import folder_arg, plots
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report, expected_calibration_error, reliability_bins
 from .predict import min_native_side, native_input
@@ -201,7 +201,7 @@ def parse_args(argv=None):
                    help="with folders: feed each image at its own aspect and size (SPP) instead of the fit")
     p.add_argument("--max-side", type=positive_int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--out", type=Path, help="write report.json and PNGs here")
+    p.add_argument("--out", type=folder_arg, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     return p.parse_args(argv)
 

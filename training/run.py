@@ -21,7 +21,7 @@ from processing import paths
 from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, fraction, positive_float,
                                 positive_int, run_main)
 
-from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
+from . import ARCHS, DEPRECATED_ARCHS, canonical_arch, folder_arg
 from .h5file import DatasetError, open_dataset, split_names, untrainable
 from .preprocess import MAX_SIZE, MIN_SIZE, Preprocess
 from .synth import MAX_SYNTH
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.run", description=__doc__)
     p.add_argument("--data", default=str(paths.DATASET),
                    help=f"HDF5 dataset from processing.build_h5 (default {paths.DATASET})")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=folder_arg,
                    help=f"run folder for model, logs and report (default: a new {paths.RUNS}/<UTC timestamp>)")
     p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
                    help="memenet (default) or original (the original project's network; 'seed' is its old name)")
