@@ -22,7 +22,7 @@ from processing.cliutil import ArgumentParser, positive_int, run_main
 from processing.manifest import read_manifests, status_counts
 from processing.reasons import OK
 
-from . import ARCHS, DEPRECATED_ARCHS
+from . import ARCHS, DEPRECATED_ARCHS, folder_arg
 from .democorpus import make_corpus, write_site
 from .ood import build_inputs, real_folders
 
@@ -70,7 +70,7 @@ def crawl_settings(base: str, crawl: Path) -> list[str]:
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.demo", description=__doc__)
-    p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (replaced)")
+    p.add_argument("--out", type=folder_arg, default=Path("demo-output"), help="output folder (replaced)")
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="real data folder, if present")
     p.add_argument("--generated", action="store_true", help="use the generated corpus even if real data exists")
     p.add_argument("--memes", type=positive_int, default=322, help="memes in the corpus (default: all 322 real ones)")

@@ -18,13 +18,13 @@ import numpy as np
 
 from processing.cliutil import ArgumentParser, UsageError, atomic_write_json, fraction, positive_int, run_main
 from processing.decode import decode_image
-from processing.files import MISSING, escape_name, not_regular, read_capped
+from processing.files import FOLDER, MISSING, escape_name, not_regular, read_capped
 from processing.prepare import Options, prepare
 from processing.reasons import Rejected
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
 
-from . import plots
+from . import folder_arg, plots
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report, expected_calibration_error, reliability_bins
 from .predict import min_native_side, native_input
@@ -33,16 +33,28 @@ from .preprocess import Preprocess
 GRID = 9
 
 
-def load_classifier(path: str | Path):
-    """A run folder or a .keras file; returns (model, its Preprocess contract)."""
+def check_model(path: str | Path) -> tuple[Path, Preprocess]:
+    """(the .keras file, its Preprocess contract) of a run folder or a .keras file, by the cheap checks alone.
+
+    UsageError, one line, for a model path that is no regular file or a bad
+    preprocess.json, before anything slow (the Keras import, the load).
+    """
+    if not str(path):
+        raise UsageError("MODEL is an empty path: give a run folder or its model.keras")
     path = Path(path)
-    model_path = path / "model.keras" if path.is_dir() else path
+    model_path = path / "model.keras" if not_regular(path) == FOLDER else path
     kind = not_regular(model_path)
     if kind == MISSING:
         raise UsageError(f"model not found: {escape_name(str(model_path))} (train one with python -m training.run)")
     if kind:
         raise UsageError(f"model {escape_name(str(model_path))} is {kind}, not a .keras file: give a run folder "
                          f"or its model.keras")
+    return model_path, Preprocess.load(model_path.parent)
+
+
+def load_classifier(path: str | Path):
+    """A run folder or a .keras file; returns (model, its Preprocess contract)."""
+    model_path, pre = check_model(path)
     import keras
 
     from . import spp  # noqa: F401  (registers the SPP layer for loading)
@@ -51,7 +63,7 @@ def load_classifier(path: str | Path):
         model = keras.saving.load_model(model_path)
     except Exception as exc:  # noqa: BLE001  (any failure to load is the same user error)
         raise UsageError(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from None
-    return model, Preprocess.load(model_path.parent)
+    return model, pre
 
 
 def predict_probs(model, batches) -> np.ndarray:
@@ -162,6 +174,21 @@ def format_summary(report: dict) -> str:
             f"at threshold {report['threshold']:.4f}")
 
 
+def check_out_folder(out: Path) -> None:
+    """UsageError unless ``out`` is a folder or can be made one (its nearest existing ancestor is a folder).
+
+    Checked before the model is loaded, so a bad --out is not found only after all the scoring.
+    """
+    for p in (out, *out.parents):
+        kind = not_regular(p)
+        if kind == FOLDER:
+            return
+        if kind != MISSING:
+            what = "is" if p == out else f"cannot be made: {escape_name(str(p))} is"
+            raise UsageError(f"--out {escape_name(str(out))} {what} {kind or 'a file'}, not a folder: give a folder "
+                             f"for report.json and the PNGs")
+
+
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
@@ -174,7 +201,7 @@ def parse_args(argv=None):
                    help="with folders: feed each image at its own aspect and size (SPP) instead of the fit")
     p.add_argument("--max-side", type=positive_int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--out", type=Path, help="write report.json and PNGs here")
+    p.add_argument("--out", type=folder_arg, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     return p.parse_args(argv)
 
@@ -185,9 +212,13 @@ def main(argv=None) -> int:
         raise UsageError("give either --data, or --memes/--non-memes folders")
     if args.native_size and args.data:
         raise UsageError("--native-size works on --memes/--non-memes folders (a dataset holds fitted squares)")
-    for d in [*args.memes, *args.non_memes]:
-        if not Path(d).is_dir():
-            raise UsageError(f"folder not found: {d}")
+    if args.out:
+        check_out_folder(args.out)
+    for option, folders in (("--memes", args.memes), ("--non-memes", args.non_memes)):
+        for d in folders:
+            kind = not_regular(d) if d else "an empty path"
+            if kind != FOLDER:
+                raise UsageError(f"{option} {escape_name(d)!r} is {kind}: give a folder of images")
     if args.data:
         try:
             open_dataset(args.data).close()

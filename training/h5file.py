@@ -7,31 +7,91 @@ clean one-line error before the (slow, chatty) deep-learning import.
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
 import numpy as np
 
-from processing.schema import LABEL_NAMES, SPLIT_NAMES
+from processing.files import MISSING, escape_name, not_regular
+from processing.schema import LABEL_NAMES, MEME, NON_MEME, SPLIT_NAMES
+from processing.transform import DEFAULT_FIT, FITS, canonical_fit
 
 
 class DatasetError(Exception):
     pass
 
 
+REBUILD = "rebuild it with python -m processing.build_h5"
+
+
 def open_dataset(path) -> h5py.File:
-    """Open and check a dataset file; DatasetError with a clear message if it is not one."""
-    if not os.path.exists(path):
-        raise DatasetError(f"dataset not found: {path} (build one with python -m processing.build_h5)")
+    """Open and check a dataset file; DatasetError with a one-line message naming the field if it is not one.
+
+    Everything training and evaluation rely on is checked here, once, before
+    any work (``check_structure``); the images are checked from their
+    metadata only, so this stays cheap for big files.
+    """
+    name = escape_name(str(path))
+    kind = not_regular(path) if str(path) else MISSING
+    if kind == MISSING:
+        raise DatasetError(f"dataset not found: {name} (build one with python -m processing.build_h5)")
+    if kind:
+        raise DatasetError(f"dataset {name} is {kind}, not an HDF5 file: give the file processing.build_h5 wrote")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DatasetError(f"{path} is not a readable HDF5 file ({exc}); rebuild it with processing.build_h5") from None
-    missing = [k for k in ("images", "labels", "split") if k not in f]
-    if missing:
+        raise DatasetError(f"{name} is not a readable HDF5 file ({exc}); {REBUILD}") from None
+    try:
+        missing = [k for k in ("images", "labels", "split") if k not in f]
+        if missing:
+            raise DatasetError(f"{name} lacks {', '.join(missing)}: not a finished processing.build_h5 dataset")
+        check_structure(f)
+    except DatasetError:
         f.close()
-        raise DatasetError(f"{path} lacks {', '.join(missing)}: not a finished processing.build_h5 dataset")
+        raise
+    except (OSError, RuntimeError) as exc:   # a file damaged past its header: h5py fails while reading
+        f.close()
+        raise DatasetError(f"{name} cannot be read ({exc}); {REBUILD}") from None
     return f
+
+
+def _describe(obj) -> str:
+    """What a member of the file is, for an error message: ``(12,) uint8``, ``a group``."""
+    if isinstance(obj, h5py.Dataset):
+        return f"{obj.shape} {obj.dtype}"
+    return "a group" if isinstance(obj, h5py.Group) else f"a {type(obj).__name__}"
+
+
+def _is_integer(obj) -> bool:
+    return isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iu"
+
+
+def check_structure(f: h5py.File) -> None:
+    """DatasetError naming the file and the field unless ``images`` is (N, H, W, 3) uint8 with H, W >= 1,
+    ``labels`` N integers 0/1, ``split`` N integers indexing the split names, and the attributes parse."""
+    name = escape_name(f.filename)
+    images = f["images"]
+    if not (isinstance(images, h5py.Dataset) and images.ndim == 4 and images.shape[3] == 3
+            and images.dtype == np.uint8 and min(images.shape[1:3]) >= 1):
+        raise DatasetError(f"{name}: images is {_describe(images)}, expected (N, H, W, 3) uint8; {REBUILD}")
+    n = images.shape[0]
+    names = split_names(f)
+    fit = f.attrs.get("fit", DEFAULT_FIT)
+    if not isinstance(fit, str) or canonical_fit(fit) not in FITS:
+        shown = repr(fit) if isinstance(fit, str) else str(fit)
+        raise DatasetError(f"{name}: the fit attribute is {shown}, expected one of {', '.join(FITS)}; {REBUILD}")
+    allowed = {"labels": (NON_MEME, MEME), "split": tuple(range(len(names)))}
+    meaning = {"labels": ", ".join(f"{v} ({LABEL_NAMES[v]})" for v in allowed["labels"]),
+               "split": ", ".join(f"{v} ({s})" for v, s in enumerate(names))}
+    for key in ("labels", "split"):
+        ds = f[key]
+        if not (_is_integer(ds) and ds.ndim == 1 and ds.shape[0] == n):
+            raise DatasetError(f"{name}: {key} is {_describe(ds)}, expected ({n},) integers (one per image); "
+                               f"{REBUILD}")
+        values = ds[:]
+        bad = np.flatnonzero(~np.isin(values, allowed[key]))
+        if len(bad):
+            raise DatasetError(f"{name}: {key} holds {values[bad[0]]} (row {bad[0]}), expected only "
+                               f"{meaning[key]}; {REBUILD}")
 
 
 def untrainable(labels: np.ndarray, split: np.ndarray, split_names=SPLIT_NAMES) -> str | None:
@@ -52,8 +112,22 @@ def untrainable(labels: np.ndarray, split: np.ndarray, split_names=SPLIT_NAMES) 
 
 
 def split_names(f: h5py.File) -> list[str]:
-    """The split names a dataset file declares (files from before the attribute: the schema's)."""
-    return json.loads(f.attrs.get("split_names", json.dumps(SPLIT_NAMES)))
+    """The split names a dataset file declares (files from before the attribute: the schema's).
+
+    DatasetError if the ``split_names`` attribute is not a JSON list of distinct names."""
+    raw = f.attrs.get("split_names")
+    if raw is None:
+        return list(SPLIT_NAMES)
+    try:
+        names = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        names = None
+    if not (isinstance(names, list) and names and all(isinstance(s, str) and s for s in names)
+            and len(set(names)) == len(names)):
+        shown = raw if len(str(raw)) <= 80 else f"{str(raw)[:80]}..."
+        raise DatasetError(f"{escape_name(f.filename)}: the split_names attribute is {shown!r}, expected a JSON "
+                           f"list of names such as {json.dumps(SPLIT_NAMES)}; {REBUILD}")
+    return names
 
 
 def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -27,17 +27,40 @@ from PIL import Image
 
 from processing.cliutil import ArgumentParser, fraction, positive_int, run_main
 from processing.decode import decode_image
-from processing.files import DEFAULT_MAX_BYTES, escape_name, read_capped, walk
-from processing.reasons import EMPTY_FOLDER, UNREADABLE, UNSUPPORTED_SIZE, Rejected
+from processing.files import (
+    DEFAULT_MAX_BYTES,
+    FOLDER,
+    escape_name,
+    not_regular,
+    read_capped,
+    walk,
+)
+from processing.reasons import (
+    EMPTY_FOLDER,
+    MISSING_FILE,
+    UNREADABLE,
+    UNSUPPORTED_SIZE,
+    Rejected,
+)
 
 from .preprocess import Preprocess
 
 
-def expand(paths: list[str]) -> list[tuple[Path, str | None]]:
-    """Each path to read, or a path with the reason it is an error already (a folder that is empty or unlistable)."""
-    out: list[tuple[Path, str | None]] = []
-    for p in map(Path, paths):
-        if not p.is_dir():
+def expand(paths: list[str]) -> list[tuple[Path | str, str | None]]:
+    """Each path to read, or a path with the reason it is an error already.
+
+    An empty argument is ``missing_file`` (``Path("")`` would be the current
+    folder); a folder that is empty or cannot be listed gets its reason; any
+    other path is left for ``read_capped``, which gives a reason for every way
+    it cannot be read (a name too long, a link loop, ...).
+    """
+    out: list[tuple[Path | str, str | None]] = []
+    for text in paths:
+        if not text:
+            out.append((text, MISSING_FILE))
+            continue
+        p = Path(text)
+        if not_regular(p) != FOLDER:
             out.append((p, None))
             continue
         files, unlisted = walk(p)

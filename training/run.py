@@ -21,9 +21,9 @@ from processing import paths
 from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, fraction, positive_float,
                                 positive_int, run_main)
 
-from . import ARCHS, DEPRECATED_ARCHS, canonical_arch
+from . import ARCHS, DEPRECATED_ARCHS, canonical_arch, folder_arg
 from .h5file import DatasetError, open_dataset, split_names, untrainable
-from .preprocess import Preprocess
+from .preprocess import MAX_SIZE, MIN_SIZE, Preprocess
 from .synth import MAX_SYNTH
 
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.run", description=__doc__)
     p.add_argument("--data", default=str(paths.DATASET),
                    help=f"HDF5 dataset from processing.build_h5 (default {paths.DATASET})")
-    p.add_argument("--out", type=Path,
+    p.add_argument("--out", type=folder_arg,
                    help=f"run folder for model, logs and report (default: a new {paths.RUNS}/<UTC timestamp>)")
     p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
                    help="memenet (default) or original (the original project's network; 'seed' is its old name)")
@@ -140,15 +140,20 @@ def train(args) -> dict:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
         sizes = []
-    if not sizes or min(sizes) < 16 or max(sizes) > 1024:
-        raise UsageError(f"--sizes takes sizes from 16 to 1024, e.g. 128 or 128,96,160 (got {args.sizes!r})")
+    if not sizes or min(sizes) < MIN_SIZE or max(sizes) > MAX_SIZE:
+        raise UsageError(f"--sizes takes sizes from {MIN_SIZE} to {MAX_SIZE}, e.g. 128 or 128,96,160 "
+                         f"(got {args.sizes!r})")
     try:
         with open_dataset(args.data) as f:
             fit = str(f.attrs.get("fit", "square"))
-            size = int(f["images"].shape[1])
+            height, size = f["images"].shape[1:3]
             problem = untrainable(f["labels"][:], f["split"][:], split_names(f))
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
+    if height != size or not MIN_SIZE <= size <= MAX_SIZE:
+        # the model is saved as taking this side (preprocess.json), which must be one a model may declare
+        raise UsageError(f"{args.data}: its images are {size}x{height}; training takes square images from "
+                         f"{MIN_SIZE} to {MAX_SIZE} pixels a side: rebuild it with python -m processing.build_h5")
     if problem:
         raise UsageError(f"{args.data}: {problem}")
     state = prepare_out(args)
@@ -189,7 +194,7 @@ def train(args) -> dict:
         model.compile(optimizer=make_optimizer(args.optimizer, args.lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         best = float("inf")
-    Preprocess(fit=fit, size=size, arch=args.arch).save(args.out)
+    Preprocess(fit=fit, size=int(size), arch=args.arch).save(args.out)
     atomic_write_json(args.out / "args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
 
     callbacks = [

@@ -20,10 +20,12 @@ line per request without its contents. All limits are the flags below.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -363,11 +365,10 @@ class Service:
 
 def load_service(model: str | Path, settings: Settings) -> Service:
     """Load the model (a run folder or a .keras file) once, warm it up, and wrap it."""
-    from .evaluate import load_classifier
+    from .evaluate import check_model, load_classifier
 
-    path = Path(model)
-    model_path = path / "model.keras" if path.is_dir() else path
-    keras_model, pre = load_classifier(path)
+    model_path, _ = check_model(model)
+    keras_model, pre = load_classifier(model_path)
 
     def predict(x: np.ndarray) -> np.ndarray:
         return np.asarray(keras_model.predict_on_batch(x))[:, 1]
@@ -525,6 +526,35 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def check_listen(host: str, port: int) -> None:
+    """UsageError, one line, unless ``host`` resolves and ``port`` on it can be bound right now.
+
+    Tried (and released) before the slow model load, so a busy port or a bad
+    --host is not a screen of uvicorn log after it. uvicorn binds with
+    SO_REUSEADDR, so this does too (a port in TIME_WAIT is free to both).
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host {host!r} is not an address of this machine ({exc}): give one such as "
+                         f"127.0.0.1") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is in use: pick another with --port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"--host {host!r} is not an address of this machine: give one such as "
+                                 f"127.0.0.1") from None
+            if exc.errno == errno.EACCES:
+                raise UsageError(f"port {port} on {host} needs privileges: pick one above 1023 with --port") from None
+            raise UsageError(f"cannot listen on {host} port {port} ({exc.strerror or exc}): give another --host "
+                             f"or --port") from None
+
+
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.serve", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
@@ -540,6 +570,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     model, settings = parse_args(argv)
     check_settings(settings)
+    from .evaluate import check_model, load_classifier
+
+    check_model(model)   # the model path and preprocess.json, then the address: both before the slow load
+    check_listen(settings.host, settings.port)
     import uvicorn
 
     configure_logging()
@@ -552,8 +586,6 @@ def main(argv=None) -> int:
         log.info("model %s (id %s); page http://%s:%d/", model, service.model_id[:12], settings.host, settings.port)
         uvicorn.run(create_app(service), **run)
     else:
-        from .evaluate import load_classifier
-
         load_classifier(model)   # a bad MODEL is one clear line here, not a crash in every worker
         os.environ[SETTINGS_ENV] = json.dumps({"model": str(model), **asdict(settings)})
         uvicorn.run("training.serve:app_from_env", factory=True, workers=settings.workers, **run)
