@@ -136,3 +136,12 @@ def test_report_runs_are_named_or_all():
     for bad in ("", "no-txt", "default,nope"):
         with pytest.raises(UsageError, match="--runs takes"):
             report.chosen_runs(bad)
+
+
+def test_report_with_prebuilt_datasets_still_needs_the_real_folders(tmp_path, monkeypatch):
+    """Without them every folder row would be missing from the table, silently (seen with --prebuilt)."""
+    from training import report
+
+    monkeypatch.setattr(report, "train_and_evaluate", lambda *a: pytest.fail("trained without the real folders"))
+    with pytest.raises(UsageError, match="real data not found: no advice-animals folder"):
+        report.main(["--prebuilt", str(tmp_path), "--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])

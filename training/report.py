@@ -64,12 +64,19 @@ def datasets_of(runs: list[str]) -> list[str]:
     return [name for name in DATASETS if name in used]
 
 
-def build_datasets(shared: Path, out: Path, tiny_count: int, compression: str, names: list[str]) -> dict:
-    py = sys.executable
+def checked_folders(shared: Path) -> list:
+    """The real folders (training.ood); UsageError if the shared data lacks a family every run needs.
+
+    Checked with --prebuilt datasets too: without the folders the table would be silently empty."""
     folders = real_folders(shared)
     for family in ("advice-animals", "tiny", "photos"):
         if not any(f.family == family for f in folders):
             raise UsageError(f"real data not found: no {family} folder in {shared} (see ../shared/data/MANIFEST.md)")
+    return folders
+
+
+def build_datasets(folders: list, out: Path, tiny_count: int, compression: str, names: list[str]) -> dict:
+    py = sys.executable
     return {f"build {name}.h5": sh([py, "-m", "processing.build_h5",
                                     *build_inputs(folders, DATASETS[name], tiny_count),
                                     "--group-by", "template", "--compression", compression, "--overwrite",
@@ -84,12 +91,11 @@ def train_command(run: str, data: Path, out: Path, epochs: int, seed: int) -> li
             "--epochs", str(epochs), "--seed", str(seed), "--overwrite", *flags]
 
 
-def train_and_evaluate(shared: Path, data_dir: Path, out: Path, epochs: int, runs: list[str], seed: int = 0):
+def train_and_evaluate(folders: list, data_dir: Path, out: Path, epochs: int, runs: list[str], seed: int = 0):
     """Trains each run, then scores it per folder; returns (results, timings, error candidates)."""
     from .evaluate import load_classifier
     from .ood import score_run
 
-    folders = real_folders(shared)
     results, timings, errors = {}, {}, []
     for name, dataset, arch, flags, what in RUNS:
         if name not in runs:
@@ -210,11 +216,12 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     timings = {}
     data_dir = args.prebuilt or args.out
+    folders = checked_folders(args.shared)
     if not args.prebuilt:
-        timings.update(build_datasets(args.shared, args.out, args.tiny_count, args.compression, datasets_of(runs)))
+        timings.update(build_datasets(folders, args.out, args.tiny_count, args.compression, datasets_of(runs)))
     if args.build_only:
         return 0
-    results, t, errors = train_and_evaluate(args.shared, data_dir, args.out, args.epochs, runs, args.seed)
+    results, t, errors = train_and_evaluate(folders, data_dir, args.out, args.epochs, runs, args.seed)
     timings.update(t)
     errors_grid(errors, args.out)
     meta = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "shared": str(args.shared),
