@@ -166,15 +166,22 @@ def test_threshold_chosen_on_val_is_stored_and_read_back(trained, dataset, tmp_p
     (copy / "model.keras").write_bytes((out / "model.keras").read_bytes())
     pre = json.loads((out / "preprocess.json").read_text())
     meme = next((dataset.parent / "memes").rglob("*.jpg"))
-    for threshold, label in ((0.0, "meme"), (1.01, "non_meme")):   # 1.01: no probability reaches it
+    for threshold in (0.0, 1.0):   # the stored threshold answers exactly as the same one given by --threshold
         (copy / "preprocess.json").write_text(json.dumps({**pre, "threshold": threshold}))
         r = cli("training.predict", copy, meme, "--json")
         assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout)["label"] == label
+        given = cli("training.predict", out, meme, "--json", "--threshold", threshold)
+        assert json.loads(r.stdout)["label"] == json.loads(given.stdout)["label"]
+        if not threshold:   # 0.0: everything is a meme, noise too (a non-meme at the trained threshold)
+            noise = next((dataset.parent / "tiny").rglob("*.png"))
+            labels = [json.loads(cli("training.predict", folder, noise, "--json").stdout)["label"] for folder in (copy, out)]
+            assert labels == ["meme", "non_meme"]
         r = cli("training.evaluate", copy, "--data", dataset, "--json")
         assert r.returncode == 0, r.stderr
         ev = json.loads(r.stdout)
-        assert ev["threshold"] == threshold and ev["recall"] == (1.0 if label == "meme" else 0.0)
+        given = json.loads(cli("training.evaluate", out, "--data", dataset, "--json", "--threshold", threshold).stdout)
+        assert ev["threshold"] == given["threshold"] == threshold and ev["recall"] == given["recall"]
+        assert threshold or ev["recall"] == 1.0
         r = cli("training.evaluate", copy, "--data", dataset, "--json", "--threshold", "0.5")
         assert json.loads(r.stdout)["threshold"] == 0.5
 
