@@ -174,7 +174,7 @@ def test_threshold_chosen_on_val_is_stored_and_read_back(trained, dataset, tmp_p
         assert json.loads(r.stdout)["label"] == json.loads(given.stdout)["label"]
         if not threshold:   # 0.0: everything is a meme, noise too (a non-meme at the trained threshold)
             noise = next((dataset.parent / "tiny").rglob("*.png"))
-            labels = [json.loads(cli("training.predict", folder, noise, "--json").stdout)["label"] for folder in (copy, out)]
+            labels = [json.loads(cli("training.predict", run, noise, "--json").stdout)["label"] for run in (copy, out)]
             assert labels == ["meme", "non_meme"]
         r = cli("training.evaluate", copy, "--data", dataset, "--json")
         assert r.returncode == 0, r.stderr
