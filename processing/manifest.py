@@ -22,7 +22,7 @@ import numpy as np
 
 from . import reasons
 from .digestset import DigestSet
-from .files import FOLDER, escape_name, not_regular
+from .files import FOLDER, MISSING, escape_name, not_regular
 from .schema import MEME, NON_MEME
 
 SCHEMA_VERSION = 1
@@ -171,7 +171,10 @@ def manifest_problem(path: str | os.PathLike) -> str | None:
     kind = not_regular(path)
     if kind == FOLDER:
         odd = next(((f, k) for f in sorted(Path(path).glob("*.jsonl")) if (k := not_regular(f))), None)
-        return f"holds {escape_name(odd[0].name)}, {odd[1]}, not a manifest file: remove it" if odd else None
+        if odd:
+            what = "a link to nothing" if odd[1] == MISSING else odd[1]
+            return f"holds {escape_name(odd[0].name)}, {what}, not a manifest file: remove it"
+        return None
     if kind:
         return f"{kind}, not a regular file or folder"
     with open(path, "rb") as fh:

@@ -262,6 +262,9 @@ def test_manifest_folders_read_regular_files_only(tmp_path):
     assert list(read_manifests([tmp_path]).records) == [("s", "1")]
     assert final_digests([tmp_path]) is not None
     assert manifest_problem(tmp_path) == "holds b.jsonl, a FIFO, not a manifest file: remove it"
+    (tmp_path / "b.jsonl").unlink()
+    (tmp_path / "c.jsonl").rmdir()
+    assert manifest_problem(tmp_path) == "holds d.jsonl, a link to nothing, not a manifest file: remove it"
     with pytest.raises(UsageError, match="holds b.jsonl, a FIFO"):
         check(BuildConfig(manifests=(str(tmp_path),), out=tmp_path / "o.h5"))
 
