@@ -26,12 +26,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
+from benchmarks.memory import PeakMemory  # noqa: E402
 from crawler.testkit import SHARED  # noqa: E402
 from processing.decode import decode_image  # noqa: E402
 from processing.reference import original_block_means  # noqa: E402
@@ -54,17 +54,11 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of a command and all its children."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ps, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
+    with PeakMemory(proc.pid) as memory:
+        proc.wait()
     if proc.returncode:
         raise SystemExit(f"{cmd} failed")
-    return time.perf_counter() - t0, peak
+    return time.perf_counter() - t0, memory.peak_rss
 
 
 def build(dirs: dict[str, list[Path]], out: Path, workers: int, compression: str = "none") -> tuple[dict, int]:

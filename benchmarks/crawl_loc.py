@@ -27,15 +27,14 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from benchmarks.memory import PeakMemory  # noqa: E402
 from crawler.testkit import crawl_settings, manifest_records, meme_jpeg, write_csv  # noqa: E402
 from crawler.mirror import Capture, LocItem, Mirror  # noqa: E402
 
@@ -122,25 +121,12 @@ def seed_script(archive: str, rows: list[dict], threads: int = 240) -> int:
 
 
 def measure(fn):
-    proc = psutil.Process()
-    peak, stop = [proc.memory_info().rss], threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            try:
-                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-                peak[0] = max(peak[0], rss)
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    t0 = time.perf_counter()
-    out = fn()
-    seconds = time.perf_counter() - t0
-    stop.set()
-    return out, seconds, peak[0]
+    """(result, wall seconds, peak RSS of this process and its children) of ``fn()``."""
+    with PeakMemory() as memory:
+        t0 = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - t0
+    return out, seconds, memory.peak_rss
 
 
 def main() -> int:

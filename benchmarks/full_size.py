@@ -41,11 +41,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.memory import PeakMemory  # noqa: E402
 from crawler.mirror import REMOVED_PNG_MD5, Capture, ImgurImage, ImgurSite, LocItem, Mirror  # noqa: E402
 from crawler.testkit import OLD, ROOT, TS, gif_bytes, image_bytes, scrapy_cmd, write_csv  # noqa: E402
 from processing.cifar import write_cifar100_tarball  # noqa: E402
@@ -136,17 +136,12 @@ class Stage:
         t0 = time.perf_counter()
         with open(self.log, "w") as out:
             proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-            root = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                try:
-                    tree = [p.memory_full_info() for p in (root, *root.children(recursive=True))]
-                    self.peak = max(self.peak, sum(m.pss for m in tree))
-                    self.peak_rss = max(self.peak_rss, sum(m.rss for m in tree))
-                except psutil.Error:
-                    pass
-                if self.first_request is None and self.mirror is not None and self.requests() > 0:
-                    self.first_request = time.perf_counter() - t0
-                time.sleep(0.05)
+            with PeakMemory(proc.pid, interval=0.05, pss=True) as memory:
+                while proc.poll() is None:
+                    if self.first_request is None and self.mirror is not None and self.requests() > 0:
+                        self.first_request = time.perf_counter() - t0
+                    time.sleep(0.05)
+            self.peak, self.peak_rss = memory.peak_pss, memory.peak_rss
         self.seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             tail = self.log.read_text(errors="replace")[-3000:]

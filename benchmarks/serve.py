@@ -23,17 +23,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.memory import PeakMemory  # noqa: E402
 from crawler.testkit import free_port, meme_jpeg, untrained_run  # noqa: E402
 
 
@@ -60,29 +59,6 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-class PeakMemory:
-    """Highest resident memory of a process, sampled every 100 ms while in the ``with`` block."""
-
-    def __init__(self, pid: int):
-        self.proc, self.peak, self._stop = psutil.Process(pid), 0, threading.Event()
-
-    def _sample(self):
-        while not self._stop.wait(0.1):
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 async def one_client(port: int, bodies: list[bytes], offset: int, stop_at: float, latencies: list, errors: list):
@@ -139,7 +115,7 @@ def served(model: Path, bodies: list[bytes], args, max_batch: int, workdir: Path
     return {"max_batch": max_batch, "requests": len(latencies), "req_s": round(len(latencies) / elapsed, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-            "errors": len(errors), "peak_rss_mb": round(memory.peak / 2**20),
+            "errors": len(errors), "peak_rss_mb": round(memory.peak_rss / 2**20),
             "images_per_model_call": round(len(latencies) / max(calls, 1), 1)}
 
 
