@@ -159,6 +159,10 @@ def test_a_row_over_the_csv_field_limit_is_a_bad_row_and_the_others_are_crawled(
     ({"MANIFEST_DIR": "FILE"}, {}, "MANIFEST_DIR: FILE is a file, not a folder; pass -s MANIFEST_DIR=DIR"),
     ({"MANIFEST_DIR": "/dev/full"}, {}, "/dev/full is a character device, not a folder"),
     ({}, {"ids": "abc,,"}, "-a ids= takes comma-separated Meme IDs"),
+    ({"JOBDIR": "FILE"}, {}, "JOBDIR: FILE is a file, not a folder; pass -s JOBDIR=DIR"),
+    ({"CONCURRENT_REQUESTS": "abc"}, {}, "-s CONCURRENT_REQUESTS='abc': expected a number"),
+    ({"DOWNLOAD_TIMEOUT": "soon"}, {}, "-s DOWNLOAD_TIMEOUT='soon': expected a number"),
+    ({"AUTOTHROTTLE_ENABLED": "maybe"}, {}, "-s AUTOTHROTTLE_ENABLED='maybe': expected 0/1 or true/false"),
 ])
 def test_unusable_manifest_dir_or_ids_one_line_exit_2(tmp_path, settings, args, expect):
     (tmp_path / "afile").write_text("x")
