@@ -17,7 +17,7 @@ from twisted.internet.threads import deferToThread
 
 from processing import reasons
 from processing.decode import probe_image
-from processing.files import FOLDER, MISSING, not_regular
+from processing.files import NOT_WRITABLE, writable_folder
 from processing.manifest import ManifestWriter, Record
 from processing.reasons import Rejected
 
@@ -156,14 +156,10 @@ def worker_manifest_name(spider_name: str) -> str:
 def folder_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot be a folder to write in (it, or the nearest of its parents that exists, is a file,
     a device, ... or not writable); None when it can (it is one, or can be made one)."""
-    for place in (Path(path), *Path(path).parents):
-        kind = not_regular(place)
-        if kind == MISSING:
-            continue
-        if kind != FOLDER:
-            return f"{place} is {kind or 'a file'}, not a folder"
-        return None if os.access(place, os.W_OK | os.X_OK) else f"{place} is a folder you cannot write in"
-    return None
+    place, problem = writable_folder(path)
+    if problem is None:
+        return None
+    return f"{place} is {problem}" if problem == NOT_WRITABLE else f"{place} is {problem}, not a folder"
 
 
 class ManifestPipeline:

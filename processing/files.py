@@ -138,6 +138,27 @@ def not_regular(path: str | os.PathLike) -> str | None:
     return None if stat.S_ISREG(mode) else _kind(mode)
 
 
+NOT_WRITABLE = "a folder you cannot write in"   # what ``writable_folder`` says of a folder without write access
+
+
+def writable_folder(path: str | os.PathLike) -> tuple[Path, str | None]:
+    """(the nearest of ``path`` and its parents that exists, what stops a folder being written there or None).
+
+    What stops it: what ``not_regular`` says of that place when it is not a
+    folder ("a file", "a FIFO", ...), NOT_WRITABLE when it is one without
+    write access. None: ``path`` is a folder to write in, or can be made one.
+    The one check of every output location; each command words it its own way.
+    """
+    for place in (Path(path), *Path(path).parents):
+        kind = not_regular(place)
+        if kind == MISSING:
+            continue
+        if kind != FOLDER:
+            return place, kind or "a file"
+        return place, None if os.access(place, os.W_OK | os.X_OK) else NOT_WRITABLE
+    return Path(path), MISSING   # not even the working folder exists
+
+
 def _rejected(exc: OSError) -> Rejected:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return Rejected(reasons.MISSING_FILE, exc.strerror or str(exc))

@@ -29,7 +29,7 @@ from .cifar import CIFAR100_MD5, CifarError, close_spools
 from .cliutil import UsageError, atomic_write_json
 from .decode import DEFAULT_MAX_PIXELS
 from .digestset import DigestSet, sha256_prefix
-from .files import DEFAULT_MAX_BYTES, FOLDER, MISSING, escape_name, not_regular
+from .files import DEFAULT_MAX_BYTES, FOLDER, MISSING, NOT_WRITABLE, escape_name, not_regular, writable_folder
 from .jobtable import JobTable, key_digests
 from .manifest import ManifestChanged, key_digest, manifest_problem
 from .neardup import NEAR_DUPLICATE_BITS, image_hashes, near_duplicate_keys
@@ -159,13 +159,10 @@ def check_out_location(out: Path) -> None:
     folder is fine when it can be made (the writer makes it).
     """
     name = escape_name(str(out))
-    existing = out.parent
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"cannot write {name}: {escape_name(str(existing))} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {name}: {escape_name(str(existing))} is not writable")
+    existing, problem = writable_folder(out.parent)
+    if problem:
+        raise UsageError(f"cannot write {name}: {escape_name(str(existing))} is "
+                         f"{'not writable' if problem == NOT_WRITABLE else 'not a folder'}")
     longest = max((partial_path(out).name, lock_path(out).name, summary_path(out).name, out.name + ".shards"), key=len)
     if len(os.fsencode(longest)) > os.pathconf(existing, "PC_NAME_MAX"):
         raise UsageError(f"--out {name}: the name is too long for the file system (the build writes "

@@ -18,7 +18,7 @@ import numpy as np
 
 from processing.cliutil import ArgumentParser, UsageError, atomic_write_json, fraction, positive_int, run_main
 from processing.decode import decode_image
-from processing.files import FOLDER, MISSING, escape_name, not_regular, read_capped
+from processing.files import FOLDER, MISSING, NOT_WRITABLE, escape_name, not_regular, read_capped, writable_folder
 from processing.prepare import Options, prepare
 from processing.reasons import Rejected
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
@@ -175,18 +175,16 @@ def format_summary(report: dict) -> str:
 
 
 def check_out_folder(out: Path) -> None:
-    """UsageError unless ``out`` is a folder or can be made one (its nearest existing ancestor is a folder).
+    """UsageError unless ``out`` is a folder to write in or can be made one (``processing.files.writable_folder``).
 
     Checked before the model is loaded, so a bad --out is not found only after all the scoring.
     """
-    for p in (out, *out.parents):
-        kind = not_regular(p)
-        if kind == FOLDER:
-            return
-        if kind != MISSING:
-            what = "is" if p == out else f"cannot be made: {escape_name(str(p))} is"
-            raise UsageError(f"--out {escape_name(str(out))} {what} {kind or 'a file'}, not a folder: give a folder "
-                             f"for report.json and the PNGs")
+    place, problem = writable_folder(out)
+    if problem:
+        subject = f"--out {escape_name(str(out))}" + ("" if place == out else
+                                                      f" cannot be made: {escape_name(str(place))}")
+        raise UsageError(f"{subject} is {problem}{'' if problem == NOT_WRITABLE else ', not a folder'}: give a "
+                         f"folder for report.json and the PNGs")
 
 
 def parse_args(argv=None):
