@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import json
+import math
 import os
 import sys
 import tempfile

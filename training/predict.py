@@ -27,21 +27,8 @@ from PIL import Image
 
 from processing.cliutil import ArgumentParser, fraction, positive_int, run_main
 from processing.decode import decode_image
-from processing.files import (
-    DEFAULT_MAX_BYTES,
-    FOLDER,
-    escape_name,
-    not_regular,
-    read_capped,
-    walk,
-)
-from processing.reasons import (
-    EMPTY_FOLDER,
-    MISSING_FILE,
-    UNREADABLE,
-    UNSUPPORTED_SIZE,
-    Rejected,
-)
+from processing.files import DEFAULT_MAX_BYTES, FOLDER, escape_name, not_regular, read_capped, walk
+from processing.reasons import EMPTY_FOLDER, MISSING_FILE, UNREADABLE, UNSUPPORTED_SIZE, Rejected
 
 from .preprocess import Preprocess
 
