@@ -151,10 +151,10 @@ def writable_folder(path: str | os.PathLike) -> tuple[Path, str | None]:
     """
     for place in (Path(path), *Path(path).parents):
         kind = not_regular(place)
-        if kind == MISSING:
+        if kind == MISSING and not os.path.islink(place):
             continue
-        if kind != FOLDER:
-            return place, kind or "a file"
+        if kind != FOLDER:   # a link to nothing cannot be made a folder either
+            return place, "a link to nothing" if kind == MISSING else kind or "a file"
         return place, None if os.access(place, os.W_OK | os.X_OK) else NOT_WRITABLE
     return Path(path), MISSING   # not even the working folder exists
 

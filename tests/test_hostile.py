@@ -224,6 +224,8 @@ def test_out_is_checked_before_any_work(tmp_path, capsys):
     write(tmp_path / "file.txt", b"x")
     line = usage_error(capsys, build_args(memes, tmp_path / "file.txt" / "ds.h5"))
     assert "file.txt is not a folder" in line
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    assert "gone is not a folder" in usage_error(capsys, build_args(memes, tmp_path / "gone" / "ds.h5"))
     # a missing parent that can be made is made (documented)
     assert build_h5.main(build_args(memes, tmp_path / "new" / "deeper" / "ds.h5")) == 0
     # what is not a regular file is never replaced, even with --overwrite (as root, /dev/null itself was)
