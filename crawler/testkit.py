@@ -242,8 +242,9 @@ def imgur_site(**kw) -> ImgurSite:
     return site
 
 
-def untrained_run(folder: Path, loudness: float = 8.0, report: dict | None = None) -> Path:
-    """A run folder (model.keras, preprocess.json, optionally report.json) holding an untrained memenet.
+def untrained_run(folder: Path, loudness: float = 8.0, report: dict | None = None, arch: str = "memenet") -> Path:
+    """A run folder (model.keras, preprocess.json, optionally report.json) holding an untrained ``arch`` model
+    (lite0: the ImageNet trunk under an untrained head).
 
     Its last layer is scaled by ``loudness`` so that different pictures get visibly different probabilities;
     enough for anything that serves or benchmarks a model without caring how good it is.
@@ -252,12 +253,12 @@ def untrained_run(folder: Path, loudness: float = 8.0, report: dict | None = Non
     from training.preprocess import Preprocess
 
     folder.mkdir(parents=True, exist_ok=True)
-    model = build_model("memenet")
+    model = build_model(arch)
     layer = model.get_layer("probabilities")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel * loudness, bias])
     model.save(folder / "model.keras")
-    Preprocess().save(folder)
+    Preprocess(arch=arch).save(folder)
     if report is not None:
         (folder / "report.json").write_text(json.dumps(report))
     return folder

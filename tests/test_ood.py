@@ -32,6 +32,8 @@ def shared(tmp_path):
     put("nonmemes-text/movie-posters/Comedy", 5, False)
     put("nonmemes-text/movie-posters/Drama", 5, True)          # and call these memes
     put("nonmemes-text/app-screenshots", 4, False)
+    put("memes/world/polish/owner_memes-repo", 6, True)        # <kind>/<owner>_<repo>/ like the real layout
+    put("nonmemes-text2/receipts/owner_scans-repo", 6, False)
     put("photos/BSD100", 12, False)
     return tmp_path
 
@@ -47,14 +49,19 @@ class Brightness:
 def test_folders_and_build_inputs(shared):
     folders = real_folders(shared)
     assert [f.name for f in folders] == ["memes/advice-animals", "memes/modern/devops", "memes/modern/programming",
-                                         "nonmemes-text/app-screenshots", "nonmemes-text/movie-posters",
-                                         "photos/BSD100"]
-    posters = folders[4]
+                                         "memes/world/polish", "nonmemes-text/app-screenshots",
+                                         "nonmemes-text/movie-posters", "nonmemes-text2/receipts", "photos/BSD100"]
+    posters = folders[5]
     assert posters.sources == ("folder:Comedy", "folder:Drama") and posters.label == NON_MEME
+    # a repository folder is a root of its own (its own source, split file by file), in the family it belongs to
+    assert (folders[3].sources, folders[3].family) == (("folder:owner_memes-repo",), "world")
+    assert (folders[6].sources, folders[6].family, folders[6].label) == (("folder:owner_scans-repo",), "text", NON_MEME)
+    assert not any("world" in a for a in build_inputs(folders, leave_out=("world",)))
+    assert not any("nonmemes-text" in a for a in build_inputs(folders, leave_out=("text",)))
     args = build_inputs(folders, leave_out=("modern",))
     assert "--memes" in args and str(shared / "memes" / "advice-animals") in args
     assert not any("modern" in a for a in args)
-    assert args.count("--non-memes") == 4   # Comedy and Drama as separate roots: genres are not templates
+    assert args.count("--non-memes") == 5   # Comedy and Drama as separate roots: genres are not templates
 
 
 def test_score_and_split_scores_against_counts(shared):
@@ -102,38 +109,51 @@ def test_report_writes_the_ood_table_into_the_readme(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{report.README_START}\nstale table\n{report.README_END}\nafter\n")
     test = {"accuracy": 0.99, "precision": 1.0, "recall": 0.98, "f1": 0.99, "roc_auc": None}
-    results = {"no-modern": {"what": "leave-one-source-out", "test": test, "threshold": 0.42,
-                             "folders": [Score("memes/modern/devops", MEME, "all, never trained on", 45, 6)]}}
+    results = {"memenet-no-modern": {"what": "leave-one-source-out", "test": test, "threshold": 0.42,
+                                     "arch": "memenet", "dataset": "nomodern",
+                                     "folders": [Score("memes/modern/devops", MEME, "all, never trained on", 45, 6),
+                                                 Score("photos/BSD100", NON_MEME, "test split", 10, 9)]},
+               "lite0": {"what": "pretrained", "test": test, "threshold": 0.5, "arch": "lite0", "dataset": "all",
+                         "folders": [Score("memes/modern/devops", MEME, "test split", 5, 5)]}}
     meta = {"created": "now", "backend": "tensorflow", "out": "reports/x", "epochs": 1, "shared": "s"}
     report.update_readme(readme, results, meta)
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n") and text.endswith(f"{report.README_END}\nafter\n") and "stale" not in text
-    assert "| `no-modern` | `memes/modern/devops` | all, never trained on | meme recall | 6/45 | 0.133 |" in text
+    # side by side: the held-out split of the run on everything, the whole folder of the run that left it out
+    assert ("| folder | measure | memenet, test split | lite0, test split | memenet, never trained on | "
+            "lite0, never trained on |") in text
+    assert "| `memes/modern/devops` | meme recall |  | 5/5 = 1.00 | 6/45 = 0.13 |  |" in text
+    assert "BSD100" not in text    # a test split of a leave-one-source-out run is not a column
     assert "honest numbers" in text and "| 0.420 |" in text
-    md = report.write_report(tmp_path, tmp_path, results, {"train no-modern": 1.0}, meta)
-    assert "6/45" in md and (tmp_path / "report.json").is_file()
+    md = report.write_report(tmp_path, tmp_path, results, {"train memenet-no-modern": 1.0}, meta)
+    assert "| `memenet-no-modern` | `memes/modern/devops` | all, never trained on | meme recall | 6/45 | 0.133 |" in md
+    assert "6/45 = 0.13" in md and (tmp_path / "report.json").is_file()
 
 
 def test_report_trains_each_run_with_its_flags_and_the_chosen_seed(tmp_path):
     from training import report
-    cmd = report.train_command("no-text", tmp_path / "notext.h5", tmp_path / "run", 3, 7)
+    cmd = report.train_command("lite0-no-text", tmp_path / "notext.h5", tmp_path / "run", 3, 7)
+    assert cmd[cmd.index("--arch") + 1] == "lite0"
     assert cmd[1:3] == ["-m", "training.run"]
     assert cmd[cmd.index("--seed") + 1] == "7" and cmd[cmd.index("--epochs") + 1] == "3"
     assert cmd[cmd.index("--data") + 1] == str(tmp_path / "notext.h5")
     original = report.train_command("no-photos-no-augment", tmp_path / "d.h5", tmp_path / "r", 1, 0)
     assert original[-len(report.NO_AUG):] == report.NO_AUG
     assert report.parse_args([]).seed == 0 and report.parse_args(["--seed", "1"]).seed == 1
+    by_default = report.train_command("lite0-no-world", tmp_path / "d.h5", tmp_path / "r", None, 0)
+    assert by_default[by_default.index("--epochs") + 1] == str(report.DEFAULT_EPOCHS["lite0"])
 
 
 def test_report_runs_are_named_or_all():
     from training import report
-    assert report.chosen_runs("no-text,default") == ["no-text", "default"]
+    assert report.chosen_runs("memenet-no-text,lite0") == ["memenet-no-text", "lite0"]
     assert report.chosen_runs("all") == [r[0] for r in report.RUNS]
     assert report.chosen_runs(report.parse_args([]).runs) == list(report.DEFAULT_RUNS)
-    assert report.chosen_runs(" default , no-text") == ["default", "no-text"]
-    assert report.datasets_of(list(report.DEFAULT_RUNS)) == ["all", "nomodern", "notext"]
+    assert report.chosen_runs(" memenet , lite0-no-text") == ["memenet", "lite0-no-text"]
+    assert report.datasets_of(list(report.DEFAULT_RUNS)) == ["all", "nomodern", "notext", "noworld"]
+    assert {r[2] for r in report.RUNS if r[0] in report.DEFAULT_RUNS} == {"memenet", "lite0"}
     assert report.datasets_of(["no-photos-no-augment"]) == ["nophotos"]
-    for bad in ("", "no-txt", "default,nope"):
+    for bad in ("", "no-txt", "memenet,nope", "default"):
         with pytest.raises(UsageError, match="--runs takes"):
             report.chosen_runs(bad)
 

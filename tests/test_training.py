@@ -296,3 +296,55 @@ def test_validation_stream_synthesises_the_same_every_epoch(dataset):
     before = train[0]
     train.on_epoch_end()
     assert not np.array_equal(before[0], train[0][0])            # training draws afresh each epoch
+
+
+@pytest.mark.slow
+def test_lite0_fine_tunes_in_two_phases_resumes_between_them_and_predicts_at_any_size(dataset, tmp_path):
+    """Head-only warm-up, then the whole model at a tenth of the rate; a run killed after the warm-up resumes
+    into the second phase; the model predicts and evaluates at 128 px and at native size (32 px and up)."""
+    out = tmp_path / "lite0"
+    cmd = [sys.executable, "-m", "training.run", "--data", str(dataset), "--out", str(out), "--arch", "lite0",
+           "--epochs", "3", "--batch-size", "8", "--verbose", "0", "--patience", "10", "--sizes", "64"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "state.json").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    _, first = proc.communicate()
+    assert "epochs 1-1: head only at lr 0.001" in first
+    assert json.loads((out / "state.json").read_text())["epoch"] == 0
+    r = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "epochs 2-3: whole model at lr 0.0001" in r.stderr and "head only" not in r.stderr
+    with open(out / "log.csv") as fh:
+        assert [int(row["epoch"]) for row in csv.DictReader(fh)] == [0, 1, 2]
+    assert json.loads((out / "preprocess.json").read_text())["arch"] == "lite0"
+    assert json.loads((out / "report.json").read_text())["accuracy"] >= 0.8
+    save(picture(32, 32, seed=7, caption=None), tmp_path / "imgs" / "small.png")
+    save(picture(500, 333, seed=8), tmp_path / "imgs" / "wide.jpg")
+    for flags in ([], ["--native-size"]):
+        r = cli("training.predict", out, tmp_path / "imgs", "--json", *flags)
+        assert r.returncode == 0, r.stderr[-2000:]
+        recs = [json.loads(line) for line in r.stdout.splitlines()]
+        assert len(recs) == 2 and all(0 <= x["meme_probability"] <= 1 for x in recs)
+    r = cli("training.evaluate", out, "--non-memes", tmp_path / "imgs", "--native-size", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["count"] == 2, r.stderr[-2000:]
+
+
+def test_small_crop_stays_inside_the_letterbox_bands():
+    from processing.neardup import content_bounds
+    from processing.transform import LETTERBOX_FILL, fit_image
+    from training.data import small_crop
+
+    wide = np.random.default_rng(0).integers(0, 120, (60, 200, 3)).astype(np.uint8)   # never the fill colour
+    square = fit_image(wide, "letterbox", 128)
+    bands = content_bounds(square[None])[0]
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        out = small_crop(square.copy(), rng, "letterbox")
+        assert out.shape == square.shape and out.dtype == np.uint8
+        top, bottom, left, right = content_bounds(out[None])[0]
+        assert (left, right) == (0, 128) and abs(int(bottom - top) - int(bands[1] - bands[0])) <= 8
+        assert (out[:top] == LETTERBOX_FILL).all() and (out[bottom:] == LETTERBOX_FILL).all()
+    full = np.random.default_rng(2).integers(0, 256, (128, 128, 3)).astype(np.uint8)
+    assert not np.array_equal(small_crop(full.copy(), np.random.default_rng(3), "letterbox", keep=0.5), full)

@@ -19,14 +19,16 @@ import keras
 import numpy as np
 from PIL import Image
 
+from processing.neardup import content_bounds
 from processing.schema import INPUT_SIZE, MEME, NON_MEME
-from processing.transform import DEFAULT_FIT, block_mean_pool, upsample_repeat
+from processing.transform import DEFAULT_FIT, block_mean_pool, fit_image, upsample_repeat
 
 from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
 from .synth import MAX_SYNTH, caption_meme, text_nonmeme
 
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
 FIXED_STREAM = 2**32 - 1   # the random stream of a same_every_epoch split: no training epoch draws from it
+CROP_KEEP = 0.85           # an augmenting crop keeps at least this fraction of each side of the picture
 
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""
@@ -43,6 +45,20 @@ def smooth_upsample(image: np.ndarray, factor: int = 4) -> np.ndarray:
     return np.asarray(small.resize(image.shape[:2][::-1], Image.Resampling.BILINEAR))
 
 
+def small_crop(image: np.ndarray, rng: np.random.Generator, fit: str, keep: float = CROP_KEEP) -> np.ndarray:
+    """A random crop of the picture inside its letterbox bands, at least ``keep`` of each side, fitted back.
+
+    The bands (``neardup.content_bounds``) are never cut into the picture and
+    the crop is fitted into the square as the dataset's images were, so a crop
+    adds no edge, seam or band that real inputs lack.
+    """
+    top, bottom, left, right = (int(v) for v in content_bounds(image[None])[0])
+    h, w = bottom - top, right - left
+    ch, cw = max(1, round(h * rng.uniform(keep, 1))), max(1, round(w * rng.uniform(keep, 1)))
+    y0, x0 = top + int(rng.integers(h - ch + 1)), left + int(rng.integers(w - cw + 1))
+    return fit_image(np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw]), fit, image.shape[0])
+
+
 def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
     if x.shape[1] == size:
         return x
@@ -50,7 +66,7 @@ def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
 
 
 class H5Batches(keras.utils.PyDataset):
-    """(pixels uint8, labels int, sample weights) batches of one split."""
+    """(pixels uint8, labels int, sample weights) batches of one split; ``augment``: flips and small crops."""
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
@@ -161,8 +177,8 @@ class H5Batches(keras.utils.PyDataset):
             if self.augment:
                 if rng.random() < 0.5:
                     x[k] = x[k, :, ::-1]
-                dy, dx = rng.integers(-8, 9, size=2)
-                x[k] = np.roll(x[k], (dy, dx), axis=(0, 1))
+                if rng.random() < 0.5:
+                    x[k] = small_crop(x[k], rng, self.fit)
         return x
 
 

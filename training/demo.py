@@ -131,11 +131,12 @@ def main(argv=None) -> int:
 def own_folders(shared: Path) -> list[str]:
     """build_h5 arguments for the real folders that join the crawled memes and CIFAR pictures ("your own").
 
-    Every other real kind: today's memes (memes/modern), the text-bearing
-    non-memes (posters, screenshots, photos with text) and the photo sets;
-    Urban100 stays out of training for the bias check.
+    Every other real kind: today's memes (memes/modern), memes in other
+    languages (memes/world), the text-bearing non-memes (posters, screenshots,
+    photos with text, documents, charts, UI) and the photo sets; Urban100
+    stays out of training for the bias check.
     """
-    folders = [f for f in real_folders(shared) if f.family in ("modern", "text", "photos")]
+    folders = [f for f in real_folders(shared) if f.family in ("modern", "world", "text", "photos")]
     return build_inputs([f for f in folders if f.name != "photos/Urban100"])
 
 

@@ -1,7 +1,9 @@
-"""The classifiers. Both take raw uint8 pixels of any size; scaling is inside.
+"""The classifiers. All take raw uint8 pixels of any size; scaling is inside.
 
 * ``original``: the original project's network, layer for layer, for comparison.
-* ``memenet`` (default): four conv/BatchNorm stages, SPP head, dropout.
+* ``memenet``: four conv/BatchNorm stages learned from scratch, SPP head, dropout.
+* ``lite0``: SPP-net's own design, a convolutional trunk pretrained on ImageNet
+  (EfficientNet-Lite0, ``training.backbones``) under the SPP head, fine-tuned.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import keras
 from keras import layers
 
 from . import ARCHS, canonical_arch
+from .backbones import efficientnet_lite, imagenet
 from .spp import SpatialPyramidPooling
+
+TRUNK = "efficientnet_lite0"   # the pretrained trunk's layer name in a lite0 model
 
 
 def original_model(levels=(1, 2, 4)) -> keras.Model:
@@ -42,11 +47,51 @@ def memenet(levels=(1, 2, 4), widths=(32, 64, 128, 256), dropout: float = 0.3) -
     return keras.Model(inputs, outputs, name="memenet")
 
 
+def lite0(levels=(1, 2, 4), dropout: float = 0.3, pretrained: bool = True) -> keras.Model:
+    """The ImageNet-pretrained EfficientNet-Lite0 trunk -> SPP of its 1280-channel map -> dropout -> 2 classes.
+
+    The trunk's input scaling is the first layer, so the model takes the same
+    uint8 pixels as the others (and the HDF5 contract stays uint8). At 128 px the
+    last map is 4 x 4 (one SPP bin per cell at the finest level); a side of 32 px
+    gives a 1 x 1 map, which every pyramid level still pools.
+    """
+    inputs = keras.Input(shape=(None, None, 3), name="pixels")
+    x = layers.Rescaling(1.0 / imagenet.STD, offset=-imagenet.MEAN / imagenet.STD, name="imagenet_scale")(inputs)
+    trunk = efficientnet_lite.trunk(TRUNK)
+    if pretrained:
+        efficientnet_lite.load_imagenet_weights(trunk)
+    x = trunk(x)
+    x = SpatialPyramidPooling(levels)(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(2, activation="softmax", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="lite0")
+
+
+def pretrained_trunk(model: keras.Model) -> keras.Model | None:
+    """The pretrained trunk inside a classifier, None for a model learned from scratch."""
+    return next((layer for layer in model.layers if layer.name == TRUNK), None)
+
+
+def set_trunk_training(trunk: keras.Model, trainable: bool) -> None:
+    """Freeze the trunk, or unfreeze it with its batch-norm layers kept frozen.
+
+    A frozen BatchNormalization runs in inference mode in Keras 3, so its
+    ImageNet statistics are used, never re-estimated from the small CPU
+    batches, whose mix of memes, 32-px pictures and synthesis is unlike ImageNet.
+    """
+    trunk.trainable = trainable
+    for layer in trunk.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+
+
 def build_model(arch: str) -> keras.Model:
-    """A fresh, uncompiled classifier: ``memenet`` or ``original`` (``seed`` is accepted for the latter)."""
+    """A fresh, uncompiled classifier: ``memenet``, ``original`` (``seed`` is accepted for it) or ``lite0``."""
     arch = canonical_arch(arch)
     if arch == "original":
         return original_model()
     if arch == "memenet":
         return memenet()
+    if arch == "lite0":
+        return lite0()
     raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHS}")

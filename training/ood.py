@@ -19,6 +19,7 @@ import numpy as np
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import folder_source
 
+FAMILIES = ("advice-animals", "modern", "world", "text", "photos", "tiny")   # "text": every text-bearing non-meme
 GRID_ERRORS = 9        # the most instructive errors shown in errors.png
 ERRORS_PER_FOLDER = 2  # so the grid shows several folders' failures, not one folder's
 
@@ -29,7 +30,7 @@ class Folder:
     name: str                  # path under the shared data folder, e.g. memes/modern/devops
     label: int
     roots: tuple[Path, ...]    # the folders given to build_h5 (one per category, so no category is one group)
-    family: str                # what a leave-one-source-out run leaves out: advice-animals, modern, text, photos, tiny
+    family: str                # what a leave-one-source-out run leaves out: FAMILIES
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -48,7 +49,13 @@ def real_folders(shared: Path) -> list[Folder]:
     memes/modern and the kinds of nonmemes-text are categories, not templates
     (programming alone is 328 memes of many templates; movie-posters/Comedy
     and Drama are genres), so each is its own root without subfolders and is
-    split file by file; exact duplicates still share a split (by SHA-256).
+    split file by file; exact duplicates still share a split (by SHA-256) and
+    near-duplicates too (``processing.neardup``). memes/world/<language> and
+    nonmemes-text2/<kind> hold one folder per repository the pictures came
+    from: each repository folder is a root of its own, so it is a source, split
+    in the same proportions as every other, and two repositories never share
+    a source. (Grouping by repository instead would put each of these kinds,
+    one repository each, wholly in one split: no held-out rows.)
     """
     shared = Path(shared)
     out = []
@@ -57,9 +64,11 @@ def real_folders(shared: Path) -> list[Folder]:
         out.append(Folder("memes/advice-animals", MEME, (aa,), "advice-animals"))
     for group in _subfolders(shared / "memes" / "modern"):
         out.append(Folder(f"memes/modern/{group.name}", MEME, (group,), "modern"))
-    for kind in _subfolders(shared / "nonmemes-text"):
-        roots = tuple(_subfolders(kind)) or (kind,)
-        out.append(Folder(f"nonmemes-text/{kind.name}", NON_MEME, roots, "text"))
+    for language in _subfolders(shared / "memes" / "world"):
+        out.append(Folder(f"memes/world/{language.name}", MEME, tuple(_subfolders(language)) or (language,), "world"))
+    for family in ("nonmemes-text", "nonmemes-text2"):
+        for kind in _subfolders(shared / family):
+            out.append(Folder(f"{family}/{kind.name}", NON_MEME, tuple(_subfolders(kind)) or (kind,), "text"))
     for photos in _subfolders(shared / "photos"):
         out.append(Folder(f"photos/{photos.name}", NON_MEME, (photos,), "photos"))
     tiny = shared / "tiny" / "cifar10-test"

@@ -31,6 +31,8 @@ BEST = "best.keras"               # lowest validation loss so far
 STATE = "state.json"
 SYNTH_MEMES = 0.3                 # benchmarks/ood_compare.py: raises unseen-meme recall and AUC (issue 12 note)
 SYNTH_NONMEMES = 0.15              # benchmarks/ood_compare.py: raises unseen text non-meme specificity (issue 12)
+WARMUP_EPOCHS = 1                 # lite0: epochs that train the head alone on the frozen ImageNet trunk
+TRUNK_LR_SCALE = 0.1              # lite0: after the warm-up the whole model trains at this fraction of --lr
 
 
 def parse_args(argv=None):
@@ -40,14 +42,22 @@ def parse_args(argv=None):
     p.add_argument("--out", type=folder_arg,
                    help=f"run folder for model, logs and report (default: a new {paths.RUNS}/<UTC timestamp>)")
     p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
-                   help="memenet (default) or original (the original project's network; 'seed' is its old name)")
+                   help="memenet (default: learned from scratch), lite0 (EfficientNet-Lite0 pretrained on ImageNet "
+                        "under the SPP head, fine-tuned) or original (the original project's network; 'seed' is its "
+                        "old name)")
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    p.add_argument("--warmup-epochs", type=count, default=WARMUP_EPOCHS,
+                   help=f"lite0: train only the head on the frozen pretrained trunk for this many epochs, then "
+                        f"unfreeze the trunk (its batch-norm layers stay frozen) (default {WARMUP_EPOCHS})")
+    p.add_argument("--trunk-lr", type=positive_float, default=TRUNK_LR_SCALE, metavar="SCALE",
+                   help=f"lite0: once the trunk is unfrozen, train at SCALE x --lr (default {TRUNK_LR_SCALE})")
     p.add_argument("--seed", type=count, default=0)
     p.add_argument("--patience", type=positive_int, default=5, help="early stopping patience (epochs without val_loss gain)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="flips and shifts")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="flips and small crops inside the letterbox bands")
     p.add_argument("--degrade-memes", type=fraction, default=0.5, metavar="P",
                    help="pass a meme through 32x32 and back with probability P, so blockiness stops being a "
                         "label shortcut (default 0.5; 0 turns it off)")
@@ -84,6 +94,25 @@ def make_optimizer(name: str, lr: float):
     import keras
     return {"adam": lambda: keras.optimizers.Adam(lr), "adamw": lambda: keras.optimizers.AdamW(lr),
             "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[name]()
+
+
+def phases(args, pretrained: bool) -> list[tuple[int, int, float, bool | None]]:
+    """(first epoch, end epoch, learning rate, trunk trainable) of each training phase.
+
+    A model learned from scratch trains in one phase at ``--lr`` (trunk
+    ``None``: nothing to freeze). A pretrained trunk first stays frozen for
+    ``--warmup-epochs`` while the new head learns at ``--lr`` (a random head's
+    large gradients would otherwise wreck the ImageNet features), then the
+    whole model trains at ``--trunk-lr`` x ``--lr`` with the trunk's batch-norm
+    layers frozen (``training.model.set_trunk_training``).
+    """
+    if not pretrained:
+        return [(0, args.epochs, args.lr, None)]
+    warmup = min(args.warmup_epochs, args.epochs)
+    out = [(0, warmup, args.lr, False)] if warmup else []
+    if warmup < args.epochs:
+        out.append((warmup, args.epochs, args.lr * args.trunk_lr, True))
+    return out
 
 
 def make_checkpointer(out: Path):
@@ -162,7 +191,7 @@ def train(args) -> dict:
     import keras
 
     from .data import H5Batches
-    from .model import build_model
+    from .model import build_model, pretrained_trunk, set_trunk_training
 
     try:
         keras.utils.set_random_seed(args.seed)
@@ -191,21 +220,29 @@ def train(args) -> dict:
         print(f"resuming {args.out} at epoch {initial_epoch + 1}", file=sys.stderr)
     else:
         model = build_model(args.arch)
-        model.compile(optimizer=make_optimizer(args.optimizer, args.lr),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         best = float("inf")
     Preprocess(fit=fit, size=int(size), arch=args.arch).save(args.out)
     atomic_write_json(args.out / "args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
 
-    callbacks = [
-        keras.callbacks.CSVLogger(str(args.out / "log.csv"), append=state is not None),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience),
-        make_checkpointer(args.out)(best),
-    ]
+    checkpointer = make_checkpointer(args.out)(best)
     t0 = time.time()
-    if initial_epoch < args.epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=args.verbose)
+    for start, end, lr, trunk_trainable in phases(args, pretrained_trunk(model) is not None):
+        if end <= initial_epoch:
+            continue
+        if initial_epoch <= start:    # a phase begins here (not resumed inside it): its layers and optimizer
+            if trunk_trainable is not None:
+                set_trunk_training(pretrained_trunk(model), trunk_trainable)
+            model.compile(optimizer=make_optimizer(args.optimizer, lr),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            if trunk_trainable is not None:
+                print(f"epochs {start + 1}-{end}: {'whole model' if trunk_trainable else 'head only'} at lr {lr:g}",
+                      file=sys.stderr)
+        callbacks = [keras.callbacks.CSVLogger(str(args.out / "log.csv"), append=initial_epoch > 0 or start > 0),
+                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience), checkpointer]
+        history = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=max(start, initial_epoch),
+                            callbacks=callbacks, verbose=args.verbose)
+        if model.stop_training and len(history.epoch) < end - max(start, initial_epoch):
+            break                     # early-stopped: the later phases would start from a stale model
     train_seconds = time.time() - t0
     return finish(args, train_seconds)
 
