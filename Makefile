@@ -22,10 +22,13 @@ serve: install
 	@test -f demo-output/run/model.keras || { echo "serve: no demo model in demo-output/run; run make demo first" >&2; exit 2; }
 	$(PY) -m training.serve demo-output/run
 
+# scripts/system-deps: the Debian packages the tests use (redis-server, chromium, ...), installed when missing
 test: install
+	scripts/system-deps
 	$(PY) -m pytest -q -ra
 
 test-fast: install
+	scripts/system-deps
 	$(PY) -m pytest -q -m "not slow"
 
 bench: install

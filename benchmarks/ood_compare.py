@@ -62,7 +62,7 @@ def main() -> int:
                    "capped at --max-side) on the folders it never trained on")
     p.add_argument("--max-side", type=int, default=256)
     args = p.parse_args()
-    from training.evaluate import load_classifier
+    from training.classifier import load_classifier
 
     args.out.mkdir(parents=True, exist_ok=True)
     folders = real_folders(args.shared)
@@ -111,7 +111,8 @@ def score(model, pre, run: Path, data: Path, folders, trained: set[str]) -> dict
 def unseen_auc(model, pre, folders, trained: set[str]) -> float | None:
     """ROC-AUC of every never-trained meme folder against every never-trained non-meme folder: no threshold."""
     from processing.schema import MEME
-    from training.evaluate import load_folders, predict_array
+    from training.classifier import predict_array
+    from training.evaluate import load_folders
     from training.metrics import roc_auc
 
     unseen = [f for f in folders if f.name not in trained and f.family != "tiny"]

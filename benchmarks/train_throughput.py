@@ -49,7 +49,8 @@ def main() -> int:
 
     from training.data import H5Batches
     from training.model import build_model
-    from training.predict import expand, load_pixels
+    from training.classifier import load_pixels
+    from training.predict import expand
     from training.preprocess import Preprocess
 
     tmp = tempfile.TemporaryDirectory()

@@ -39,6 +39,12 @@ def shared_data_missing() -> str | None:
     return f"real data not found at {SHARED} (../shared/data from the repo root, or set MEME_SHARED_DATA)"
 
 
+def system_packages_missing(what: str, *packages: str) -> str:
+    """A skip reason for a test whose Debian packages are not installed: the one apt-get line, and who runs it."""
+    return (f"{what} not installed: sudo apt-get install -y {' '.join(packages)} "
+            f"(scripts/system-deps does it as root or with sudo; make test runs it)")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:

@@ -1,6 +1,5 @@
 """Distributed crawling on a real redis-server (127.0.0.1, started here): nothing fetched twice, nothing lost."""
 
-import os
 import shutil
 import signal
 import subprocess
@@ -12,19 +11,15 @@ from collections import Counter
 import pytest
 import redis
 
-from crawler.testkit import ROOT
+from crawler.testkit import ROOT, system_packages_missing
 from crawler.testkit import TS, CDN, crawl_settings, free_port, loc_corpus, manifest_records, scrapy_cmd, write_csv
 from crawler.mirror import Mirror
 
 
 def redis_server() -> str:
     exe = shutil.which("redis-server")
-    if exe is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        exe = shutil.which("redis-server")
     if exe is None:
-        pytest.skip("redis-server is not installed and could not be installed (apt-get install redis-server)")
+        pytest.skip(system_packages_missing("redis-server is", "redis-server"))
     return exe
 
 

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from crawler.testkit import ROOT, free_port, picture, save, untrained_run
+from crawler.testkit import ROOT, free_port, picture, save, system_packages_missing, untrained_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -24,8 +24,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 def browser_missing() -> str | None:
     if not CHROMIUM or not CHROMEDRIVER:
-        return ("Debian's chromium and chromium-driver are not installed "
-                "(apt-get install chromium chromium-driver; .ci/run does it)")
+        return system_packages_missing("Debian's chromium and chromium-driver are",
+                                       *(["chromium"] if not CHROMIUM else []),
+                                       *(["chromium-driver"] if not CHROMEDRIVER else []))
     try:
         import selenium  # noqa: F401
     except ImportError:

@@ -18,63 +18,19 @@ import numpy as np
 
 from processing.cliutil import ArgumentParser, UsageError, atomic_write_json, fraction, positive_int, run_main
 from processing.decode import decode_image
-from processing.files import FOLDER, MISSING, NOT_WRITABLE, escape_name, not_regular, read_capped, writable_folder
+from processing.files import FOLDER, NOT_WRITABLE, escape_name, not_regular, read_capped, writable_folder
 from processing.prepare import Options, prepare
 from processing.reasons import Rejected
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
 
 from . import folder_arg, plots
+from .classifier import load_classifier, min_native_side, native_input, predict_array, predict_probs
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report, expected_calibration_error, reliability_bins
-from .predict import min_native_side, native_input
 from .preprocess import Preprocess
 
 GRID = 9
-
-
-def check_model(path: str | Path) -> tuple[Path, Preprocess]:
-    """(the .keras file, its Preprocess contract) of a run folder or a .keras file, by the cheap checks alone.
-
-    UsageError, one line, for a model path that is no regular file or a bad
-    preprocess.json, before anything slow (the Keras import, the load).
-    """
-    if not str(path):
-        raise UsageError("MODEL is an empty path: give a run folder or its model.keras")
-    path = Path(path)
-    model_path = path / "model.keras" if not_regular(path) == FOLDER else path
-    kind = not_regular(model_path)
-    if kind == MISSING:
-        raise UsageError(f"model not found: {escape_name(str(model_path))} (train one with python -m training.run)")
-    if kind:
-        raise UsageError(f"model {escape_name(str(model_path))} is {kind}, not a .keras file: give a run folder "
-                         f"or its model.keras")
-    return model_path, Preprocess.load(model_path.parent)
-
-
-def load_classifier(path: str | Path):
-    """A run folder or a .keras file; returns (model, its Preprocess contract)."""
-    model_path, pre = check_model(path)
-    import keras
-
-    from . import spp  # noqa: F401  (registers the SPP layer for loading)
-
-    try:
-        model = keras.saving.load_model(model_path)
-    except Exception as exc:  # noqa: BLE001  (any failure to load is the same user error)
-        raise UsageError(f"cannot load {model_path}: {type(exc).__name__}: {exc}") from None
-    return model, pre
-
-
-def predict_probs(model, batches) -> np.ndarray:
-    """Meme probability for each image of an iterable of uint8 batches."""
-    out = [np.asarray(model.predict_on_batch(x))[:, 1] for x in batches]
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def predict_array(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """``predict_probs`` of an array of images, ``batch_size`` at a time."""
-    return predict_probs(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
 
 
 def evaluate_split(model, data: str, split: str, batch_size: int = 64):

@@ -168,7 +168,8 @@ def score_run(model, pre, folders: list[Folder], data: str, trained: set[str], b
     import h5py
 
     from .data import H5Batches
-    from .evaluate import load_folders, predict_array, predict_probs
+    from .classifier import predict_array, predict_probs
+    from .evaluate import load_folders
 
     ds = H5Batches(data, SPLIT_NAMES[2], batch_size)
     with h5py.File(data, "r") as f:

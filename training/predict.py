@@ -23,14 +23,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from processing.cliutil import ArgumentParser, fraction, positive_int, run_main
-from processing.decode import decode_image
-from processing.files import DEFAULT_MAX_BYTES, FOLDER, escape_name, not_regular, read_capped, walk
-from processing.reasons import EMPTY_FOLDER, MISSING_FILE, UNREADABLE, UNSUPPORTED_SIZE, Rejected
+from processing.files import DEFAULT_MAX_BYTES, FOLDER, escape_name, not_regular, walk
+from processing.reasons import EMPTY_FOLDER, MISSING_FILE, UNREADABLE, Rejected
 
-from .preprocess import Preprocess
+from .classifier import load_classifier, load_pixels, min_native_side, predict_probs
 
 
 def expand(paths: list[str]) -> list[tuple[Path | str, str | None]]:
@@ -58,56 +56,6 @@ def expand(paths: list[str]) -> list[tuple[Path | str, str | None]]:
     return out
 
 
-def min_native_side(model) -> int:
-    """The smallest height/width the model turns into a non-empty feature map.
-
-    Walks the layers backwards: a "valid" window of size k and stride s needs
-    ``(m - 1) * s + k`` pixels to give m outputs, a "same" one ``(m - 1) * s + 1``.
-    """
-    import keras
-
-    need = 1
-    for layer in reversed(model.layers):
-        if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            window = layer.pool_size
-        elif isinstance(layer, keras.layers.Conv2D):
-            window = layer.kernel_size
-        else:
-            continue
-        stride = max(layer.strides)
-        need = (need - 1) * stride + (max(window) if layer.padding == "valid" else 1)
-    return need
-
-
-def cap_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1:
-        return rgb
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
-
-
-def native_input(rgb: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
-    """A decoded image as the SPP model takes it at its own aspect: long side capped, ``Rejected`` if too thin.
-
-    Thinner than ``min_side`` (``min_native_side``) the last feature map would
-    be empty and the pooled features undefined (the model answers NaN).
-    """
-    rgb = cap_long_side(rgb, max_side)
-    h, w = rgb.shape[:2]
-    if min(h, w) < min_side:
-        raise Rejected(UNSUPPORTED_SIZE, f"{w}x{h}: the model needs at least {min_side} pixels a side")
-    return rgb
-
-
-def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int, min_side: int = 1,
-                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """The model input for one file; ``Rejected`` with the reason for a file it cannot become."""
-    rgb = decode_image(read_capped(path, max_bytes)).rgb
-    return native_input(rgb, max_side, min_side) if native else pre.apply(rgb)
-
-
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.predict", description=__doc__)
     p.add_argument("model", help="run folder (with model.keras) or a .keras file")
@@ -124,8 +72,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .evaluate import load_classifier
-
     files = expand(args.paths)
     model, pre = load_classifier(args.model)
     pre = pre.with_threshold(args.threshold)
@@ -147,7 +93,7 @@ def main(argv=None) -> int:
 
     def flush():
         if batch:
-            probs = np.asarray(model.predict_on_batch(np.stack([x for _, x in batch])))[:, 1]
+            probs = predict_probs(model, [np.stack([x for _, x in batch])])
             for (p, _), prob in zip(batch, probs):
                 emit(p, prob)
             batch.clear()
@@ -164,7 +110,7 @@ def main(argv=None) -> int:
             emit(path, error=exc.reason)
             continue
         if args.native_size:
-            emit(path, float(np.asarray(model.predict_on_batch(pixels[None]))[0, 1]))
+            emit(path, float(predict_probs(model, [pixels[None]])[0]))
         else:
             batch.append((path, pixels))
             if len(batch) >= args.batch_size:

@@ -49,6 +49,7 @@ from processing.schema import LABEL_NAMES
 from processing.transform import fit_region
 
 from .batching import Gate, MicroBatcher
+from .classifier import check_model, load_classifier
 from .occlusion import GREY, drops, occlusion_batch
 from .preprocess import Preprocess
 
@@ -365,8 +366,6 @@ class Service:
 
 def load_service(model: str | Path, settings: Settings) -> Service:
     """Load the model (a run folder or a .keras file) once, warm it up, and wrap it."""
-    from .evaluate import check_model, load_classifier
-
     model_path, _ = check_model(model)
     keras_model, pre = load_classifier(model_path)
 
@@ -570,8 +569,6 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     model, settings = parse_args(argv)
     check_settings(settings)
-    from .evaluate import check_model, load_classifier
-
     check_model(model)   # the model path and preprocess.json, then the address: both before the slow load
     check_listen(settings.host, settings.port)
     import uvicorn
