@@ -10,7 +10,7 @@ gather across requests). The reference is ``training.predict``'s batch path:
 batches of 32 (its ``--batch-size``), in this process while the server idles,
 before and after the served runs. One served run per ``--max-batch`` value
 (1 = no micro-batching).
-Without ``--model`` an untrained memenet is used (speed does not depend on the
+Without ``--model`` an untrained ``--arch`` model is used (speed does not depend on the
 weights). Prints requests/s, p50/p99 latency, errors, the server's peak memory
 and served/batch throughput; one JSON object last.
 """
@@ -122,7 +122,7 @@ def served(model: Path, bodies: list[bytes], args, max_batch: int, workdir: Path
 def prepared(model: Path, bodies: list[bytes]):
     """The model, and the images decoded and prepared as ``training.predict`` does."""
     from processing.decode import decode_image
-    from training.evaluate import load_classifier
+    from training.classifier import load_classifier
 
     keras_model, pre = load_classifier(model)
     return keras_model, np.stack([pre.apply(decode_image(b).rgb) for b in bodies])
@@ -143,7 +143,8 @@ def batch_throughput(keras_model, x: np.ndarray, max_batch: int, seconds: float)
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, help="run folder or .keras file (default: an untrained memenet)")
+    p.add_argument("--model", type=Path, help="run folder or .keras file (default: an untrained --arch model)")
+    p.add_argument("--arch", default="memenet", help="the untrained model's architecture without --model")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--images", type=int, default=64, help="distinct 250x250 JPEGs sent round-robin")
@@ -154,7 +155,7 @@ def main() -> int:
 
     tmp = tempfile.TemporaryDirectory()
     workdir = Path(tmp.name)
-    model = args.model or untrained_run(workdir / "run")
+    model = args.model or untrained_run(workdir / "run", arch=args.arch)
     bodies = [meme_jpeg(seed) for seed in range(args.images)]
     keras_model, x = prepared(model, bodies)
     before = batch_throughput(keras_model, x, args.predict_batch, args.seconds / 2)

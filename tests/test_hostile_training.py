@@ -131,7 +131,7 @@ BAD_PREPROCESS = {
     "fit_int": ({"fit": 3}, "fit must be one of"),
     **{f"threshold_{v}": ({"threshold": v}, f"threshold must be a number from 0 to 1, got {json.dumps(v)}")
        for v in (5, -0.1, "abc", None, False)},
-    "arch_unknown": ({"arch": "resnet"}, 'arch must be one of memenet, original, seed, got "resnet"'),
+    "arch_unknown": ({"arch": "resnet"}, 'arch must be one of memenet, original, lite0, seed, got "resnet"'),
     "label_names": ({"label_names": ["x"]}, 'label_names must be ["non_meme", "meme"]'),
     "threshold_nan": (json.dumps(GOOD_PRE).replace("0.5", "NaN").encode(), "threshold must be a number"),
     "list": (b"[1, 2, 3]", "it must hold a JSON object, got list"),
@@ -176,7 +176,7 @@ def test_preprocess_load_refuses_a_folder_or_fifo_and_defaults_only_when_absent(
 @pytest.mark.timeout(60)
 def test_load_classifier_checks_preprocess_before_the_model(tmp_path):
     """A bad preprocess.json is named (not the model, nor a traceback later on the first image)."""
-    from training.evaluate import load_classifier
+    from training.classifier import load_classifier
 
     (tmp_path / "model.keras").write_bytes(b"not a keras file")
     (tmp_path / "preprocess.json").write_text(json.dumps({**GOOD_PRE, "size": 200000}))

@@ -396,3 +396,17 @@ def test_occluded_copies_cover_the_picture_once():
     assert p == 0.9 and np.allclose(d, [[0.4, 0.0], [-0.1, 0.1]])
     with pytest.raises(ValueError):
         patch_edges(4, 5)
+
+
+@pytest.mark.slow
+def test_a_lite0_model_is_served_with_the_probabilities_of_training_predict(tmp_path, pictures, capsys):
+    """The pretrained-trunk classifier through the same service: same answers as predict, its arch described."""
+    folder = untrained_run(tmp_path / "lite0", loudness=50.0, arch="lite0")
+    expected = reference_probabilities(folder, [p for p, _ in pictures], capsys)
+    with TestClient(create_app(load_service(folder, SETTINGS))) as lite0:
+        assert lite0.get("/v1/model").json()["arch"] == "lite0"
+        body = lite0.post("/v1/predict", files=multipart(*[(p.name, data, "application/octet-stream")
+                                                           for p, data in pictures])).json()
+    assert body["count"] == 3 and body["failed"] == 0
+    for (path, _), result in zip(pictures, body["results"]):
+        assert result["meme_probability"] == pytest.approx(expected[str(path)], abs=1e-5)

@@ -7,6 +7,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the console
 
 ARCHS = ("memenet", "original", "lite0")  # see training.model
+DEFAULT_ARCH = "lite0"   # of training.run and make demo: the report's comparison, README "Results"
 DEPRECATED_ARCHS = {"seed": "original"}  # the original network's old name, still accepted
 
 

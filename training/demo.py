@@ -22,7 +22,7 @@ from processing.cliutil import ArgumentParser, positive_int, run_main
 from processing.manifest import read_manifests, status_counts
 from processing.reasons import OK
 
-from . import ARCHS, DEPRECATED_ARCHS, folder_arg
+from . import ARCHS, DEFAULT_ARCH, DEPRECATED_ARCHS, folder_arg
 from .democorpus import make_corpus, write_site
 from .ood import build_inputs, real_folders
 
@@ -76,7 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--memes", type=positive_int, default=322, help="memes in the corpus (default: all 322 real ones)")
     p.add_argument("--tiny", type=positive_int, default=600,
                    help="32x32 non-memes in the CIFAR-format tarball (default 600: the real folders add ~1,300 rows)")
-    p.add_argument("--arch", default="memenet", choices=(*ARCHS, *DEPRECATED_ARCHS))
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=(*ARCHS, *DEPRECATED_ARCHS))
     p.add_argument("--epochs", type=positive_int, default=4)
     p.add_argument("--sizes", default="96", help="training sizes (training.run --sizes; default 96: about half the "
                    "work of 128 on the broader data, scored at 128)")

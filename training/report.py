@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -92,17 +93,19 @@ def build_datasets(folders: list, out: Path, tiny_count: int, compression: str, 
             for name in names}
 
 
-def train_command(run: str, data: Path, out: Path, epochs: int | None, seed: int) -> list[str]:
+def train_command(run: str, data: Path, out: Path, epochs: int | None, seed: int,
+                  extra: tuple[str, ...] = ()) -> list[str]:
     """The training.run command line of the named run (RUNS) on ``data``, written to ``out``; ``epochs`` None:
-    its architecture's DEFAULT_EPOCHS."""
+    its architecture's DEFAULT_EPOCHS; ``extra``: flags for every run, after the run's own (an ablation)."""
     _, _, arch, flags, _ = next(r for r in RUNS if r[0] == run)
     return [sys.executable, "-m", "training.run", "--data", str(data), "--out", str(out), "--arch", arch,
-            "--epochs", str(epochs or DEFAULT_EPOCHS[arch]), "--seed", str(seed), "--overwrite", *flags]
+            "--epochs", str(epochs or DEFAULT_EPOCHS[arch]), "--seed", str(seed), "--overwrite", *flags, *extra]
 
 
-def train_and_evaluate(folders: list, data_dir: Path, out: Path, epochs: int | None, runs: list[str], seed: int = 0):
+def train_and_evaluate(folders: list, data_dir: Path, out: Path, epochs: int | None, runs: list[str], seed: int = 0,
+                       extra: tuple[str, ...] = ()):
     """Trains each run, then scores it per folder; returns (results, timings, error candidates)."""
-    from .evaluate import load_classifier
+    from .classifier import load_classifier
     from .ood import score_run
 
     results, timings, errors = {}, {}, []
@@ -111,7 +114,7 @@ def train_and_evaluate(folders: list, data_dir: Path, out: Path, epochs: int | N
             continue
         run = out / "runs" / name
         data = data_dir / f"{dataset}.h5"
-        timings[f"train {name}"] = sh(train_command(name, data, run, epochs, seed), out / f"train_{name}.log")
+        timings[f"train {name}"] = sh(train_command(name, data, run, epochs, seed, extra), out / f"train_{name}.log")
         t0 = time.time()
         model, pre = load_classifier(run)
         trained = {f.name for f in folders if f.family not in DATASETS[dataset]}
@@ -120,7 +123,7 @@ def train_and_evaluate(folders: list, data_dir: Path, out: Path, epochs: int | N
         errors += [(f"{name}: {folder}", label, p, image) for folder, label, p, image in wrong]
         atomic_write_json(run / "ood.json", [s.to_dict() for s in scores])
         test = json.loads((run / "report.json").read_text())
-        results[name] = {"what": what, "dataset": dataset, "arch": arch, "flags": " ".join(flags) or "defaults",
+        results[name] = {"what": what, "dataset": dataset, "arch": arch, "flags": " ".join([*flags, *extra]) or "defaults",
                          "test": test, "threshold": pre.threshold, "folders": scores,
                          "epochs_run": test["epochs_run"], "train_seconds": test["train_seconds"]}
     return results, timings, errors
@@ -197,7 +200,8 @@ def write_report(out: Path, data_dir: Path, results: dict, timings: dict, meta: 
     lines = [f"# Real-data report ({meta['created']})", "",
              f"Backend `{meta['backend']}`, seed {meta.get('seed', 0)}, at most {epochs_text(meta)} (early stopping on "
              f"validation loss), data from `{meta['shared']}`, splits grouped by template (train/val/test "
-             f"0.8/0.1/0.1).", "", markdown_table(results), "", "## Out of distribution: every real folder on its own",
+             f"0.8/0.1/0.1)." + (f" Every run trained with `{meta['train_flags']}`." if meta.get("train_flags") else ""),
+             "", markdown_table(results), "", "## Out of distribution: every real folder on its own",
              "", HONEST, "", side_by_side(results), "", "Every run, folder by folder:", "",
              ood_table({name: r["folders"] for name, r in results.items()}), "", "## Datasets", ""]
     for name, c in counts.items():
@@ -237,6 +241,9 @@ def parse_args(argv=None):
                    + f" (default {','.join(DEFAULT_RUNS)})")
     p.add_argument("--seed", type=count, default=0,
                    help="the seed every run trains with (default 0); a second seed shows how much a figure is noise")
+    p.add_argument("--train-flags", default="", metavar="FLAGS",
+                   help="training.run flags added to every run, e.g. '--synth-memes 0 --synth-nonmemes 0' (an "
+                        "ablation; named in report.md)")
     p.add_argument("--build-only", action="store_true", help="only build the datasets of the chosen runs")
     p.add_argument("--readme", type=Path, help="rewrite this README's results section")
     return p.parse_args(argv)
@@ -262,12 +269,13 @@ def main(argv=None) -> int:
         timings.update(build_datasets(folders, args.out, args.tiny_count, args.compression, datasets_of(runs)))
     if args.build_only:
         return 0
-    results, t, errors = train_and_evaluate(folders, data_dir, args.out, args.epochs, runs, args.seed)
+    results, t, errors = train_and_evaluate(folders, data_dir, args.out, args.epochs, runs, args.seed,
+                                            tuple(shlex.split(args.train_flags)))
     timings.update(t)
     errors_grid(errors, args.out)
     meta = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "shared": str(args.shared),
             "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "epochs": args.epochs, "seed": args.seed,
-            "out": str(args.out)}
+            "out": str(args.out), "train_flags": args.train_flags}
     print(write_report(args.out, data_dir, results, timings, meta))
     if args.readme:
         update_readme(args.readme, results, meta)

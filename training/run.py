@@ -21,7 +21,7 @@ from processing import paths
 from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, fraction, positive_float,
                                 positive_int, run_main)
 
-from . import ARCHS, DEPRECATED_ARCHS, canonical_arch, folder_arg
+from . import ARCHS, DEFAULT_ARCH, DEPRECATED_ARCHS, canonical_arch, folder_arg
 from .h5file import DatasetError, open_dataset, split_names, untrainable
 from .preprocess import MAX_SIZE, MIN_SIZE, Preprocess
 from .synth import MAX_SYNTH
@@ -41,10 +41,10 @@ def parse_args(argv=None):
                    help=f"HDF5 dataset from processing.build_h5 (default {paths.DATASET})")
     p.add_argument("--out", type=folder_arg,
                    help=f"run folder for model, logs and report (default: a new {paths.RUNS}/<UTC timestamp>)")
-    p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default="memenet",
-                   help="memenet (default: learned from scratch), lite0 (EfficientNet-Lite0 pretrained on ImageNet "
-                        "under the SPP head, fine-tuned) or original (the original project's network; 'seed' is its "
-                        "old name)")
+    p.add_argument("--arch", choices=(*ARCHS, *DEPRECATED_ARCHS), default=DEFAULT_ARCH,
+                   help=f"lite0 (EfficientNet-Lite0 pretrained on ImageNet under the SPP head, fine-tuned), memenet "
+                        f"(learned from scratch) or original (the original project's network; 'seed' is its old "
+                        f"name) (default {DEFAULT_ARCH}: see the README's Results)")
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
@@ -250,7 +250,8 @@ def train(args) -> dict:
 def finish(args, train_seconds: float) -> dict:
     """Best model -> model.keras, then the test-split report and plots."""
     from . import plots
-    from .evaluate import GRID, evaluate_split, format_summary, load_classifier, write_report
+    from .classifier import load_classifier
+    from .evaluate import GRID, evaluate_split, format_summary, write_report
     from .metrics import balanced_accuracy, choose_threshold
 
     best = args.out / (BEST if (args.out / BEST).exists() else CHECKPOINT)

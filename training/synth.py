@@ -24,7 +24,11 @@ text-bearing picture that is *not* a meme, in one of ``NONMEME_STYLES``:
 - ``screen``: a phone app screen, status bar, app bar and a list of crops of
   the picture with small titles and grey subtitles (app screenshots);
 - ``page``: a web or document page, a heading, paragraphs of small text and
-  the picture set in beside them.
+  the picture set in beside them;
+- ``receipt``: a scanned till receipt, a strip of small monospaced lines with
+  prices, lying on the picture as its backing;
+- ``chart``: a dashboard panel, a titled bar or line chart with axes, ticks
+  and small labels, the picture a thumbnail card beside it.
 
 What tells the two apart is where and how large the text is, not whether
 there is text: meme captions are few words, large, over or right against the
@@ -41,7 +45,8 @@ without any real text non-meme still sees text that is not a meme.
 Fonts come only from installed packages: matplotlib's DejaVu family (Sans,
 Sans Bold, Serif Bold, Sans Mono Bold; Latin, Greek and Cyrillic) is always
 there; Debian's Liberation fonts (``fonts-liberation2``, installed by
-``.ci/run``) join when present, and without them the DejaVu set alone is used.
+``scripts/system-deps``, which ``make test`` runs) join when present, and
+without them the DejaVu set alone is used.
 Everything random is drawn from the ``rng`` passed in, so a seed gives the
 same meme on the same set of installed fonts.
 """
@@ -75,7 +80,7 @@ WORDS = {
            "αφεντικό", "γάτα", "καφές", "γιατί", "περίμενε", "πραγματικότητα"),
 }
 LANGUAGES = ("en", "en", "en", "en", "ru", "ru", "el")   # mostly English, as real memes are
-NONMEME_STYLES = ("poster", "screen", "page")
+NONMEME_STYLES = ("poster", "screen", "page", "receipt", "chart")
 # colours of designed text: titles and app bars are often saturated; memes' captions are black or white
 ACCENTS = ((230, 40, 40), (250, 200, 30), (40, 120, 230), (30, 160, 90), (240, 240, 240), (200, 120, 255),
            (255, 140, 0))
@@ -459,7 +464,84 @@ def page(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Imag
     return img
 
 
-NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page}
+def mono_font(size: int) -> ImageFont.FreeTypeFont:
+    """matplotlib's DejaVu Sans Mono, the face of till receipts and terminals."""
+    import matplotlib
+
+    return font(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"), size)
+
+
+def receipt(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    """A scanned till receipt: a tall strip of small monospaced lines and prices, on the picture as its backing
+    (flatbed scans often keep what the paper lay on)."""
+    width = side
+    height = int(width * rng.uniform(1.2, 1.8))
+    img = cover(picture, width, height, rng)
+    draw = ImageDraw.Draw(img)
+    strip_w = int(width * rng.uniform(0.55, 0.8))
+    left, top = int(rng.integers(0, width - strip_w + 1)), int(height * rng.uniform(0.0, 0.06))
+    paper = tuple(int(v) for v in rng.integers(232, 256, 3))
+    draw.rectangle((left, top, left + strip_w, height - int(height * rng.uniform(0.0, 0.06))), fill=paper)
+    face = mono_font(int(strip_w * rng.uniform(0.035, 0.05)))
+    ink, pad, y = (40, 40, 40), int(strip_w * 0.06), top + int(strip_w * 0.06)
+    shop = phrase(rng, 1, 3).upper()
+    draw.text((left + (strip_w - face.getlength(shop)) / 2, y), shop, font=face, fill=ink)
+    y += 2 * line_height(face)
+    columns = int((strip_w - 2 * pad) / face.getlength("0"))
+    while y < height - 3 * line_height(face):
+        if rng.random() < 0.12:
+            line = "-" * columns
+        else:
+            price = f"{rng.integers(0, 100)},{rng.integers(0, 100):02d}"
+            item = phrase(rng, 1, 3).upper()[:max(1, columns - len(price) - 1)]
+            line = item + " " * max(1, columns - len(item) - len(price)) + price
+        draw.text((left + pad, y), line, font=face, fill=ink)
+        y += line_height(face)
+    return img
+
+
+def chart(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+    """A dashboard panel: a titled bar or line chart with axes, ticks and small labels, the picture as a
+    thumbnail card beside it (web-app and report UIs)."""
+    width = side
+    height = int(width * rng.uniform(0.6, 1.1))
+    img = Image.new("RGB", (width, height), (255, 255, 255) if rng.random() < 0.8 else (248, 248, 250))
+    draw = ImageDraw.Draw(img)
+    bold, regular = font_files()
+    path, margin = pick(rng, regular), int(width * 0.04)
+    title = font(pick(rng, bold), int(width * 0.035))
+    draw.text((margin, margin), phrase(rng, 2, 5).capitalize(), font=title, fill=(30, 30, 30))
+    thumb = int(width * rng.uniform(0.2, 0.3))
+    img.paste(cover(picture, thumb, thumb, rng), (width - margin - thumb, margin))
+    x0, y0 = margin + int(width * 0.08), margin + line_height(title) + int(height * 0.05)
+    x1, y1 = width - 2 * margin - thumb, height - margin - int(height * 0.1)
+    small = font(path, int(width * 0.022))
+    grey = (120, 120, 120)
+    draw.line((x0, y0, x0, y1), fill=grey, width=2)
+    draw.line((x0, y1, x1, y1), fill=grey, width=2)
+    for k in range(5):                                          # y ticks and their labels
+        ty = y1 - (y1 - y0) * k // 4
+        draw.line((x0 - 5, ty, x0, ty), fill=grey, width=2)
+        draw.text((margin, ty - small.size // 2), str(int(k * rng.integers(5, 50))), font=small, fill=grey)
+    n = int(rng.integers(4, 12))
+    values = rng.uniform(0.1, 1.0, n)
+    colour = pick(rng, ACCENTS[:4])
+    step = (x1 - x0) / n
+    points = [(x0 + step * (i + 0.5), y1 - (y1 - y0) * v) for i, v in enumerate(values)]
+    if rng.random() < 0.5:
+        for (cx, cy) in points:
+            draw.rectangle((cx - step * 0.35, cy, cx + step * 0.35, y1), fill=colour)
+    else:
+        draw.line(points, fill=colour, width=max(2, width // 150))
+    for i, (cx, _) in enumerate(points):                        # x labels
+        label = phrase(rng, 1, 1)[:6]
+        draw.text((cx - small.getlength(label) / 2, y1 + 4), label, font=small, fill=grey)
+    small_lines(draw, rng, path, int(width * 0.022), width - margin - thumb, margin + thumb + margin // 2, thumb,
+                max(1, (height - thumb - 3 * margin) // line_height(small)), (60, 60, 60))
+    return img
+
+
+NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page, "receipt": receipt, "chart": chart}
 
 
 def render(table: dict, kind: str, picture: np.ndarray, rng: np.random.Generator, style: str | None,
