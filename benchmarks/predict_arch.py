@@ -40,8 +40,9 @@ def main() -> int:
         print(f"predict_arch: error: real data not found: {SHARED}", file=sys.stderr)
         return 2
 
+    from training.classifier import load_pixels
     from training.model import build_model
-    from training.predict import expand, load_pixels
+    from training.predict import expand
     from training.preprocess import Preprocess
 
     found = expand([str(SHARED / "memes"), str(SHARED / "photos"), str(SHARED / "nonmemes-text2")])
