@@ -123,6 +123,10 @@ def test_reader_refuses_truncated_storage_and_non_tensors(fake_torch):
         read_state_dict(good[:-4])
     with pytest.raises(WeightsError, match="past the end"):
         read_state_dict(legacy_file(fake_torch, OrderedDict(w=_Tensor(s, 4, (8,), (1,))), [s]))
+    with pytest.raises(WeightsError, match="more elements than its storage"):     # would allocate 4 TB
+        read_state_dict(legacy_file(fake_torch, OrderedDict(w=_Tensor(s, 0, (10**6, 10**6), (0, 0))), [s]))
+    with pytest.raises(WeightsError, match="malformed"):
+        read_state_dict(legacy_file(fake_torch, OrderedDict(w=_Tensor(s, 0, (-1,), (1,))), [s]))
     with pytest.raises(WeightsError, match="holds a str"):
         read_state_dict(legacy_file(fake_torch, {}, [], payload=OrderedDict(w="text")))
 

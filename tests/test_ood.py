@@ -140,6 +140,7 @@ def test_report_trains_each_run_with_its_flags_and_the_chosen_seed(tmp_path):
     original = report.train_command("no-photos-no-augment", tmp_path / "d.h5", tmp_path / "r", 1, 0)
     assert original[-len(report.NO_AUG):] == report.NO_AUG
     assert report.parse_args([]).seed == 0 and report.parse_args(["--seed", "1"]).seed == 1
+    assert report.parse_args(["--train-flags", "--synth-memes 0"]).train_flags == ("--synth-memes", "0")
     ablation = report.train_command("lite0", tmp_path / "d.h5", tmp_path / "r", 2, 0, ("--synth-memes", "0"))
     assert ablation[-2:] == ["--synth-memes", "0"]
     by_default = report.train_command("lite0-no-world", tmp_path / "d.h5", tmp_path / "r", None, 0)

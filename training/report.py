@@ -15,6 +15,7 @@ mistakes. With ``--readme`` it rewrites the README's results section.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -226,6 +227,14 @@ def update_readme(readme: Path, results: dict, meta: dict) -> None:
                                      flags=re.S))
 
 
+def shell_words(text: str) -> tuple[str, ...]:
+    """argparse type of --train-flags: the words of a shell-quoted string."""
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:   # an unclosed quote
+        raise argparse.ArgumentTypeError(f"cannot split {text!r} into flags: {exc}") from None
+
+
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.report", description=__doc__)
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="real data folder")
@@ -241,7 +250,7 @@ def parse_args(argv=None):
                    + f" (default {','.join(DEFAULT_RUNS)})")
     p.add_argument("--seed", type=count, default=0,
                    help="the seed every run trains with (default 0); a second seed shows how much a figure is noise")
-    p.add_argument("--train-flags", default="", metavar="FLAGS",
+    p.add_argument("--train-flags", type=shell_words, default=(), metavar="FLAGS",
                    help="training.run flags added to every run, e.g. '--synth-memes 0 --synth-nonmemes 0' (an "
                         "ablation; named in report.md)")
     p.add_argument("--build-only", action="store_true", help="only build the datasets of the chosen runs")
@@ -270,12 +279,12 @@ def main(argv=None) -> int:
     if args.build_only:
         return 0
     results, t, errors = train_and_evaluate(folders, data_dir, args.out, args.epochs, runs, args.seed,
-                                            tuple(shlex.split(args.train_flags)))
+                                            args.train_flags)
     timings.update(t)
     errors_grid(errors, args.out)
     meta = {"created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "shared": str(args.shared),
             "backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "epochs": args.epochs, "seed": args.seed,
-            "out": str(args.out), "train_flags": args.train_flags}
+            "out": str(args.out), "train_flags": shlex.join(args.train_flags)}
     print(write_report(args.out, data_dir, results, timings, meta))
     if args.readme:
         update_readme(args.readme, results, meta)

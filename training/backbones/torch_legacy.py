@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ class _TensorRef:
         if self.shape and min(self.shape) == 0:
             return np.zeros(self.shape, data.dtype)
         last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
-        if self.offset < 0 or min(self.stride, default=0) < 0 or last >= len(data):
+        if last >= len(data):
             raise WeightsError("a tensor reaches past the end of its storage")
         view = np.lib.stride_tricks.as_strided(data[self.offset:], self.shape,
                                                [s * data.itemsize for s in self.stride], writeable=False)
@@ -74,8 +75,11 @@ class _TensorRef:
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     """Stands in for ``torch._utils._rebuild_tensor_v2`` (requires_grad, hooks and metadata are irrelevant)."""
     if not (isinstance(storage, _Storage) and isinstance(storage_offset, int)
-            and all(isinstance(v, int) for v in (*size, *stride)) and len(size) == len(stride)):
+            and all(isinstance(v, int) and v >= 0 for v in (storage_offset, *size, *stride))
+            and len(size) == len(stride)):
         raise WeightsError("a tensor record is malformed")
+    if math.prod(size) > storage.numel:   # an expanded (stride 0) view: weights are never saved so
+        raise WeightsError("a tensor has more elements than its storage")
     return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
