@@ -46,14 +46,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--tiny", action="append", default=[], metavar="DIR",
                      help="folder of 32x32 non-meme pictures, upsampled x4 like CIFAR; repeatable")
     src.add_argument("--tiny-count", type=count, metavar="N", help="take N pictures from each --tiny folder")
+    src.add_argument("--source-root", metavar="DIR",
+                     help="name each folder's rows by its path below DIR (source folder:memes/world/hindi/...) "
+                          "instead of by the folder's own name, so folders of one name stay apart")
     p.add_argument("--out", type=Path, default=paths.DATASET, metavar="PATH",
                    help=f"output HDF5 file (default {paths.DATASET})")
     p.add_argument("--fit", choices=[*sorted(FITS), *DEPRECATED_NAMES], default=DEFAULT_FIT,
                    help="letterbox: the whole image, aspect kept, centred on grey (default); square: largest "
                         "top-anchored square, area-resampled; original: the original project's top-left k*128 "
                         "crop ('seed' is its old name)")
-    p.add_argument("--min-side", type=positive_int, default=INPUT_SIZE,
-                   help=f"skip images whose short side is below this (default {INPUT_SIZE})")
+    p.add_argument("--side", type=positive_int, default=INPUT_SIZE, metavar="N",
+                   help=f"the images are N x N x 3 (a multiple of 32; default {INPUT_SIZE}); training.run trains at "
+                        "this side and the model predicts at it")
+    p.add_argument("--min-side", type=positive_int,
+                   help="skip images whose short side is below this (default: --side)")
     p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb cap")
     p.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, metavar="N",
                    help=f"read at most N bytes of a file; a larger one is skipped as too_large "
@@ -105,8 +111,9 @@ def to_config(args) -> BuildConfig:
         raise UsageError("--scheduler runs shard tasks: give --shards N (N >= 2) too")
     return BuildConfig(
         out=args.out, manifests=args.manifest, memes=args.memes, non_memes=args.non_memes, tiny=args.tiny,
-        tiny_count=args.tiny_count, cifar=args.cifar, cifar_count=args.cifar_count, cifar_md5=args.cifar_md5,
-        fit=args.fit, min_side=args.min_side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
+        tiny_count=args.tiny_count, source_root=args.source_root, cifar=args.cifar, cifar_count=args.cifar_count,
+        cifar_md5=args.cifar_md5,
+        fit=args.fit, side=args.side, min_side=args.min_side or args.side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
         group_by=args.group_by, near_duplicate_bits=args.near_duplicate_bits, seed=args.seed,
         compression=args.compression, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress)

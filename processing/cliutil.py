@@ -78,6 +78,19 @@ def positive_float(text: str) -> float:
     return _number(float, text, lambda v: v > 0, "a number above 0")
 
 
+def distinct_list(item, example: str):
+    """argparse type: comma-separated distinct values, each of argparse type ``item`` (``0,1``)."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(item(t) for t in text.split(","))
+        except argparse.ArgumentTypeError:
+            values = ()
+        if not values or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"expected distinct values such as {example}, got {text!r}")
+        return values
+    return parse
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from .jobtable import JobTable, key_digests
 from .manifest import ManifestChanged, key_digest, manifest_problem
 from .neardup import NEAR_DUPLICATE_BITS, image_hashes, near_duplicate_keys
 from .prepare import Options, Row, prepare_any, prepare_chunk
-from .schema import INPUT_SIZE, MEME, NON_MEME
+from .schema import INPUT_SIZE, MAX_SIDE, MEME, MIN_SIDE, NON_MEME, TINY_SIZE
 from .sources import Input, Job, PixelJob, Skip, from_cifar, from_folder, from_manifests
 from .split import assign_splits, label_counts, rank_keys, source_counts, split_counts, strata
 from .transform import DEFAULT_FIT, FITS, canonical_fit
@@ -55,10 +55,12 @@ class BuildConfig:
     non_memes: tuple[str, ...] = ()
     tiny: tuple[str, ...] = ()
     tiny_count: int | None = None
+    source_root: str | None = None         # folders' sources named by their path below it (sources.folder_source)
     cifar: str | None = None
     cifar_count: int = 8000
     cifar_md5: str = CIFAR100_MD5
     fit: str = DEFAULT_FIT
+    side: int = INPUT_SIZE                 # the dataset's images are side x side x 3
     min_side: int = INPUT_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES     # bytes read per input file; more is ``too_large``
@@ -90,12 +92,13 @@ class BuildConfig:
     def params(self) -> dict:
         """What defines the dataset's content: a resumed build must use the same."""
         return {
-            "fit": self.fit, "size": INPUT_SIZE, "min_side": self.min_side, "max_pixels": self.max_pixels,
+            "fit": self.fit, "size": self.side, "min_side": self.min_side, "max_pixels": self.max_pixels,
             "max_bytes": self.max_bytes, "split": list(self.split), "group_by": self.group_by,
             "near_duplicate_bits": self.near_duplicate_bits, "seed": self.seed,
             "compression": self.compression,
             "inputs": {"manifest": _names(self.manifests), "memes": _names(self.memes),
                        "non_memes": _names(self.non_memes), "tiny": _names(self.tiny), "tiny_count": self.tiny_count,
+                       **({"source_root": self.source_root} if self.source_root else {}),
                        "cifar": self.cifar, "cifar_count": self.cifar_count if self.cifar else None},
             **({"shard": list(self.shard)} if self.shard else {}),
         }
@@ -126,6 +129,12 @@ def check(config: BuildConfig) -> None:
                 raise UsageError(f"{escape_name(path)} is given twice ({seen[real]} and {option}): "
                                  f"give each folder once, under the label its pictures have")
             seen[real] = option
+    if not (MIN_SIDE <= config.side <= MAX_SIDE and config.side % TINY_SIZE == 0):
+        raise UsageError(f"--side takes a multiple of {TINY_SIZE} from {MIN_SIDE} to {MAX_SIDE} (32-px pictures are "
+                         f"upsampled by a whole factor), got {config.side}")
+    if config.source_root is not None and not os.path.isdir(config.source_root):
+        raise UsageError(f"--source-root {escape_name(config.source_root)} is not a folder: give the folder the "
+                         "input folders' source names are taken below")
     if config.fit not in FITS:
         raise UsageError(f"unknown fit {config.fit!r}; choose from {sorted(FITS)}")
     if config.group_by not in GROUP_BY or config.compression not in COMPRESSIONS:
@@ -207,9 +216,10 @@ def shard_of(key: tuple[str, str], count: int) -> int:
 def collect_inputs(config: BuildConfig, spool_dir: str | Path) -> Iterator[Input]:
     """Every input of the build (or of its shard), streamed; CIFAR's pixels are spooled into ``spool_dir``."""
     sources: list[Iterable[Input]] = [from_manifests(list(config.manifests))] if config.manifests else []
-    sources += [from_folder(d, MEME) for d in config.memes]
-    sources += [from_folder(d, NON_MEME) for d in config.non_memes]
-    sources += [from_folder(d, NON_MEME, tiny=True, count=config.tiny_count) for d in config.tiny]
+    named = {"source_root": config.source_root}
+    sources += [from_folder(d, MEME, **named) for d in config.memes]
+    sources += [from_folder(d, NON_MEME, **named) for d in config.non_memes]
+    sources += [from_folder(d, NON_MEME, tiny=True, count=config.tiny_count, **named) for d in config.tiny]
     if config.cifar:
         sources.append(from_cifar(config.cifar, config.cifar_count, config.cifar_md5, spool_dir))
     try:
@@ -365,7 +375,7 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
             raise nothing_to_build(config)
         t0 = time.time()
         try:
-            writer = H5Writer(config.out, size=INPUT_SIZE,
+            writer = H5Writer(config.out, size=config.side,
                               compression=None if config.compression == "none" else config.compression,
                               params=params, resume=config.resume)
         except PartialBuildError as exc:
@@ -373,7 +383,7 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
         done = key_digests(writer.done_keys())
         table.finish(done)
         release_free_memory()   # what reading the inputs freed, before the workers fork and share it
-        options = Options(fit=config.fit, size=INPUT_SIZE, min_side=config.min_side, max_pixels=config.max_pixels,
+        options = Options(fit=config.fit, size=config.side, min_side=config.min_side, max_pixels=config.max_pixels,
                           max_bytes=config.max_bytes)
         try:
             with tqdm(total=table.total, initial=table.total - len(table), unit="img", desc="build_h5",

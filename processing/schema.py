@@ -14,6 +14,7 @@ from . import __version__
 SCHEMA_VERSION = 1
 INPUT_SIZE = 128                     # side of the square uint8 tensors in the dataset
 TINY_SIZE = 32                       # CIFAR-style pictures, upsampled x4 to INPUT_SIZE
+MIN_SIDE, MAX_SIDE = 32, 512         # build_h5 --side: a multiple of TINY_SIZE in this range
 NON_MEME, MEME = 0, 1
 LABEL_NAMES = ("non_meme", "meme")   # index = label value
 SPLIT_NAMES = ("train", "val", "test")   # index = split code in the ``split`` dataset

@@ -8,6 +8,7 @@ is counted exactly once.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
@@ -86,24 +87,37 @@ def _group_of(root: Path, path: Path) -> str | None:
     return escape_name(parts[0]) if len(parts) > 1 else None
 
 
-def folder_source(root: str | Path, tiny: bool = False) -> str:
-    """The ``source`` of the rows a folder given to the builder becomes: ``folder:<name>`` or ``tiny:<name>``."""
-    return f"{'tiny' if tiny else 'folder'}:{escape_name(Path(root).name)}"
+def folder_source(root: str | Path, tiny: bool = False, under: str | Path | None = None) -> str:
+    """The ``source`` of the rows a folder given to the builder becomes: ``folder:<name>`` or ``tiny:<name>``.
+
+    ``<name>`` is the folder's own name, or with ``under`` its path below that
+    folder (``folder:memes/world/hindi/owner_repo``), so that folders of one
+    name in different places stay different sources.
+    """
+    root = Path(root)
+    name = root.name
+    if under is not None:
+        rel = os.path.relpath(os.path.abspath(root), os.path.abspath(under))
+        if rel != os.curdir and not rel.startswith(os.pardir):
+            name = Path(rel).as_posix()
+    return f"{'tiny' if tiny else 'folder'}:{escape_name(name)}"
 
 
 def from_folder(root: str | Path, label: int, *, tiny: bool = False,
-                count: int | None = None) -> Iterator[Job | Skip]:
+                count: int | None = None, source_root: str | Path | None = None) -> Iterator[Job | Skip]:
     """Every entry under ``root`` (recursively, see ``files.walk``); its first-level subfolder is its group.
 
     Ids and groups are the escaped relative names (``files.escape_name``);
     the job keeps the real path to read. A subfolder that cannot be listed is
     one ``unreadable`` skip (its id ends in ``/``). With ``count``, a
     deterministic spread-out subset of the files is taken (ordered by a hash
-    of the relative path, so classes in subfolders stay balanced).
+    of the relative path, so classes in subfolders stay balanced). With
+    ``source_root`` the source is named by the folder's path below it
+    (``folder_source``).
     """
     root = Path(root)
     files, unlisted = walk(root)
-    source = folder_source(root, tiny)
+    source = folder_source(root, tiny, source_root)
     for d in unlisted:
         yield Skip(label=label, source=source, source_id=escape_name(d.relative_to(root).as_posix()) + "/",
                    reason=reasons.UNREADABLE)

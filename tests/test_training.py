@@ -348,3 +348,106 @@ def test_small_crop_stays_inside_the_letterbox_bands():
         assert (out[:top] == LETTERBOX_FILL).all() and (out[bottom:] == LETTERBOX_FILL).all()
     full = np.random.default_rng(2).integers(0, 256, (128, 128, 3)).astype(np.uint8)
     assert not np.array_equal(small_crop(full.copy(), np.random.default_rng(3), "letterbox", keep=0.5), full)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_scaled_optimizer_steps_named_variables_at_their_multiple(backend):
+    """One Adam step moves every variable by about the rate (sign of its gradient); the scaled ones by
+    path_scale x the rate. Checked on both backends (TensorFlow hands the optimizer its own variables)."""
+    code = """
+import json, keras, numpy as np
+from training.optim import make_optimizer
+inp = keras.Input((3,))
+out = keras.layers.Dense(1, name="head")(keras.layers.Dense(2, name="trunk")(inp))
+m = keras.Model(inp, out)
+before = [v.numpy().copy() for v in m.trainable_variables]
+opt = make_optimizer("adam", 0.01, [v.path for v in m.trainable_variables if v.path.startswith("head/")], 10.0)
+m.compile(optimizer=opt, loss="mse")
+m.train_on_batch(np.ones((4, 3), "float32"), np.full((4, 1), 100.0, "float32"))
+steps = {v.path: float(np.abs(v.numpy() - b).max()) for v, b in zip(m.trainable_variables, before)}
+clone = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+print(json.dumps([steps, sorted(clone.scaled_paths), clone.path_scale]))
+"""
+    import os
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "KERAS_BACKEND": backend})
+    assert r.returncode == 0, r.stderr[-2000:]
+    steps, paths, scale = json.loads(r.stdout.splitlines()[-1])
+    assert paths == ["head/bias", "head/kernel"] and scale == 10.0
+    for path, step in steps.items():
+        assert step == pytest.approx(0.1 if path.startswith("head/") else 0.01, rel=1e-3), (path, steps)
+
+
+def test_no_crop_keeps_flips_only(dataset):
+    crop = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=True)
+    flips = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=False)
+    plain = H5Batches(dataset, "train", 8, shuffle=True, seed=3)
+    x0, x1, x2 = plain[0][0], flips[0][0], crop[0][0]
+    for a, b in zip(x0, x1):                 # each picture as it is or mirrored, nothing else
+        assert np.array_equal(a, b) or np.array_equal(a[:, ::-1], b)
+    assert any(not (np.array_equal(a, c) or np.array_equal(a[:, ::-1], c)) for a, c in zip(x0, x2))
+
+
+@pytest.mark.slow
+def test_plain_recipe_flags_train_a_pooled_head_with_its_own_rate(dataset, tmp_path):
+    """No warm-up, the head at 10x the trunk's rate (AdamW), a one-level SPP head (global pooling), 0.5 kept."""
+    out = tmp_path / "plain"
+    r = cli("training.run", "--data", dataset, "--out", out, "--arch", "lite0", "--epochs", "1", "--batch-size", "8",
+            "--verbose", "0", "--sizes", "64", "--warmup-epochs", "0", "--trunk-lr", "0.1", "--head-lr", "1",
+            "--optimizer", "adamw", "--spp-levels", "1", "--no-crop", "--no-calibrate", "--synth-memes", "0",
+            "--synth-nonmemes", "0", "--degrade-memes", "0", "--smooth-tiny", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "epochs 1-1: whole model at lr 0.0001" in r.stderr
+    assert json.loads((out / "preprocess.json").read_text())["threshold"] == 0.5
+    import keras
+    from training.classifier import load_classifier
+    model, _ = load_classifier(out)
+    spp = next(layer for layer in model.layers if "pyramid" in layer.name)
+    assert list(spp.get_config()["levels"]) == [1]
+    opt = model.optimizer
+    assert type(opt).__name__ == "ScaledAdamW" and opt.path_scale == pytest.approx(10.0)
+    assert "probabilities/kernel" in opt.scaled_paths and "stem_conv/kernel" not in opt.scaled_paths
+    keras.backend.clear_session()
+    r = cli("training.run", "--data", dataset, "--out", tmp_path / "x", "--spp-levels", "1,1")
+    assert r.returncode == 2 and "distinct values such as 1,2,4" in r.stderr
+
+
+@pytest.mark.slow
+def test_side_of_the_dataset_is_the_side_of_the_model(dataset, tmp_path):
+    """build_h5 --side 64: 64-px tensors (attribute too), training at 64, preprocess.json 64, predict and the
+    service take it from there; evaluate refuses a dataset of another side in one line."""
+    src = tmp_path / "src"
+    for i in range(12):
+        save(picture(150, 120, seed=i, caption="TOP TEXT"), src / "memes" / f"{i}.jpg")
+        save(picture(130, 170, seed=100 + i, caption=None), src / "photos" / f"{i}.jpg")
+    for i in range(8):
+        save(picture(32, 32, seed=200 + i, caption=None), src / "tiny" / f"{i}.png")
+    data = tmp_path / "d64.h5"
+    assert build_h5.main(["--memes", str(src / "memes"), "--non-memes", str(src / "photos"), "--tiny",
+                          str(src / "tiny"), "--side", "64", "--split", "0.6,0.2,0.2", "--out", str(data),
+                          "--no-progress", "--workers", "1"]) == 0
+    with h5py.File(data) as f:
+        assert f["images"].shape[1:] == (64, 64, 3) and json.loads(f.attrs["params"])["size"] == 64
+        tiny = [i for i, s in enumerate(f["source"][:]) if s.startswith(b"tiny:")]
+        assert is_repeated(f["images"][tiny[0]], 2)          # 32 px reach 64 by a whole factor
+    out = tmp_path / "run64"
+    r = cli("training.run", "--data", data, "--out", out, "--arch", "original", "--epochs", "1", "--batch-size", "8",
+            "--verbose", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "preprocess.json").read_text())["size"] == 64
+    r = cli("training.predict", out, src / "memes" / "0.jpg", "--json")
+    assert r.returncode == 0 and 0 <= json.loads(r.stdout)["meme_probability"] <= 1, r.stderr[-2000:]
+    r = cli("training.evaluate", out, "--data", dataset)
+    assert r.returncode == 2 and "holds 128-px images but the model takes 64 px" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    from fastapi.testclient import TestClient
+    from training.serve import Settings, create_app, load_service
+    with TestClient(create_app(load_service(out, Settings()))) as client:
+        contract = client.get("/v1/model").json()
+        with open(src / "memes" / "0.jpg", "rb") as fh:
+            answer = client.post("/v1/predict", files={"files": ("0.jpg", fh, "image/jpeg")})
+    assert contract["input"]["size"] == 64 and contract["input"]["shape"] == [None, 64, 64, 3]
+    assert answer.status_code == 200, answer.text
+    for bad in ("100", "48"):
+        with pytest.raises(Exception, match="--side takes a multiple of 32"):
+            build_h5.main(["--memes", str(src / "memes"), "--side", bad, "--out", str(tmp_path / "x.h5")])

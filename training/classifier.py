@@ -49,7 +49,7 @@ def load_classifier(path: str | Path):
     model_path, pre = check_model(path)
     import keras
 
-    from . import spp  # noqa: F401  (registers the SPP layer for loading)
+    from . import optim, spp  # noqa: F401  (register the SPP layer and the optimizers for loading)
 
     try:
         model = keras.saving.load_model(model_path)

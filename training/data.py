@@ -66,16 +66,17 @@ def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
 
 
 class H5Batches(keras.utils.PyDataset):
-    """(pixels uint8, labels int, sample weights) batches of one split; ``augment``: flips and small crops."""
+    """(pixels uint8, labels int, sample weights) batches of one split; ``augment``: flips and (``crop``) small
+    crops."""
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
-                 augment: bool = False, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
+                 augment: bool = False, crop: bool = True, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
                  synth_memes: float = 0.0, synth_nonmemes: float = 0.0, fit: str = DEFAULT_FIT,
                  sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
-        self.shuffle, self.seed, self.augment = shuffle, seed, augment
+        self.shuffle, self.seed, self.augment, self.crop = shuffle, seed, augment, crop
         self.degrade_memes, self.smooth_tiny = degrade_memes, smooth_tiny
         self.synth_memes, self.fit = min(synth_memes, MAX_SYNTH), fit
         self.synth_nonmemes = synth_nonmemes
@@ -177,7 +178,7 @@ class H5Batches(keras.utils.PyDataset):
             if self.augment:
                 if rng.random() < 0.5:
                     x[k] = x[k, :, ::-1]
-                if rng.random() < 0.5:
+                if rng.random() < 0.5 and self.crop:
                     x[k] = small_crop(x[k], rng, self.fit)
         return x
 

@@ -25,7 +25,7 @@ from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import Skip, from_folder
 
 from . import folder_arg, plots
-from .classifier import load_classifier, min_native_side, native_input, predict_array, predict_probs
+from .classifier import check_model, load_classifier, min_native_side, native_input, predict_array, predict_probs
 from .h5file import DatasetError, open_dataset
 from .metrics import binary_report, expected_calibration_error, reliability_bins
 from .preprocess import Preprocess
@@ -175,9 +175,14 @@ def main(argv=None) -> int:
                 raise UsageError(f"{option} {escape_name(d)!r} is {kind}: give a folder of images")
     if args.data:
         try:
-            open_dataset(args.data).close()
+            with open_dataset(args.data) as f:
+                side = f["images"].shape[2]
         except DatasetError as exc:
             raise UsageError(str(exc)) from None
+        _, pre = check_model(args.model)
+        if side != pre.size:
+            raise UsageError(f"{escape_name(args.data)} holds {side}-px images but the model takes {pre.size} px "
+                             f"(its preprocess.json): evaluate on a dataset built with build_h5 --side {pre.size}")
     model, pre = load_classifier(args.model)
     threshold = pre.with_threshold(args.threshold).threshold
     try:

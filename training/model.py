@@ -85,13 +85,14 @@ def set_trunk_training(trunk: keras.Model, trainable: bool) -> None:
             layer.trainable = False
 
 
-def build_model(arch: str) -> keras.Model:
-    """A fresh, uncompiled classifier: ``memenet``, ``original`` (``seed`` is accepted for it) or ``lite0``."""
+def build_model(arch: str, levels=(1, 2, 4)) -> keras.Model:
+    """A fresh, uncompiled classifier: ``memenet``, ``original`` (``seed`` is accepted for it) or ``lite0``, its
+    SPP head pooling the grids ``levels``."""
     arch = canonical_arch(arch)
     if arch == "original":
-        return original_model()
+        return original_model(levels)
     if arch == "memenet":
-        return memenet()
+        return memenet(levels)
     if arch == "lite0":
-        return lite0()
+        return lite0(levels)
     raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHS}")

@@ -4,7 +4,7 @@ Every figure the report used to give came from pictures like the training
 ones. This module scores each real folder separately: a folder that was in
 training only on its held-out test split (rows of the dataset's ``test``
 split that came from it), a folder left out of training in full. The folders
-are those of ``../shared/data`` (see its MANIFEST.md), listed by
+are those of ``../shared/data`` (see its MANIFEST.md), found by
 ``real_folders``; ``build_inputs`` turns them into ``processing.build_h5``
 arguments so that ``--group-by template`` groups only real templates.
 """
@@ -18,6 +18,8 @@ import numpy as np
 
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from processing.sources import folder_source
+
+from .realdata import NON_MEME_PREFIX, discover
 
 FAMILIES = ("advice-animals", "modern", "world", "text", "photos", "tiny")   # "text": every text-bearing non-meme
 GRID_ERRORS = 9        # the most instructive errors shown in errors.png
@@ -38,43 +40,41 @@ class Folder:
         return tuple(folder_source(root, tiny=self.family == "tiny") for root in self.roots)
 
 
-def _subfolders(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) if path.is_dir() else []
+TEMPLATE_FAMILIES = ("advice-animals",)   # memes/<family>/<base meme>/: subfolders are templates (MANIFEST.md)
+
+
+def table_family(family: str) -> str:
+    """The FAMILIES name of a ``training.realdata`` family: world2 -> world, nonmemes-text3 -> text."""
+    if family.startswith(NON_MEME_PREFIX):
+        return "text"
+    return family.rstrip("0123456789")
 
 
 def real_folders(shared: Path) -> list[Folder]:
-    """The meme and non-meme folders of the shared data that exist, in table order.
+    """The real folders of the shared data (found by ``training.realdata.discover``), one row per kind.
 
-    advice-animals is one root whose subfolders are templates. The groups of
-    memes/modern and the kinds of nonmemes-text are categories, not templates
-    (programming alone is 328 memes of many templates; movie-posters/Comedy
-    and Drama are genres), so each is its own root without subfolders and is
-    split file by file; exact duplicates still share a split (by SHA-256) and
-    near-duplicates too (``processing.neardup``). memes/world/<language> and
-    nonmemes-text2/<kind> hold one folder per repository the pictures came
-    from: each repository folder is a root of its own, so it is a source, split
-    in the same proportions as every other, and two repositories never share
-    a source. (Grouping by repository instead would put each of these kinds,
-    one repository each, wholly in one split: no held-out rows.)
+    A row is the folder right below its family (``memes/world/hindi``,
+    ``nonmemes-text2/charts``, ``photos/BSD100``, ``tiny/cifar10-test``); its
+    roots are the source folders below it, each a source of its own, split in
+    the same proportions as every other (a kind of one repository would
+    otherwise lie wholly in one split: no held-out rows). The groups of
+    memes/modern and the movie-poster genres are categories, not templates,
+    and are split file by file; exact duplicates still share a split (by
+    SHA-256) and near-duplicates too (``processing.neardup``). A family of
+    TEMPLATE_FAMILIES is one row with one root whose subfolders are templates,
+    for ``--group-by template``.
     """
     shared = Path(shared)
-    out = []
-    aa = shared / "memes" / "advice-animals"
-    if aa.is_dir():
-        out.append(Folder("memes/advice-animals", MEME, (aa,), "advice-animals"))
-    for group in _subfolders(shared / "memes" / "modern"):
-        out.append(Folder(f"memes/modern/{group.name}", MEME, (group,), "modern"))
-    for language in _subfolders(shared / "memes" / "world"):
-        out.append(Folder(f"memes/world/{language.name}", MEME, tuple(_subfolders(language)) or (language,), "world"))
-    for family in ("nonmemes-text", "nonmemes-text2"):
-        for kind in _subfolders(shared / family):
-            out.append(Folder(f"{family}/{kind.name}", NON_MEME, tuple(_subfolders(kind)) or (kind,), "text"))
-    for photos in _subfolders(shared / "photos"):
-        out.append(Folder(f"photos/{photos.name}", NON_MEME, (photos,), "photos"))
-    tiny = shared / "tiny" / "cifar10-test"
-    if tiny.is_dir():
-        out.append(Folder("tiny/cifar10-test", NON_MEME, (tiny,), "tiny"))
-    return out
+    rows: dict[str, tuple[int, list[Path], str]] = {}
+    for s in discover(shared):
+        parts = s.name.split("/")
+        depth = 2 if s.label == MEME and s.family in TEMPLATE_FAMILIES else 3 if s.label == MEME else 2
+        name = "/".join(parts[:depth])
+        label, roots, family = rows.setdefault(name, (s.label, [], table_family(s.family)))
+        root = shared / name if s.family in TEMPLATE_FAMILIES else s.path
+        if root not in roots:
+            roots.append(root)
+    return [Folder(name, label, tuple(roots), family) for name, (label, roots, family) in rows.items()]
 
 
 def build_inputs(folders: list[Folder], leave_out: tuple[str, ...] = (), tiny_count: int = 1000) -> list[str]:
@@ -84,8 +84,8 @@ def build_inputs(folders: list[Folder], leave_out: tuple[str, ...] = (), tiny_co
         if f.family in leave_out:
             continue
         for root in f.roots:
-            if f.family == "tiny":
-                args += ["--tiny", str(root), "--tiny-count", str(tiny_count)]
+            if f.family == "tiny":   # tiny_count in all, shared by its folders (CIFAR classes)
+                args += ["--tiny", str(root), "--tiny-count", str(max(1, tiny_count // len(f.roots)))]
             else:
                 args += ["--memes" if f.label == MEME else "--non-memes", str(root)]
     return args

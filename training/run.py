@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from processing import paths
-from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, fraction, positive_float,
-                                positive_int, run_main)
+from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, distinct_list, fraction,
+                                positive_float, positive_int, run_main)
 
 from . import ARCHS, DEFAULT_ARCH, DEPRECATED_ARCHS, canonical_arch, folder_arg
 from .h5file import DatasetError, open_dataset, split_names, untrainable
@@ -33,6 +33,7 @@ SYNTH_MEMES = 0.3                 # benchmarks/ood_compare.py: raises unseen-mem
 SYNTH_NONMEMES = 0.15              # benchmarks/ood_compare.py: raises unseen text non-meme specificity (issue 12)
 WARMUP_EPOCHS = 1                 # lite0: epochs that train the head alone on the frozen ImageNet trunk
 TRUNK_LR_SCALE = 0.1              # lite0: after the warm-up the whole model trains at this fraction of --lr
+SPP_LEVELS = (1, 2, 4)
 
 
 def parse_args(argv=None):
@@ -54,10 +55,18 @@ def parse_args(argv=None):
                         f"unfreeze the trunk (its batch-norm layers stay frozen) (default {WARMUP_EPOCHS})")
     p.add_argument("--trunk-lr", type=positive_float, default=TRUNK_LR_SCALE, metavar="SCALE",
                    help=f"lite0: once the trunk is unfrozen, train at SCALE x --lr (default {TRUNK_LR_SCALE})")
+    p.add_argument("--head-lr", type=positive_float, metavar="SCALE",
+                   help="lite0: once the trunk is unfrozen, train the head at SCALE x --lr (default: the trunk's "
+                        "rate, --trunk-lr)")
+    p.add_argument("--spp-levels", type=distinct_list(positive_int, "1,2,4"), default=SPP_LEVELS, metavar="L,L,...",
+                   help="grid sizes of the spatial pyramid pooling head (default 1,2,4; 1 alone is global "
+                        "average pooling)")
     p.add_argument("--seed", type=count, default=0)
     p.add_argument("--patience", type=positive_int, default=5, help="early stopping patience (epochs without val_loss gain)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="flips and small crops inside the letterbox bands")
+    p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --augment: the small crops too (--no-crop: flips only)")
     p.add_argument("--degrade-memes", type=fraction, default=0.5, metavar="P",
                    help="pass a meme through 32x32 and back with probability P, so blockiness stops being a "
                         "label shortcut (default 0.5; 0 turns it off)")
@@ -73,7 +82,8 @@ def parse_args(argv=None):
                         "(posters, app screens, pages: training.synth.text_nonmeme), so text alone does not make a "
                         "meme (taken from the non-memes that captioning left untouched, so at most "
                         f"1 - 2 x --synth-memes; default {SYNTH_NONMEMES}; 0 turns it off)")
-    p.add_argument("--sizes", default="128", help="training sizes, one per epoch in turn (e.g. 128,96,160)")
+    p.add_argument("--sizes", help="training sizes, one per epoch in turn (e.g. 128,96,160; default: the dataset's "
+                                   "side, build_h5 --side)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True,
                    help="store with the model the threshold of best balanced accuracy on the val split (within one "
                         "val image of the best: the one closest to 0.5); --no-calibrate keeps 0.5")
@@ -90,12 +100,6 @@ def parse_args(argv=None):
     return args
 
 
-def make_optimizer(name: str, lr: float):
-    import keras
-    return {"adam": lambda: keras.optimizers.Adam(lr), "adamw": lambda: keras.optimizers.AdamW(lr),
-            "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[name]()
-
-
 def phases(args, pretrained: bool) -> list[tuple[int, int, float, bool | None]]:
     """(first epoch, end epoch, learning rate, trunk trainable) of each training phase.
 
@@ -103,8 +107,9 @@ def phases(args, pretrained: bool) -> list[tuple[int, int, float, bool | None]]:
     ``None``: nothing to freeze). A pretrained trunk first stays frozen for
     ``--warmup-epochs`` while the new head learns at ``--lr`` (a random head's
     large gradients would otherwise wreck the ImageNet features), then the
-    whole model trains at ``--trunk-lr`` x ``--lr`` with the trunk's batch-norm
-    layers frozen (``training.model.set_trunk_training``).
+    whole model trains at ``--trunk-lr`` x ``--lr`` (the head at ``--head-lr``
+    x ``--lr`` where given) with the trunk's batch-norm layers frozen
+    (``training.model.set_trunk_training``).
     """
     if not pretrained:
         return [(0, args.epochs, args.lr, None)]
@@ -113,6 +118,26 @@ def phases(args, pretrained: bool) -> list[tuple[int, int, float, bool | None]]:
     if warmup < args.epochs:
         out.append((warmup, args.epochs, args.lr * args.trunk_lr, True))
     return out
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < MIN_SIZE or max(sizes) > MAX_SIZE:
+        raise UsageError(f"--sizes takes sizes from {MIN_SIZE} to {MAX_SIZE}, e.g. 128 or 128,96,160 (got {text!r})")
+    return sizes
+
+
+def head_scale(model, args, trunk_trainable) -> tuple[tuple[str, ...], float]:
+    """(paths of the head's variables, their rate as a multiple of the phase's) once the trunk trains."""
+    from .model import pretrained_trunk
+
+    if not trunk_trainable or args.head_lr is None:
+        return (), 1.0
+    trunk = {id(v) for v in pretrained_trunk(model).variables}
+    return tuple(v.path for v in model.trainable_variables if id(v) not in trunk), args.head_lr / args.trunk_lr
 
 
 def make_checkpointer(out: Path):
@@ -165,13 +190,7 @@ def train(args) -> dict:
     """
     if not 0 <= args.synth_memes <= MAX_SYNTH:
         raise UsageError(f"--synth-memes takes a fraction from 0 to {MAX_SYNTH}")
-    try:
-        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < MIN_SIZE or max(sizes) > MAX_SIZE:
-        raise UsageError(f"--sizes takes sizes from {MIN_SIZE} to {MAX_SIZE}, e.g. 128 or 128,96,160 "
-                         f"(got {args.sizes!r})")
+    sizes = parse_sizes(args.sizes) if args.sizes is not None else None
     try:
         with open_dataset(args.data) as f:
             fit = str(f.attrs.get("fit", "square"))
@@ -185,6 +204,7 @@ def train(args) -> dict:
                          f"{MIN_SIZE} to {MAX_SIZE} pixels a side: rebuild it with python -m processing.build_h5")
     if problem:
         raise UsageError(f"{args.data}: {problem}")
+    sizes = sizes or [int(size)]   # by default the dataset's side (build_h5 --side): the model is saved as taking it
     state = prepare_out(args)
     print(f"training.run: run folder {args.out}", file=sys.stderr)
 
@@ -192,13 +212,14 @@ def train(args) -> dict:
 
     from .data import H5Batches
     from .model import build_model, pretrained_trunk, set_trunk_training
+    from .optim import make_optimizer
 
     try:
         keras.utils.set_random_seed(args.seed)
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
             tf.config.experimental.enable_op_determinism()
-        train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
+        train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment, crop=args.crop,
                              degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
                              balance_classes=True, workers=args.workers, use_multiprocessing=False)
@@ -219,7 +240,7 @@ def train(args) -> dict:
         best = state["best_val_loss"]
         print(f"resuming {args.out} at epoch {initial_epoch + 1}", file=sys.stderr)
     else:
-        model = build_model(args.arch)
+        model = build_model(args.arch, levels=args.spp_levels)
         best = float("inf")
     Preprocess(fit=fit, size=int(size), arch=args.arch).save(args.out)
     atomic_write_json(args.out / "args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
@@ -232,7 +253,7 @@ def train(args) -> dict:
         if initial_epoch <= start:    # a phase begins here (not resumed inside it): its layers and optimizer
             if trunk_trainable is not None:
                 set_trunk_training(pretrained_trunk(model), trunk_trainable)
-            model.compile(optimizer=make_optimizer(args.optimizer, lr),
+            model.compile(optimizer=make_optimizer(args.optimizer, lr, *head_scale(model, args, trunk_trainable)),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             if trunk_trainable is not None:
                 print(f"epochs {start + 1}-{end}: {'whole model' if trunk_trainable else 'head only'} at lr {lr:g}",
