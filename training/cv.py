@@ -306,7 +306,9 @@ def score_fold(run: Path, data: Path, batch_size: int = 64) -> dict:
 def run_fold(data: Path, fold_dir: Path, seed: int, args) -> dict:
     done = fold_dir / "scores.json"
     if done.exists():
-        return json.loads(done.read_text())
+        scores = json.loads(done.read_text())
+        if "val_threshold" in scores:
+            return scores         # else scored before the val threshold was recorded: scored again, not retrained
     run = fold_dir / "run"
     resume = ["--resume"] if (run / "state.json").exists() and not (run / "model.keras").exists() else ["--overwrite"]
     t0 = time.time()
