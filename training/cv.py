@@ -305,10 +305,9 @@ def score_fold(run: Path, data: Path, batch_size: int = 64) -> dict:
 
 def run_fold(data: Path, fold_dir: Path, seed: int, args) -> dict:
     done = fold_dir / "scores.json"
-    if done.exists():
-        scores = json.loads(done.read_text())
-        if "val_threshold" in scores:
-            return scores         # else scored before the val threshold was recorded: scored again, not retrained
+    previous = json.loads(done.read_text()) if done.exists() else {}
+    if "val_threshold" in previous:
+        return previous       # else scored before the val threshold was recorded: scored again, not retrained
     run = fold_dir / "run"
     resume = ["--resume"] if (run / "state.json").exists() and not (run / "model.keras").exists() else ["--overwrite"]
     t0 = time.time()
@@ -316,7 +315,7 @@ def run_fold(data: Path, fold_dir: Path, seed: int, args) -> dict:
         sh([sys.executable, "-m", "training.run", "--data", str(fold_dir / "data.h5"), "--out", str(run),
             "--seed", str(seed), "--epochs", str(args.epochs), "--verbose", "0", *args.train_flags, *resume],
            fold_dir / "train.log")
-    scores = {**score_fold(run, fold_dir / "data.h5"), "seconds": round(time.time() - t0, 1)}
+    scores = {**score_fold(run, fold_dir / "data.h5"), "seconds": previous.get("seconds", round(time.time() - t0, 1))}
     atomic_write_json(done, scores)
     return scores
 
