@@ -168,3 +168,16 @@ def test_report_with_prebuilt_datasets_still_needs_the_real_folders(tmp_path, mo
     monkeypatch.setattr(report, "train_and_evaluate", lambda *a: pytest.fail("trained without the real folders"))
     with pytest.raises(UsageError, match="real data not found: no advice-animals folder"):
         report.main(["--prebuilt", str(tmp_path), "--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+
+
+def test_new_folders_join_the_report_rows_without_a_code_change(shared):
+    from crawler.testkit import save as save_img
+    img = Image.new("RGB", (150, 150), "white")
+    save_img(img, shared / "memes" / "world7" / "stickers" / "owner_new" / "a.png")
+    save_img(img, shared / "nonmemes-text9" / "formulas" / "owner_maths" / "a.png")
+    save_img(img, shared / "nonmemes-text9" / "formulas" / "owner_more" / "b.png")
+    rows = {f.name: f for f in real_folders(shared)}
+    assert rows["memes/world7/stickers"].family == "world" and rows["memes/world7/stickers"].label == MEME
+    formulas = rows["nonmemes-text9/formulas"]
+    assert (formulas.family, formulas.label, len(formulas.roots)) == ("text", NON_MEME, 2)
+    assert rows["memes/advice-animals"].roots == (shared / "memes" / "advice-animals",)   # templates as groups
