@@ -73,7 +73,7 @@ class H5Batches(keras.utils.PyDataset):
                  augment: bool = False, crop: bool = True, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
                  synth_memes: float = 0.0, synth_nonmemes: float = 0.0, fit: str = DEFAULT_FIT,
                  sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
-                 **kwargs):
+                 shard: tuple[int, int] = (0, 1), pad_to: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment, self.crop = shuffle, seed, augment, crop
@@ -82,6 +82,7 @@ class H5Batches(keras.utils.PyDataset):
         self.synth_nonmemes = synth_nonmemes
         self.sizes = tuple(sizes)
         self.same_every_epoch = same_every_epoch   # a validation stream: the same synthesis every epoch
+        self.shard, self.pad_to = shard, pad_to     # (this process, processes); rows per batch a multiple of this
         self.indices, self.labels = split_indices(path, split)
         if len(self.indices) == 0:
             raise DatasetError(f"split {split!r} of {path} is empty")
@@ -131,56 +132,88 @@ class H5Batches(keras.utils.PyDataset):
         return self.sizes[self.epoch % len(self.sizes)]
 
     def __getitem__(self, i: int):
+        """The batch's rows of this shard: pixels, labels and (with class weights or padding) sample weights.
+
+        The global batch ``i`` is padded to a multiple of ``pad_to`` (one row
+        per device) with copies of its last row, weighted 0; shard ``k`` of
+        ``n`` takes the k-th contiguous slice. What happens to each row (the
+        pairs of the synthesis, which rows become designed text) is planned
+        from the whole batch's labels with the batch's random stream, and
+        each row is then drawn with a stream of its own, seeded by (seed,
+        epoch, batch, row): so the union of the shards is the very batch one
+        process would make, and a shard reads only its rows (and the
+        pictures its synthesised memes are captioned from).
+        """
         pos = np.sort(self._order[i * self.batch_size:(i + 1) * self.batch_size])
-        x = read_rows(self._images(), self.indices[pos])
-        y = self.labels[pos].astype(np.int32)
-        if self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes or self.synth_nonmemes:
-            epoch = FIXED_STREAM if self.same_every_epoch else self.epoch
-            rng = np.random.default_rng([self.seed, epoch, i])        # x and y are this batch's own arrays:
-            x, y = self._synthesise(x, y, rng)                          # changed in place
-            x = self._transform(x, y, rng)
+        padded = np.r_[np.arange(len(pos)), np.full(-len(pos) % self.pad_to, len(pos) - 1)]
+        weight = (np.arange(len(padded)) < len(pos)).astype(np.float32)
+        index, count = self.shard
+        mine = np.array_split(np.arange(len(padded)), count)[index]
+        epoch = FIXED_STREAM if self.same_every_epoch else self.epoch
+        y_all = self.labels[pos].astype(np.int32)
+        captions, texts = self._plan(y_all, np.random.default_rng([self.seed, epoch, i]))
+        rows = padded[mine]
+        read = np.unique(np.r_[rows, [captions[r] for r in rows if r in captions]]).astype(int)
+        pixels = dict(zip(read.tolist(), read_rows(self._images(), self.indices[pos[read]])))
+        x = np.empty((len(rows), *next(iter(pixels.values())).shape), np.uint8)
+        y = y_all[rows].copy()
+        for k, r in enumerate(rows.tolist()):
+            rng = np.random.default_rng([self.seed, epoch, i, r]) if self._random else None
+            if r in captions:
+                x[k], y[k] = caption_meme(pixels[captions[r]], rng, fit=self.fit), MEME
+            elif r in texts:
+                x[k] = text_nonmeme(pixels[r], rng, fit=self.fit)
+            else:
+                x[k] = pixels[r]
+            if rng is not None:
+                x[k] = self._transform(x[k], y[k], rng)
         x = resize_batch(x, self.size)
-        if self.class_weight is None:
+        w = weight[mine]
+        if self.class_weight is not None:
+            w = w * np.array([self.class_weight[int(v)] for v in y], dtype=np.float32)
+        elif self.pad_to == 1:
             return x, y
-        w = np.array([self.class_weight[int(v)] for v in y], dtype=np.float32)
         return x, y, w
 
-    def _synthesise(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs within the batch: a non-meme's slot is given the captioned version of another non-meme.
+    @property
+    def _random(self) -> bool:
+        return bool(self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes or self.synth_nonmemes)
 
-        So the same picture is seen uncaptioned as a non-meme and captioned
-        (``training.synth``) as a meme in one step; a fraction ``synth_memes``
-        of the batch's non-memes becomes such a meme (at most half, since each
-        needs a partner that stays uncaptioned). Of the non-memes left
-        untouched, a fraction ``synth_nonmemes`` (of all the batch's non-memes,
-        so at most what captioning left: 1 - 2 x synth_memes) is then redrawn
-        as designed text (``synth.text_nonmeme``) and stays a non-meme.
+    def _plan(self, y: np.ndarray, rng: np.random.Generator) -> tuple[dict[int, int], set[int]]:
+        """Which rows of the batch become synthesised memes (target -> the non-meme captioned into it) and which
+        are redrawn as designed text.
+
+        Pairs within the batch: a non-meme's slot is given the captioned
+        version of another non-meme, so the same picture is seen uncaptioned
+        as a non-meme and captioned (``training.synth``) as a meme in one
+        step; a fraction ``synth_memes`` of the batch's non-memes becomes such
+        a meme (at most half, since each needs a partner that stays
+        uncaptioned). Of the non-memes left untouched, a fraction
+        ``synth_nonmemes`` (of all the batch's non-memes, so at most what
+        captioning left: 1 - 2 x synth_memes) is redrawn as designed text
+        (``synth.text_nonmeme``) and stays a non-meme.
         """
         if not (self.synth_memes or self.synth_nonmemes):
-            return x, y
+            return {}, set()
         non_memes = rng.permutation(np.flatnonzero(y == NON_MEME))
         m = min(len(non_memes) // 2, int(rng.binomial(len(non_memes), self.synth_memes))) if self.synth_memes else 0
-        for source, target in zip(non_memes[:m], non_memes[m:2 * m]):
-            x[target] = caption_meme(x[source], rng, fit=self.fit)
-            y[target] = MEME
+        captions = {int(t): int(s) for s, t in zip(non_memes[:m], non_memes[m:2 * m])}
+        texts = set()
         if self.synth_nonmemes:
-            untouched = non_memes[2 * m:]
-            for k in untouched[:int(rng.binomial(len(non_memes), self.synth_nonmemes))]:
-                x[k] = text_nonmeme(x[k], rng, fit=self.fit)
-        return x, y
+            texts = {int(k) for k in non_memes[2 * m:][:int(rng.binomial(len(non_memes), self.synth_nonmemes))]}
+        return captions, texts
 
-    def _transform(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        for k in range(len(x)):
-            if y[k] == 1 and rng.random() < self.degrade_memes:
-                x[k] = degrade(x[k])
-            elif y[k] == 0 and rng.random() < self.smooth_tiny and is_repeated(x[k]):
-                x[k] = smooth_upsample(x[k])
-            if self.augment:
-                if rng.random() < 0.5:
-                    x[k] = x[k, :, ::-1]
-                if rng.random() < 0.5 and self.crop:
-                    x[k] = small_crop(x[k], rng, self.fit)
-        return x
+    def _transform(self, image: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
+        if label == MEME and rng.random() < self.degrade_memes:
+            image = degrade(image)
+        elif label == NON_MEME and rng.random() < self.smooth_tiny and is_repeated(image):
+            image = smooth_upsample(image)
+        if self.augment:
+            if rng.random() < 0.5:
+                image = image[:, ::-1]
+            if rng.random() < 0.5 and self.crop:
+                image = small_crop(image, rng, self.fit)
+        return image
 
 
 def class_weights(labels: np.ndarray, synth_memes: float = 0.0) -> dict[int, float]:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, c
 
 from . import ARCHS, DEFAULT_ARCH, DEPRECATED_ARCHS, canonical_arch, folder_arg
 from .h5file import DatasetError, open_dataset, split_names, untrainable
+from .parallel import cluster_from, fingerprint, setup
 from .preprocess import MAX_SIZE, MIN_SIZE, Preprocess
 from .synth import MAX_SYNTH
 
@@ -88,6 +90,15 @@ def parse_args(argv=None):
                    help="store with the model the threshold of best balanced accuracy on the val split (within one "
                         "val image of the best: the one closest to 0.5); --no-calibrate keeps 0.5")
     p.add_argument("--workers", type=positive_int, default=2, help="reader threads")
+    par = p.add_argument_group("several devices or machines (KERAS_BACKEND=jax; see training/parallel.py)")
+    par.add_argument("--devices", type=devices_arg, default="all", metavar="N|all",
+                     help="local devices to train on, data parallel (default all; --batch-size is the global batch)")
+    par.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="process 0's address, the same for every process (or KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    par.add_argument("--num-processes", type=positive_int, metavar="N", help="processes in the cluster")
+    par.add_argument("--process-id", type=count, metavar="I", help="this process, 0 to N-1 (0 writes the run folder)")
+    par.add_argument("--coordinator-timeout", type=positive_int, default=60, metavar="S",
+                     help="seconds to wait for every process to join before giving up (default 60)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an existing run folder")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
@@ -118,6 +129,10 @@ def phases(args, pretrained: bool) -> list[tuple[int, int, float, bool | None]]:
     if warmup < args.epochs:
         out.append((warmup, args.epochs, args.lr * args.trunk_lr, True))
     return out
+
+
+def devices_arg(text: str) -> str:
+    return text if text == "all" else str(positive_int(text))
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -191,11 +206,14 @@ def train(args) -> dict:
     if not 0 <= args.synth_memes <= MAX_SYNTH:
         raise UsageError(f"--synth-memes takes a fraction from 0 to {MAX_SYNTH}")
     sizes = parse_sizes(args.sizes) if args.sizes is not None else None
+    cluster = cluster_from(args.coordinator, args.num_processes, args.process_id)
     try:
         with open_dataset(args.data) as f:
             fit = str(f.attrs.get("fit", "square"))
             height, size = f["images"].shape[1:3]
-            problem = untrainable(f["labels"][:], f["split"][:], split_names(f))
+            labels, split = f["labels"][:], f["split"][:]
+            problem = untrainable(labels, split, split_names(f))
+            dataset_id = fingerprint(f["images"].shape, labels, split, str(f.attrs.get("params", "")))
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     if height != size or not MIN_SIZE <= size <= MAX_SIZE:
@@ -205,10 +223,16 @@ def train(args) -> dict:
     if problem:
         raise UsageError(f"{args.data}: {problem}")
     sizes = sizes or [int(size)]   # by default the dataset's side (build_h5 --side): the model is saved as taking it
-    state = prepare_out(args)
-    print(f"training.run: run folder {args.out}", file=sys.stderr)
 
     import keras
+
+    topology = setup(args.devices, args.batch_size, cluster, dataset_id, args.coordinator_timeout)
+    state = prepare_out(args) if topology.writes else read_state(args)
+    if topology.writes:
+        print(f"training.run: run folder {args.out}", file=sys.stderr)
+    if topology.devices > 1:
+        print(f"training.run: data parallel on {topology.devices} devices in {topology.processes} process(es); "
+              f"this is process {topology.process_id}", file=sys.stderr)
 
     from .data import H5Batches
     from .model import build_model, pretrained_trunk, set_trunk_training
@@ -222,13 +246,15 @@ def train(args) -> dict:
         train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment, crop=args.crop,
                              degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
-                             balance_classes=True, workers=args.workers, use_multiprocessing=False)
+                             balance_classes=True, shard=topology.shard, pad_to=topology.devices,
+                             workers=args.workers, use_multiprocessing=False)
         # validation gets the training's synthesis, the same every epoch: the epoch kept is then the one that
         # best tells memes in every synthesised format from designed text, not only the real val templates
         # (the threshold is still chosen on the real val split alone: finish())
         val_ds = H5Batches(args.data, "val", args.batch_size, seed=args.seed, synth_memes=args.synth_memes,
                            synth_nonmemes=args.synth_nonmemes, fit=fit, same_every_epoch=True,
-                           workers=args.workers, use_multiprocessing=False)
+                           shard=topology.shard, pad_to=topology.devices, workers=args.workers,
+                           use_multiprocessing=False)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
 
@@ -242,10 +268,13 @@ def train(args) -> dict:
     else:
         model = build_model(args.arch, levels=args.spp_levels)
         best = float("inf")
-    Preprocess(fit=fit, size=int(size), arch=args.arch).save(args.out)
-    atomic_write_json(args.out / "args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
-
-    checkpointer = make_checkpointer(args.out)(best)
+    if topology.writes:
+        Preprocess(fit=fit, size=int(size), arch=args.arch).save(args.out)
+        atomic_write_json(args.out / "args.json",
+                          {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+    # saving is collective on several processes: each saves, the others into a scratch folder of their own
+    scratch = None if topology.writes else Path(tempfile.mkdtemp(prefix=f"training-run-process{topology.process_id}-"))
+    writers = [make_checkpointer(scratch or args.out)(best)]
     t0 = time.time()
     for start, end, lr, trunk_trainable in phases(args, pretrained_trunk(model) is not None):
         if end <= initial_epoch:
@@ -258,17 +287,34 @@ def train(args) -> dict:
             if trunk_trainable is not None:
                 print(f"epochs {start + 1}-{end}: {'whole model' if trunk_trainable else 'head only'} at lr {lr:g}",
                       file=sys.stderr)
-        callbacks = [keras.callbacks.CSVLogger(str(args.out / "log.csv"), append=initial_epoch > 0 or start > 0),
-                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience), checkpointer]
+        if topology.writes:   # the logger first: a fresh one per phase, appending after the first
+            writers = [keras.callbacks.CSVLogger(str(args.out / "log.csv"), append=initial_epoch > 0 or start > 0),
+                       writers[-1]]
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience), *writers]
         history = model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=max(start, initial_epoch),
                             callbacks=callbacks, verbose=args.verbose)
         if model.stop_training and len(history.epoch) < end - max(start, initial_epoch):
             break                     # early-stopped: the later phases would start from a stale model
     train_seconds = time.time() - t0
-    return finish(args, train_seconds)
+    keras.distribution.set_distribution(None)   # the report is process 0's alone, on its own device
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"training.run: process {topology.process_id} done; process 0 writes {args.out}", file=sys.stderr)
+        return None
+    return finish(args, train_seconds, topology.describe(args.batch_size))
 
 
-def finish(args, train_seconds: float) -> dict:
+def read_state(args) -> dict | None:
+    """A process other than 0 writes nothing: with --resume it reads the state process 0 left."""
+    if not args.resume:
+        return None
+    if not (args.out / STATE).exists() or not (args.out / CHECKPOINT).exists():
+        raise UsageError(f"nothing to resume in {args.out}: no {CHECKPOINT} (every process needs process 0's "
+                         "run folder: a shared filesystem, or a copy)")
+    return json.loads((args.out / STATE).read_text())
+
+
+def finish(args, train_seconds: float, topology: dict) -> dict:
     """Best model -> model.keras, then the test-split report and plots."""
     from . import plots
     from .classifier import load_classifier
@@ -288,7 +334,7 @@ def finish(args, train_seconds: float) -> dict:
                        "val_balanced_accuracy": balanced_accuracy(val_y, val_probs, pre.threshold)}
     y, probs, grid = evaluate_split(model, args.data, "test", args.batch_size)
     report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre.threshold, "test split",
-                          {"data": str(args.data), "split": "test", "arch": args.arch, **calibration,
+                          {"data": str(args.data), "split": "test", "arch": args.arch, **calibration, **topology,
                            "train_seconds": round(train_seconds, 1),
                            "epochs_run": json.loads((args.out / STATE).read_text())["epoch"] + 1})
     plots.learning_curves(args.out / "log.csv", args.out / "learning_curves.png")
