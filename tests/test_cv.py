@@ -183,3 +183,28 @@ def test_cross_validation_end_to_end(shared, tmp_path):
     before = (out / "seed0" / "fold0" / "scores.json").stat().st_mtime_ns
     assert cv.main(argv) == 0     # a finished fold is not redone
     assert (out / "seed0" / "fold0" / "scores.json").stat().st_mtime_ns == before
+
+
+def test_comparison_puts_variants_side_by_side(tmp_path, capsys):
+    def result(name, recall, spec, seeds):
+        row = cv.rate_row
+        return {"name": name, "seeds": seeds, "minutes": 3.0,
+                "families": {"tiny": {"label": NON_MEME, **row([spec] * len(seeds), [1] * len(seeds))},
+                             "zfam": {"label": MEME, **row(recall, [10] * len(seeds))}},
+                "pooled": {"meme recall": row(recall, [10] * len(seeds)),
+                           "non-meme specificity": row([spec] * len(seeds), [1] * len(seeds)),
+                           "roc_auc": {"per_seed": [0.9] * len(seeds), "mean": 0.9, "spread": 0.0}}}
+    table = cv.comparison([result("a", [8, 6], 1, [0, 1]), result("b", [9], 0, [0])])
+    lines = table.splitlines()
+    assert lines[0] == "| family | measure | `a` (2 seeds) | `b` (1 seed) |"
+    assert lines[2] == "| zfam | meme recall | 0.700 (0.200) | **0.900** |"     # memes first, tiny last
+    assert lines[3] == "| tiny | specificity | **1.000** (0.000) | 0.000 |"
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(result("a", [8, 6], 1, [0, 1])))
+    b.write_text("not json")
+    assert cv.main(["--compare", str(a)]) == 0 and "`a` (2 seeds)" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="not a cv.json"):
+        cv.main(["--compare", str(a), str(b)])
+    with pytest.raises(SystemExit) as exc:
+        cv.parse_args([])
+    assert exc.value.code == 2

@@ -1,4 +1,5 @@
 """python -m training.cv --shared ../shared/data --out cv/defaults [--folds 5] [--seeds 0,1] [--readme README.md]
+   python -m training.cv --compare cv/*/cv.json [--readme README.md]
 
 Cross-validation grouped by source: the yardstick for sources never seen.
 Every source folder of the shared data (``training.realdata``) lies wholly in
@@ -223,6 +224,37 @@ def markdown(result: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def comparison(results: list[dict]) -> str:
+    """Variants side by side: per family and pooled, the mean over seeds (spread in brackets); the best of each
+    row in bold. A difference smaller than the spreads is a tie."""
+    names = [f"`{r['name']}` ({len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)})" for r in results]
+    lines = ["| family | measure | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(results)]
+
+    def shown(cell, best) -> str:
+        if not cell or cell["mean"] is None:
+            return "n/a"
+        text = f"**{cell['mean']:.3f}**" if cell["mean"] == best else f"{cell['mean']:.3f}"
+        seeds = cell.get("rates") or cell.get("per_seed") or []
+        return text + (f" ({cell['spread']:.3f})" if len(seeds) > 1 else "")
+
+    def row(label, measure, cells):
+        best = max((c["mean"] for c in cells if c and c["mean"] is not None), default=None)
+        lines.append(f"| {label} | {measure} | " + " | ".join(shown(c, best) for c in cells) + " |")
+
+    labels = {f: v["label"] for r in results for f, v in r["families"].items()}
+    for fam in sorted(labels, key=lambda f: (labels[f] != MEME, f == "tiny", f)):
+        row(fam, "meme recall" if labels[fam] == MEME else "specificity", [r["families"].get(fam) for r in results])
+    for measure in ("meme recall", "non-meme specificity"):
+        row("*all*", measure, [r["pooled"][measure] for r in results])
+    row("*all*", "ROC-AUC", [r["pooled"]["roc_auc"] for r in results])
+    for measure in ("meme recall", "non-meme specificity"):
+        row("*all*", f"{measure}, threshold from val",
+            [r.get("at_val_threshold", {}).get("pooled", {}).get(measure) for r in results])
+    minutes = " / ".join(f"{r['minutes']:.0f}" for r in results)
+    lines += ["", f"Minutes on the 2-core machine, in column order: {minutes}."]
+    return "\n".join(lines)
+
+
 def readme_block(name: str) -> tuple[str, str]:
     return f"<!-- cv:{name}:start -->", f"<!-- cv:{name}:end -->"
 
@@ -382,7 +414,9 @@ def parse_args(argv=None):
     p = ArgumentParser(prog="python -m training.cv", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
-    p.add_argument("--out", type=Path, required=True, help="folder for the dataset, the fold runs and the tables")
+    p.add_argument("--out", type=Path, help="folder for the dataset, the fold runs and the tables")
+    p.add_argument("--compare", nargs="+", metavar="CV_JSON",
+                   help="no run: the variants' cv.json side by side (into --readme's block 'comparison')")
     p.add_argument("--name", default="defaults", help="the variant's name in the tables and the README block")
     p.add_argument("--folds", type=positive_int, default=FOLDS, help=f"K (default {FOLDS})")
     p.add_argument("--seeds", type=distinct_list(count, "0,1"), default=SEEDS, help="seeds, each its own folds and training "
@@ -402,6 +436,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.folds < 2:
         p.error("--folds must be at least 2")
+    if args.out is None and not args.compare:
+        p.error("give --out (a cross-validation) or --compare (tables of earlier ones)")
     if args.quick:
         args.folds, args.seeds, args.epochs, args.tiny_count = 2, (0,), 1, min(args.tiny_count, 200)
         args.train_flags = [*args.train_flags, "--sizes", "64"]
@@ -410,8 +446,25 @@ def parse_args(argv=None):
     return args
 
 
+def compare(args) -> None:
+    results = []
+    for path in args.compare:
+        try:
+            results.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--compare {path}: not a cv.json of training.cv ({exc})") from None
+    table = comparison(results)
+    if args.readme:
+        atomic_write_text(args.readme, replace_block(args.readme.read_text(), "comparison", table))
+    print(table)
+
+
 def main(argv=None) -> int:
-    cross_validate(parse_args(argv))
+    args = parse_args(argv)
+    if args.compare:
+        compare(args)
+    else:
+        cross_validate(args)
     return 0
 
 
