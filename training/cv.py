@@ -27,6 +27,7 @@ import os
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -286,7 +287,7 @@ def plot(result: dict, out: Path, title: str) -> None:
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("meme recall (red) / non-meme specificity (blue); bars: range over seeds")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 80), fontsize=8)
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
