@@ -208,3 +208,16 @@ def test_comparison_puts_variants_side_by_side(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cv.parse_args([])
     assert exc.value.code == 2
+
+
+def test_bad_out_and_train_flags_are_one_line_before_any_work(tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    cases = [(["--out", str(a_file)], "is a file, not a folder"),
+             (["--out", str(tmp_path / "o"), "--train-flags", "--epochs zero"], "expected a whole number"),
+             (["--out", str(tmp_path / "o"), "--train-flags=--help"], "not a training flag"),
+             (["--out", str(tmp_path / "o"), "--train-flags", "--seed 3 --lr 1e-4"], "--seed are set by training.cv")]
+    for argv, said in cases:
+        with pytest.raises(UsageError, match=said):
+            cv.main(argv)
+    assert not (tmp_path / "o").exists()

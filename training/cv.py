@@ -21,7 +21,9 @@ tables replace the README's block for ``--name``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -35,6 +37,7 @@ import numpy as np
 
 from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, atomic_write_text, count,
                                 distinct_list, positive_int, run_main)
+from processing.files import NOT_WRITABLE, escape_name, writable_folder
 from processing.schema import MEME, SPLIT_NAMES
 
 from .realdata import Source, build_args, discover, families
@@ -44,6 +47,7 @@ FOLDS, SEEDS, EPOCHS, TINY_TOTAL = 5, (0, 1), 4, 1500
 MIN_SIDE = 32     # every picture a user could send is scored, small stickers included
 TARGET = 0.90     # the issue's bar per family, drawn on cv.png
 TEST = SPLIT_NAMES.index("test")
+OWN_FLAGS = {"--data", "--out", "--seed", "--epochs", "--resume", "--overwrite", "--verbose"}   # per fold, set here
 
 
 # ---- folds ---------------------------------------------------------------------------------------------------
@@ -353,7 +357,30 @@ def run_fold(data: Path, fold_dir: Path, seed: int, args) -> dict:
     return scores
 
 
+def check_args(args) -> None:
+    """Before any work: --out can be a folder, and the variant's flags are ones training.run takes."""
+    from .run import parse_args as run_args
+
+    place, problem = writable_folder(args.out)
+    if problem:
+        where = "" if place == args.out else f" cannot be made: {escape_name(str(place))}"
+        raise UsageError(f"--out {escape_name(str(args.out))}{where} is {problem}"
+                         f"{'' if problem == NOT_WRITABLE else ', not a folder'}: give a folder for the runs")
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+            run_args([*args.train_flags, "--data", "x", "--out", "x"])
+    except SystemExit as exc:
+        lines = said.getvalue().strip().splitlines()
+        why = lines[-1].removeprefix("python -m training.run: error: ") if exc.code and lines else "not a training flag"
+        raise UsageError(f"--train-flags {shlex.join(args.train_flags)!r}: {why}") from None
+    taken = sorted({f.split("=")[0] for f in args.train_flags} & OWN_FLAGS)
+    if taken:
+        raise UsageError(f"--train-flags: {', '.join(taken)} are set by training.cv itself (use its own options)")
+
+
 def cross_validate(args) -> dict:
+    check_args(args)
     sources = discover(args.shared)
     if not any(s.label == MEME for s in sources) or not any(s.label != MEME for s in sources):
         raise UsageError(f"no memes and non-memes found in {args.shared}: give the shared data folder "
