@@ -195,7 +195,8 @@ def markdown(result: dict, title: str) -> str:
     seeds = " / ".join(str(s) for s in result["seeds"])
     head = f"| {{}} | measure | images | seed {seeds} | mean | spread |\n|---|---|---|---|---|---|"
     lines = [f"**{title}** — grouped {result['folds']}-fold cross-validation by source, seeds {seeds}; "
-             f"{result['minutes']:.0f} min on this machine. Measure at the threshold each fold's model stores.", "",
+             f"{result['minutes']:.0f} min of training and scoring on the 2-core machine. Measure at the threshold "
+             "each fold's model stores.", "",
              head.format("family")]
     for fam, row in result["families"].items():
         lines.append(f"| {fam} | {'meme recall' if row['label'] == MEME else 'specificity'} | {row['count'][0]} | "
@@ -256,7 +257,7 @@ def comparison(results: list[dict]) -> str:
         row("*all*", f"{measure}, threshold from val",
             [r.get("at_val_threshold", {}).get("pooled", {}).get(measure) for r in results])
     minutes = " / ".join(f"{r['minutes']:.0f}" for r in results)
-    lines += ["", f"Minutes on the 2-core machine, in column order: {minutes}."]
+    lines += ["", f"Minutes of training and scoring on the 2-core machine, in column order: {minutes}."]
     return "\n".join(lines)
 
 
@@ -416,7 +417,7 @@ def cross_validate(args) -> dict:
     at_val = aggregate(scores, sources, list(args.seeds), "val_threshold")
     result = {"name": args.name, "folds": args.folds, **aggregate(scores, sources, list(args.seeds)),
               "at_val_threshold": {"families": at_val["families"], "pooled": at_val["pooled"]},
-              "minutes": (time.time() - t0) / 60, "fold_of": folds_of,
+              "minutes": sum(sc["seconds"] for sc in scores) / 60, "fold_of": folds_of,
               "train_flags": args.train_flags, "epochs": args.epochs, "tiny_count": args.tiny_count,
               "min_side": args.min_side, "fold_seconds": [sc["seconds"] for sc in scores]}
     atomic_write_json(args.out / "cv.json", result)
@@ -427,7 +428,8 @@ def cross_validate(args) -> dict:
     if args.readme:
         atomic_write_text(args.readme, replace_block(args.readme.read_text(), args.name, table))
     print(table)
-    print(f"training.cv: {result['minutes']:.1f} min; {args.out / 'cv.md'}, {args.out / 'cv.png'}")
+    print(f"training.cv: {result['minutes']:.1f} min of training and scoring over the folds "
+          f"({(time.time() - t0) / 60:.1f} min this time); {args.out / 'cv.md'}, {args.out / 'cv.png'}")
     return result
 
 
