@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install demo serve test test-fast bench clean
+.PHONY: install demo serve test test-fast bench cv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) -m training.demo --out demo-output
+
+# the grouped cross-validation of the training defaults on every folder of ../shared/data (about 40 min on 2 cores)
+cv: install
+	$(PY) -m training.cv --out reports/cv/defaults --name defaults --readme README.md
 
 # the page and API on the demo's model (make demo first): http://127.0.0.1:8000/
 serve: install
