@@ -28,6 +28,7 @@ from .ood import build_inputs, real_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
+DEMO_SIDE = 128
 
 
 class StageFailed(Exception):
@@ -77,9 +78,10 @@ def parse_args(argv=None):
     p.add_argument("--tiny", type=positive_int, default=600,
                    help="32x32 non-memes in the CIFAR-format tarball (default 600: the real folders add ~1,300 rows)")
     p.add_argument("--arch", default=DEFAULT_ARCH, choices=(*ARCHS, *DEPRECATED_ARCHS))
-    p.add_argument("--epochs", type=positive_int, default=4)
-    p.add_argument("--sizes", default="96", help="training sizes (training.run --sizes; default 96: about half the "
-                   "work of 128 on the broader data, scored at 128)")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: training.run's for the arch)")
+    p.add_argument("--side", type=positive_int, default=DEMO_SIDE,
+                   help=f"build_h5 --side: the side the demo's model trains and predicts at (default {DEMO_SIDE}: "
+                        "see the README's cross-validation for what a smaller side costs)")
     return p.parse_args(argv)
 
 
@@ -111,12 +113,12 @@ def main(argv=None) -> int:
     own = own_folders(shared) if corpus.photos else []
     timings["build_h5"] = run_stage("build_h5", [py, "-m", "processing.build_h5", "--manifest", str(crawl / "manifests"),
                                     "--cifar", str(site.cifar), "--cifar-md5", site.cifar_md5, "--cifar-count",
-                                    str(len(corpus.tiny)), *own, "--group-by", "template", "--out", str(dataset),
-                                    "--no-progress"], logs)
+                                    str(len(corpus.tiny)), *own, "--group-by", "template", "--side", str(args.side), "--min-side", "32",
+                                    "--out", str(dataset), "--no-progress"], logs)
     run = out / "run"
+    epochs = ["--epochs", str(args.epochs)] if args.epochs else []
     timings["training.run"] = run_stage("train", [py, "-m", "training.run", "--data", str(dataset), "--out", str(run),
-                                        "--arch", args.arch, "--epochs", str(args.epochs), "--sizes", args.sizes, "--degrade-memes", "0.5",
-                                        "--smooth-tiny", "0.5", "--verbose", "2"], logs)
+                                        "--arch", args.arch, *epochs, "--verbose", "2"], logs)   # the defaults
     if corpus.photos:
         timings["training.evaluate"] = run_stage("evaluate_photos", [py, "-m", "training.evaluate", str(run),
                                                  "--non-memes", str(corpus.photos / "Urban100"), "--out",

@@ -243,8 +243,8 @@ def train(args) -> dict:
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
             tf.config.experimental.enable_op_determinism()
-        train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment, crop=args.crop,
-                             degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
+        train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
+                             crop=args.crop, degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
                              balance_classes=True, shard=topology.shard, pad_to=topology.devices,
                              workers=args.workers, use_multiprocessing=False)
