@@ -41,7 +41,8 @@ def cli(module, *args, timeout=600):
 def trained(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "seed"
     r = cli("training.run", "--data", dataset, "--out", out, "--arch", "original", "--epochs", "8", "--batch-size", "8",
-            "--lr", "3e-3", "--verbose", "0", "--degrade-memes", "0", "--smooth-tiny", "0", "--synth-nonmemes", "0")
+            "--lr", "3e-3", "--verbose", "0", "--degrade-memes", "0", "--smooth-tiny", "0", "--synth-nonmemes", "0",
+            "--calibrate")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout
 
@@ -304,7 +305,8 @@ def test_lite0_fine_tunes_in_two_phases_resumes_between_them_and_predicts_at_any
     into the second phase; the model predicts and evaluates at 128 px and at native size (32 px and up)."""
     out = tmp_path / "lite0"
     cmd = [sys.executable, "-m", "training.run", "--data", str(dataset), "--out", str(out), "--arch", "lite0",
-           "--epochs", "3", "--batch-size", "8", "--verbose", "0", "--patience", "10", "--sizes", "64"]
+           "--epochs", "3", "--batch-size", "8", "--verbose", "0", "--patience", "10", "--sizes", "64",
+           "--warmup-epochs", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "state.json").exists():
@@ -389,16 +391,18 @@ def test_no_crop_keeps_flips_only(dataset):
 
 
 @pytest.mark.slow
-def test_plain_recipe_flags_train_a_pooled_head_with_its_own_rate(dataset, tmp_path):
-    """No warm-up, the head at 10x the trunk's rate (AdamW), a one-level SPP head (global pooling), 0.5 kept."""
+def test_the_defaults_are_the_plain_fine_tune(dataset, tmp_path):
+    """The cross-validation's winner by default: no warm-up, the head at 10x the trunk's rate (AdamW), a one-level
+    SPP head (global pooling), no synthesis or degradation, threshold 0.5."""
     out = tmp_path / "plain"
     r = cli("training.run", "--data", dataset, "--out", out, "--arch", "lite0", "--epochs", "1", "--batch-size", "8",
-            "--verbose", "0", "--sizes", "64", "--warmup-epochs", "0", "--trunk-lr", "0.1", "--head-lr", "1",
-            "--optimizer", "adamw", "--spp-levels", "1", "--no-crop", "--no-calibrate", "--synth-memes", "0",
-            "--synth-nonmemes", "0", "--degrade-memes", "0", "--smooth-tiny", "1")
+            "--verbose", "0", "--sizes", "64")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "epochs 1-1: whole model at lr 0.0001" in r.stderr
     assert json.loads((out / "preprocess.json").read_text())["threshold"] == 0.5
+    used = json.loads((out / "args.json").read_text())
+    assert (used["synth_memes"], used["synth_nonmemes"], used["degrade_memes"], used["smooth_tiny"], used["crop"],
+            used["optimizer"]) == (0, 0, 0, 1, False, "adamw")
     import keras
     from training.classifier import load_classifier
     model, _ = load_classifier(out)
