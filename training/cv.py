@@ -418,10 +418,12 @@ def cross_validate(args) -> dict:
     result = {"name": args.name, "folds": args.folds, **aggregate(scores, sources, list(args.seeds)),
               "at_val_threshold": {"families": at_val["families"], "pooled": at_val["pooled"]},
               "minutes": sum(sc["seconds"] for sc in scores) / 60, "fold_of": folds_of,
-              "train_flags": args.train_flags, "epochs": args.epochs, "tiny_count": args.tiny_count,
+              "train_flags": args.train_flags, "build_flags": args.build_flags, "epochs": args.epochs,
+              "tiny_count": args.tiny_count,
               "min_side": args.min_side, "fold_seconds": [sc["seconds"] for sc in scores]}
     atomic_write_json(args.out / "cv.json", result)
-    title = f"{args.name}: {' '.join(args.train_flags) or 'training.run defaults'}, {args.epochs} epochs"
+    title = (f"{args.name}: {' '.join(args.train_flags) or 'training.run defaults'}, {args.epochs} epochs"
+             + (f"; build_h5 {' '.join(args.build_flags)}" if args.build_flags else ""))
     table = markdown(result, title)
     atomic_write_text(args.out / "cv.md", table + "\n")
     plot(result, args.out / "cv.png", title)
