@@ -79,6 +79,20 @@ def meme_jpeg(seed: int) -> bytes:
     return image_bytes(picture(250, 250, seed=seed, caption=f"MEME {seed}"), "JPEG", quality=90)
 
 
+def captioned_dataset(root: Path, split: str = "0.6,0.2,0.2") -> Path:
+    """40 captioned 'memes' (4 templates) and 60 tiny noise pictures, built by the real builder into root/ds.h5."""
+    from processing import build_h5
+
+    for i in range(40):
+        save(picture(200, 200, seed=i, caption="ONE DOES NOT SIMPLY"), root / "memes" / f"t{i % 4}" / f"{i}.jpg")
+    for i in range(60):
+        save(picture(32, 32, seed=1000 + i, caption=None), root / "tiny" / f"c{i % 3}" / f"{i}.png")
+    out = root / "ds.h5"
+    assert build_h5.main(["--memes", str(root / "memes"), "--tiny", str(root / "tiny"), "--out", str(out),
+                          "--split", split, "--no-progress", "--workers", "1"]) == 0
+    return out
+
+
 def loc_corpus(rows: list[tuple[str, str | None]], calendar_form: bool = False):
     """rows: (meme_id, fault). Returns (LocItems, csv rows as dicts).
 

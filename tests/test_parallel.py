@@ -3,7 +3,6 @@ runs on 2 host devices and on 2 processes against the one-device run."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -12,8 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT, picture, save
-from processing import build_h5
+from crawler.testkit import ROOT, captioned_dataset, free_port
 from processing.cliutil import UsageError
 from training.data import H5Batches
 from training.parallel import cluster_from, fingerprint, rendezvous
@@ -21,16 +19,8 @@ from training.parallel import cluster_from, fingerprint, rendezvous
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """40 captioned 'memes' and 60 tiny pictures; train split 64 rows (a multiple of the batch: no padding)."""
-    root = tmp_path_factory.mktemp("parallel")
-    for i in range(40):
-        save(picture(200, 200, seed=i, caption="ONE DOES NOT SIMPLY"), root / "memes" / f"t{i % 4}" / f"{i}.jpg")
-    for i in range(60):
-        save(picture(32, 32, seed=1000 + i, caption=None), root / "tiny" / f"c{i % 3}" / f"{i}.png")
-    out = root / "ds.h5"
-    assert build_h5.main(["--memes", str(root / "memes"), "--tiny", str(root / "tiny"), "--out", str(out),
-                          "--split", "0.64,0.16,0.2", "--no-progress", "--workers", "1"]) == 0
-    return out
+    """Train split 64 rows: a multiple of the batch, so no padding."""
+    return captioned_dataset(tmp_path_factory.mktemp("parallel"), "0.64,0.16,0.2")
 
 
 def test_shards_of_a_batch_are_the_batch(dataset):
@@ -62,12 +52,6 @@ def test_cluster_settings_from_flags_or_keras_variables():
             cluster_from(*bad, environ={})
     with pytest.raises(UsageError, match="set all of"):
         cluster_from(None, None, None, environ={"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def meet(address, n, datasets, timeout=5.0, ids=None):

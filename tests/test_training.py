@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT, picture, save
+from crawler.testkit import ROOT, captioned_dataset, picture, save
 from processing import build_h5
 from processing.transform import tiny_to_input
 from training.data import H5Batches, class_weights, degrade, is_repeated, read_rows, smooth_upsample
@@ -20,16 +20,7 @@ from training.metrics import binary_report, roc_auc
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """40 captioned 'memes' and 60 tiny noise pictures, built by the real builder."""
-    root = tmp_path_factory.mktemp("train")
-    for i in range(40):
-        save(picture(200, 200, seed=i, caption="ONE DOES NOT SIMPLY"), root / "memes" / f"t{i % 4}" / f"{i}.jpg")
-    for i in range(60):
-        save(picture(32, 32, seed=1000 + i, caption=None), root / "tiny" / f"c{i % 3}" / f"{i}.png")
-    out = root / "ds.h5"
-    assert build_h5.main(["--memes", str(root / "memes"), "--tiny", str(root / "tiny"), "--out", str(out),
-                          "--split", "0.6,0.2,0.2", "--no-progress", "--workers", "1"]) == 0
-    return out
+    return captioned_dataset(tmp_path_factory.mktemp("train"))
 
 
 def cli(module, *args, timeout=600):
