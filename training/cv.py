@@ -394,6 +394,9 @@ def cross_validate(args) -> dict:
         row_sources = np.array([s.decode() for s in f["source"][:]])
         base_split = f["split"][:]
     sources = [s for s in sources if s.key in set(row_sources)]   # a folder with no decodable picture has no rows
+    if {s.label for s in sources} != {0, 1}:
+        raise UsageError(f"no decodable memes or no decodable non-memes in {escape_name(str(args.shared))}: "
+                         f"nothing to cross-validate (the skips and their reasons: {args.out / 'data.summary.json'})")
     rows: dict[str, dict[str, int]] = {}
     for s in sources:
         n = int((row_sources == s.key).sum())
