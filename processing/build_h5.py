@@ -112,8 +112,8 @@ def to_config(args) -> BuildConfig:
     return BuildConfig(
         out=args.out, manifests=args.manifest, memes=args.memes, non_memes=args.non_memes, tiny=args.tiny,
         tiny_count=args.tiny_count, source_root=args.source_root, cifar=args.cifar, cifar_count=args.cifar_count,
-        cifar_md5=args.cifar_md5,
-        fit=args.fit, side=args.side, min_side=args.min_side or args.side, max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
+        cifar_md5=args.cifar_md5, fit=args.fit, side=args.side, min_side=args.min_side or args.side,
+        max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
         group_by=args.group_by, near_duplicate_bits=args.near_duplicate_bits, seed=args.seed,
         compression=args.compression, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress)
