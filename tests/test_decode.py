@@ -89,3 +89,16 @@ def test_pillow_notes_on_odd_files_do_not_reach_stderr():
         with pytest.raises(Rejected) as exc:
             decode_image(b"II*\x00\xff\xff\xff\x7f")
     assert exc.value.reason == NOT_AN_IMAGE and not seen, [str(w.message) for w in seen]
+
+
+def test_max_pixels_above_pillows_own_cap_is_the_limit():
+    """Pillow refuses more than 89,478,485 px (2x that: an error) whatever the caller asks; max_pixels decides."""
+    data = image_bytes(Image.new("L", (10_000, 10_000), 128), "PNG")        # 100 Mpx, 120 kB
+    with pytest.raises(Rejected) as exc:
+        decode_image(data)                                                 # the default cap: still a bomb
+    assert exc.value.reason == reasons.DECOMPRESSION_BOMB
+    assert decode_image(data, max_pixels=100_000_000).rgb.shape == (10_000, 10_000, 3)
+    big = image_bytes(Image.new("1", (14_000, 14_000)), "PNG")             # 196 Mpx: past Pillow's error limit
+    with pytest.raises(Rejected) as exc:
+        decode_image(big, max_pixels=195_999_999)
+    assert exc.value.reason == reasons.DECOMPRESSION_BOMB and "exceeds 195999999" in exc.value.detail

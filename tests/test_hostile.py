@@ -461,6 +461,23 @@ def test_predict_prints_one_line_per_path(model_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+def test_max_pixels_above_pillows_cap_reaches_predict_and_evaluate(model_dir, tmp_path):
+    """A valid 100 Mpx PNG: a decompression_bomb by default, a picture under --max-pixels 100000000."""
+    big = write(tmp_path / "memes" / "big.png", png(Image.new("L", (10_000, 10_000), 200)))
+    write(tmp_path / "photos" / "p.png", png(picture(150, 150, seed=1, caption=None)))
+    code, out, _ = cli("training.predict", model_dir, big)
+    assert code == 1 and out == f"{big}\terror\tdecompression_bomb\n"
+    code, out, _ = cli("training.predict", model_dir, big, "--max-pixels", 100_000_000)
+    assert code == 0 and 0 <= float(out.split("\t")[1]) <= 1, out
+    for native in ([], ["--native-size"]):
+        code, out, _ = cli("training.evaluate", model_dir, "--memes", tmp_path / "memes", "--non-memes",
+                           tmp_path / "photos", "--json", "--max-pixels", 100_000_000, *native)
+        report = json.loads(out)
+        assert code == 0 and report["count"] == 2 and report["skipped"] == {}, report
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_evaluate_folders_count_hostile_files(model_dir, tmp_path):
     hostile_folder(tmp_path)
     photos = tmp_path / "photos"

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from processing.cliutil import UsageError
-from processing.decode import decode_image
+from processing.decode import DEFAULT_MAX_PIXELS, decode_image
 from processing.files import DEFAULT_MAX_BYTES, FOLDER, MISSING, escape_name, not_regular, read_capped
 from processing.reasons import UNSUPPORTED_SIZE, Rejected
 
@@ -126,7 +126,7 @@ def native_input(rgb: np.ndarray, max_side: int, min_side: int) -> np.ndarray:
 
 
 def load_pixels(path: Path, pre: Preprocess, native: bool, max_side: int, min_side: int = 1,
-                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+                max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The model input for one file; ``Rejected`` with the reason for a file it cannot become."""
-    rgb = decode_image(read_capped(path, max_bytes)).rgb
+    rgb = decode_image(read_capped(path, max_bytes), max_pixels=max_pixels).rgb
     return native_input(rgb, max_side, min_side) if native else pre.apply(rgb)

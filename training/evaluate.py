@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import ArgumentParser, UsageError, atomic_write_json, fraction, positive_int, run_main
-from processing.decode import decode_image
+from processing.decode import DEFAULT_MAX_PIXELS, decode_image
 from processing.files import FOLDER, NOT_WRITABLE, escape_name, not_regular, read_capped, writable_folder
 from processing.prepare import Options, prepare
 from processing.reasons import Rejected
@@ -47,7 +47,7 @@ def folder_jobs(memes: list[str], non_memes: list[str]):
 
 
 def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], batch_size: int = 64,
-                     native_max_side: int | None = None):
+                     native_max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Labelled folders through the training preprocessing; unreadable files are counted.
 
     With ``native_max_side`` each image is fed at its own aspect and size (long
@@ -55,15 +55,16 @@ def evaluate_folders(model, pre: Preprocess, memes: list[str], non_memes: list[s
     the fitted square.
     """
     if native_max_side:
-        x, labels, probs, skipped = native_folders(model, pre, memes, non_memes, native_max_side)
+        x, labels, probs, skipped = native_folders(model, pre, memes, non_memes, native_max_side, max_pixels)
     else:
-        x, labels, _, skipped = load_folders(pre, memes, non_memes)
+        x, labels, _, skipped = load_folders(pre, memes, non_memes, max_pixels)
         probs = predict_array(model, x, batch_size)
     order = np.random.default_rng(0).permutation(len(x))[:GRID]
     return labels, probs, x[order], labels[order], probs[order], skipped
 
 
-def native_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], max_side: int):
+def native_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str], max_side: int,
+                   max_pixels: int = DEFAULT_MAX_PIXELS):
     """(fitted squares, labels, probabilities, skipped reasons): each image decoded once, fed at its own aspect.
 
     One image per batch (each has its own shape); an image too thin for the
@@ -75,7 +76,7 @@ def native_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str
         try:
             if isinstance(job, Skip):
                 raise Rejected(job.reason)
-            rgb = decode_image(read_capped(job.path)).rgb
+            rgb = decode_image(read_capped(job.path), max_pixels=max_pixels).rgb
             pixels = native_input(rgb, max_side, min_side)
         except Rejected as exc:
             skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
@@ -88,11 +89,11 @@ def native_folders(model, pre: Preprocess, memes: list[str], non_memes: list[str
     return np.stack(images), np.array(labels), np.array(probs), skipped
 
 
-def load_folders(pre: Preprocess, memes: list[str], non_memes: list[str]):
+def load_folders(pre: Preprocess, memes: list[str], non_memes: list[str], max_pixels: int = DEFAULT_MAX_PIXELS):
     """(fitted images, labels, paths, skipped reasons) of labelled folders; UsageError if none is readable.
 
     Files that cannot be used (special files, unreadable, not images, ...) are counted by reason."""
-    options = Options(fit=pre.fit, size=pre.size, min_side=1)
+    options = Options(fit=pre.fit, size=pre.size, min_side=1, max_pixels=max_pixels)
     images, labels, paths, skipped = [], [], [], {}
     for job in folder_jobs(memes, non_memes):
         row = None if isinstance(job, Skip) else prepare(job, options)
@@ -155,6 +156,8 @@ def parse_args(argv=None):
                    help="with folders: feed each image at its own aspect and size (SPP) instead of the fit")
     p.add_argument("--max-side", type=positive_int, default=1024, help="with --native-size, cap the long side (default 1024)")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"an image of more than N pixels is a decompression_bomb (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--out", type=folder_arg, help="write report.json and PNGs here")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     return p.parse_args(argv)
@@ -191,7 +194,8 @@ def main(argv=None) -> int:
             grid_y, grid_p, extra = y[:GRID], probs[:GRID], {"data": args.data, "split": args.split}
         else:
             y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(
-                model, pre, args.memes, args.non_memes, args.batch_size, args.max_side if args.native_size else None)
+                model, pre, args.memes, args.non_memes, args.batch_size, args.max_side if args.native_size else None,
+                args.max_pixels)
             extra = {"meme_dirs": [escape_name(d) for d in args.memes],
                      "non_meme_dirs": [escape_name(d) for d in args.non_memes], "skipped": skipped,
                      "input": "native size" if args.native_size else f"fit {pre.fit}"}

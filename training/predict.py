@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from processing.cliutil import ArgumentParser, fraction, positive_int, run_main
+from processing.decode import DEFAULT_MAX_PIXELS
 from processing.files import DEFAULT_MAX_BYTES, FOLDER, escape_name, not_regular, walk
 from processing.reasons import EMPTY_FOLDER, MISSING_FILE, UNREADABLE, Rejected
 
@@ -67,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, metavar="N",
                    help=f"a file over N bytes is an error (too_large) (default {DEFAULT_MAX_BYTES}, 64 MiB)")
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"an image of more than N pixels is a decompression_bomb (default {DEFAULT_MAX_PIXELS})")
     return p.parse_args(argv)
 
 
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
             emit(path, error=error)
             continue
         try:
-            pixels = load_pixels(path, pre, args.native_size, args.max_side, min_side, args.max_bytes)
+            pixels = load_pixels(path, pre, args.native_size, args.max_side, min_side, args.max_bytes, args.max_pixels)
         except Rejected as exc:
             failed += 1
             emit(path, error=exc.reason)
