@@ -74,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compression", choices=COMPRESSIONS, default="none",
                    help="per-image chunk compression: none (default) streams ~4x faster into training; "
                         "lzf/gzip make the file ~3x/5x smaller (see benchmarks/README.md)")
+    p.add_argument("--checksum", action=argparse.BooleanOptionalAction, default=True,
+                   help="a Fletcher-32 checksum on each image chunk, verified on every read: a damaged image is an "
+                        "error, not a wrong picture (default on; costs a few percent of read speed, see "
+                        "benchmarks/README.md)")
     p.add_argument("--workers", type=positive_int, default=pipeline.default_workers(), help="decode processes (default: cores)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -115,7 +119,7 @@ def to_config(args) -> BuildConfig:
         cifar_md5=args.cifar_md5, fit=args.fit, side=args.side, min_side=args.min_side or args.side,
         max_pixels=args.max_pixels, max_bytes=args.max_bytes, split=fractions,
         group_by=args.group_by, near_duplicate_bits=args.near_duplicate_bits, seed=args.seed,
-        compression=args.compression, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+        compression=args.compression, checksum=args.checksum, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
         progress=not args.no_progress)
 
 

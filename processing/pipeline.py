@@ -69,6 +69,7 @@ class BuildConfig:
     near_duplicate_bits: int = NEAR_DUPLICATE_BITS   # -1: only exact duplicates stay together
     seed: int = 0
     compression: str = "none"
+    checksum: bool = True                  # a Fletcher-32 checksum on each image chunk, checked on read
     workers: int = 1
     resume: bool = False
     overwrite: bool = False
@@ -95,7 +96,7 @@ class BuildConfig:
             "fit": self.fit, "size": self.side, "min_side": self.min_side, "max_pixels": self.max_pixels,
             "max_bytes": self.max_bytes, "split": list(self.split), "group_by": self.group_by,
             "near_duplicate_bits": self.near_duplicate_bits, "seed": self.seed,
-            "compression": self.compression,
+            "compression": self.compression, "checksum": self.checksum,
             "inputs": {"manifest": _names(self.manifests), "memes": _names(self.memes),
                        "non_memes": _names(self.non_memes), "tiny": _names(self.tiny), "tiny_count": self.tiny_count,
                        **({"source_root": self.source_root} if self.source_root else {}),
@@ -377,6 +378,7 @@ def _build(config: BuildConfig, spool_dir: str) -> dict:
         try:
             writer = H5Writer(config.out, size=config.side,
                               compression=None if config.compression == "none" else config.compression,
+                              checksum=config.checksum,
                               params=params, resume=config.resume)
         except PartialBuildError as exc:
             raise UsageError(str(exc)) from None

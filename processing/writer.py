@@ -91,7 +91,8 @@ class H5Writer:
     ``params`` and truncates it to its last commit.
     """
 
-    def __init__(self, out: Path, *, size: int, compression: str | None, params: dict, resume: bool):
+    def __init__(self, out: Path, *, size: int, compression: str | None, params: dict, resume: bool,
+                 checksum: bool = True):
         self.out = Path(out)
         self.path = partial_path(self.out)
         self.size = size
@@ -99,7 +100,7 @@ class H5Writer:
         if resume and self.path.exists():
             self._open_existing()
         else:
-            self._create(compression)
+            self._create(compression, checksum)
         # one buffer for the pending images, reused by every commit: a fresh 12 MB stack per commit made glibc
         # raise its mmap threshold and the builder's heap grew with the number of rows (~25 MB at full size)
         self._images = np.empty((COMMIT_EVERY, size, size, 3), np.uint8)
@@ -107,13 +108,15 @@ class H5Writer:
         self._pending_skips: list = []
 
     # ---- setup -------------------------------------------------------------
-    def _create(self, compression: str | None) -> None:
+    def _create(self, compression: str | None, checksum: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = h5py.File(self.path, "w")
         s = self.size
         kw = {"compression": compression} if compression else {}
+        # fletcher32: a Fletcher-32 checksum per image chunk, verified on every read (a flipped byte in an image
+        # is an error, not a silently wrong picture); benchmarks/h5_checksum.py measures its cost on the stream
         self.f.create_dataset("images", shape=(0, s, s, 3), maxshape=(None, s, s, 3), dtype=np.uint8,
-                              chunks=(1, s, s, 3), **kw)
+                              chunks=(1, s, s, 3), fletcher32=checksum, **kw)
         for name, (dtype, shape) in _ROW_FIELDS.items():
             self.f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype, chunks=(4096,))
         skipped = self.f.create_group("skipped")

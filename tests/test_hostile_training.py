@@ -80,6 +80,30 @@ def test_open_dataset_names_the_bad_field(case, tmp_path):
     assert "processing.build_h5" in message   # what to do
 
 
+@pytest.mark.timeout(60)
+def test_damage_anywhere_in_the_metadata_is_a_dataset_error(tmp_path):
+    """300 bytes overwritten at every 50th offset of the file's metadata: open and read either work or raise
+    DatasetError (h5py's KeyError of a damaged object header, its OSError, ValueError: all one message)."""
+    from training.h5file import DatasetError, open_dataset, read_rows
+
+    good = make_h5(tmp_path / "good.h5").read_bytes()
+    rng = np.random.default_rng(0)
+    refused = 0
+    for offset in range(0, len(good) - N * SIDE * SIDE * 3, 50):
+        data = bytearray(good)
+        data[offset:offset + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+        path = tmp_path / f"damaged{offset}.h5"
+        path.write_bytes(bytes(data))
+        try:
+            with open_dataset(path) as f:
+                read_rows(f["images"], np.arange(N))
+        except DatasetError as exc:
+            refused += 1
+            message = str(exc)     # "is damaged or not a dataset ...", or what the damage left: "lacks images, ..."
+            assert message.startswith(f"{path} ") and "processing.build_h5" in message and "\n" not in message
+    assert refused >= 10
+
+
 @pytest.mark.timeout(30)
 def test_open_dataset_takes_a_well_formed_file(tmp_path):
     from training.h5file import open_dataset, split_indices

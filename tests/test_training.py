@@ -55,6 +55,39 @@ def test_run_writes_model_report_and_plots(trained):
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(report["epochs_run"]))
 
 
+def damaged_copy(dataset, out, offset: int, count: int):
+    """A copy of ``dataset`` with ``count`` bytes from ``offset`` inverted."""
+    data = bytearray(dataset.read_bytes())
+    data[offset:offset + count] = bytes(b ^ 0xFF for b in data[offset:offset + count])
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.slow
+def test_a_damaged_dataset_is_one_line_for_run_and_evaluate(trained, dataset, tmp_path):
+    """A damaged object header (h5py: KeyError) and a flipped byte inside image chunks (caught by the Fletcher-32
+    checksum build_h5 writes) both end run and evaluate in one line naming the file, exit 2."""
+    out, _ = trained
+    with h5py.File(dataset) as f:
+        assert f["images"].fletcher32
+        header = h5py.h5o.get_info(f["labels"].id).addr
+        chunks = [f["images"].id.get_chunk_info(i) for i in range(f["images"].id.get_num_chunks())]
+    bad_header = damaged_copy(dataset, tmp_path / "header.h5", header, 200)
+    bad_chunks = tmp_path / "chunks.h5"
+    bad_chunks.write_bytes(dataset.read_bytes())
+    for c in chunks:                        # one byte in the middle of every image: whatever the split read
+        damaged_copy(bad_chunks, bad_chunks, c.byte_offset + c.size // 2, 1)
+    for bad in (bad_header, bad_chunks):
+        for module, args in (("training.run", ["--data", bad, "--out", tmp_path / f"run-{bad.stem}", "--arch",
+                                               "original", "--epochs", "1", "--batch-size", "8"]),
+                             ("training.evaluate", [out, "--data", bad])):
+            r = cli(module, *args)
+            assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+            last = r.stderr.strip().splitlines()[-1]
+            assert last.startswith(f"{module}: error: {bad} is damaged or not a dataset from processing.build_h5"), last
+            assert last.endswith("rebuild it with python -m processing.build_h5"), last
+
+
 @pytest.mark.slow
 def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
     out, _ = trained
@@ -68,7 +101,7 @@ def test_refuses_to_clobber_a_run_and_bad_data(trained, dataset, tmp_path):
     for module, args in (("training.run", ["--data", bad, "--out", tmp_path / "r"]),
                          ("training.evaluate", [out, "--data", bad])):
         r = cli(module, *args)
-        assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr, r.stderr
+        assert r.returncode == 2 and "is damaged or not a dataset from processing.build_h5" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     for flag, value, says in (("--synth-nonmemes", "1.5", "argument --synth-nonmemes: expected a number from 0 to 1"),
                               ("--synth-memes", "0.9", "--synth-memes takes"), ("--sizes", "12x", "--sizes takes"),

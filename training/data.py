@@ -23,7 +23,7 @@ from processing.neardup import content_bounds
 from processing.schema import INPUT_SIZE, MEME, NON_MEME
 from processing.transform import DEFAULT_FIT, block_mean_pool, fit_image, upsample_repeat
 
-from .h5file import DatasetError, read_rows, split_indices  # noqa: F401  (re-exported for callers)
+from .h5file import H5_ERRORS, DatasetError, damaged, read_rows, split_indices  # noqa: F401  (re-exported)
 from .synth import MAX_SYNTH, caption_meme, text_nonmeme
 
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
@@ -97,8 +97,11 @@ class H5Batches(keras.utils.PyDataset):
     def _images(self) -> h5py.Dataset:
         handle = getattr(self._local, "handle", None)
         if handle is None or handle[0] != os.getpid():
-            f = h5py.File(self.path, "r")
-            self._local.handle = handle = (os.getpid(), f, f["images"])
+            try:
+                f = h5py.File(self.path, "r")
+                self._local.handle = handle = (os.getpid(), f, f["images"])
+            except H5_ERRORS as exc:
+                raise damaged(self.path, exc) from None
         return handle[2]
 
     # ---- Keras interface ---------------------------------------------------

@@ -211,4 +211,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main("evaluate", main))
+    sys.exit(run_main("training.evaluate", main))

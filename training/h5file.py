@@ -21,6 +21,16 @@ class DatasetError(Exception):
 
 
 REBUILD = "rebuild it with python -m processing.build_h5"
+# what h5py raises on a damaged file: OSError (a bad signature, a failed checksum), KeyError (a member whose
+# object header is damaged), ValueError / RuntimeError (a damaged B-tree or heap)
+H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
+
+
+def damaged(path, exc: BaseException) -> DatasetError:
+    """The one-line error for a file h5py cannot open or read, whatever the damage."""
+    detail = str(exc).strip("'\"") or type(exc).__name__
+    return DatasetError(f"{escape_name(str(path))} is damaged or not a dataset from processing.build_h5 ({detail}); "
+                        f"{REBUILD}")
 
 
 def open_dataset(path) -> h5py.File:
@@ -38,8 +48,8 @@ def open_dataset(path) -> h5py.File:
         raise DatasetError(f"dataset {name} is {kind}, not an HDF5 file: give the file processing.build_h5 wrote")
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{name} is not a readable HDF5 file ({exc}); {REBUILD}") from None
+    except H5_ERRORS as exc:
+        raise damaged(path, exc) from None
     try:
         missing = [k for k in ("images", "labels", "split") if k not in f]
         if missing:
@@ -48,9 +58,9 @@ def open_dataset(path) -> h5py.File:
     except DatasetError:
         f.close()
         raise
-    except (OSError, RuntimeError) as exc:   # a file damaged past its header: h5py fails while reading
+    except H5_ERRORS as exc:   # a file damaged past its superblock: h5py fails while reading
         f.close()
-        raise DatasetError(f"{name} cannot be read ({exc}); {REBUILD}") from None
+        raise damaged(path, exc) from None
     return f
 
 
@@ -153,10 +163,13 @@ def read_rows(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
     if len(idx) == 0:
         return out
     breaks = np.flatnonzero(np.diff(idx) > MAX_GAP) + 1
-    for run in np.split(np.arange(len(idx)), breaks):
-        first, last = idx[run[0]], idx[run[-1]]
-        if last - first + 1 == len(run):
-            ds.read_direct(out, np.s_[first:last + 1], np.s_[run[0]:run[-1] + 1])
-        else:
-            out[run] = ds[first:last + 1][idx[run] - first]
+    try:
+        for run in np.split(np.arange(len(idx)), breaks):
+            first, last = idx[run[0]], idx[run[-1]]
+            if last - first + 1 == len(run):
+                ds.read_direct(out, np.s_[first:last + 1], np.s_[run[0]:run[-1] + 1])
+            else:
+                out[run] = ds[first:last + 1][idx[run] - first]
+    except H5_ERRORS as exc:   # a damaged chunk, or one whose Fletcher-32 checksum fails
+        raise damaged(ds.file.filename, exc) from None
     return out

@@ -352,7 +352,10 @@ def finish(args, train_seconds: float, topology: dict) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    train(args)
+    try:
+        train(args)
+    except DatasetError as exc:   # the images read while training: a damaged chunk, a failed checksum
+        raise UsageError(str(exc)) from None
     return 0
 
 
