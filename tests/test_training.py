@@ -404,6 +404,61 @@ print(json.dumps([steps, sorted(clone.scaled_paths), clone.path_scale]))
         assert step == pytest.approx(0.1 if path.startswith("head/") else 0.01, rel=1e-3), (path, steps)
 
 
+def test_smoothed_sparse_crossentropy_matches_a_plain_reference(tmp_path):
+    import keras
+
+    from training.optim import SmoothedSparseCrossentropy, make_loss
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1], 16).astype("float32")
+    labels = rng.integers(0, 2, 16)
+    for s in (0.0, 0.1, 0.3):
+        target = np.eye(2)[labels] * (1 - s) + s / 2
+        reference = -(target * np.log(np.clip(probs, 1e-7, 1))).sum(axis=1).mean()
+        got = float(SmoothedSparseCrossentropy(s)(labels, probs))
+        assert got == pytest.approx(reference, rel=1e-5), s
+    plain = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+    assert float(SmoothedSparseCrossentropy(0.0)(labels, probs)) == pytest.approx(float(plain), rel=1e-5)
+    assert make_loss(0.0) == "sparse_categorical_crossentropy"
+
+    inp = keras.Input((3,))                    # a model compiled with it saves and loads back (--resume)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(inp))
+    model.compile(optimizer="adam", loss=make_loss(0.2))
+    model.fit(np.ones((8, 3), "float32"), labels[:8], verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.loss.smoothing == pytest.approx(0.2)
+
+
+def test_train_bn_trains_the_trunks_batch_norm_statistics():
+    import keras
+
+    from training.model import set_trunk_training
+
+    def trunk_and_model():
+        inp = keras.Input((4,))
+        trunk = keras.Model(inp, keras.layers.BatchNormalization()(keras.layers.Dense(4)(inp)), name="trunk")
+        x = keras.Input((4,))
+        return trunk, keras.Model(x, keras.layers.Dense(2, activation="softmax")(trunk(x)))
+
+    x = np.random.default_rng(0).normal(5.0, 1.0, (32, 4)).astype("float32")
+    y = (np.arange(32) % 2).astype("int32")
+    moved = {}
+    for train_bn in (False, True):
+        keras.utils.set_random_seed(0)
+        trunk, model = trunk_and_model()
+        set_trunk_training(trunk, True, train_bn)
+        bn = trunk.layers[-1]
+        assert bn.trainable is train_bn and trunk.layers[1].trainable
+        before = bn.moving_mean.numpy().copy()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        moved[train_bn] = float(np.abs(bn.moving_mean.numpy() - before).max())
+    assert moved[False] == 0 and moved[True] > 0.01
+    set_trunk_training(trunk, False, True)         # a frozen trunk keeps its batch norm frozen whatever train_bn
+    assert not bn.trainable
+
+
 def test_no_crop_keeps_flips_only(dataset):
     crop = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=True)
     flips = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=False)
@@ -426,7 +481,7 @@ def test_the_defaults_are_the_plain_fine_tune(dataset, tmp_path):
     assert json.loads((out / "preprocess.json").read_text())["threshold"] == 0.5
     used = json.loads((out / "args.json").read_text())
     assert (used["synth_memes"], used["synth_nonmemes"], used["degrade_memes"], used["smooth_tiny"], used["crop"],
-            used["optimizer"]) == (0, 0, 0, 1, False, "adamw")
+            used["optimizer"], used["train_bn"], used["label_smoothing"]) == (0, 0, 0, 1, False, "adamw", False, 0)
     import keras
     from training.classifier import load_classifier
     model, _ = load_classifier(out)

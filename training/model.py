@@ -72,8 +72,8 @@ def pretrained_trunk(model: keras.Model) -> keras.Model | None:
     return next((layer for layer in model.layers if layer.name == TRUNK), None)
 
 
-def set_trunk_training(trunk: keras.Model, trainable: bool) -> None:
-    """Freeze the trunk, or unfreeze it with its batch-norm layers kept frozen.
+def set_trunk_training(trunk: keras.Model, trainable: bool, train_bn: bool = False) -> None:
+    """Freeze the trunk, or unfreeze it with its batch-norm layers kept frozen (``train_bn``: trained too).
 
     A frozen BatchNormalization runs in inference mode in Keras 3, so its
     ImageNet statistics are used, never re-estimated from the small CPU
@@ -82,7 +82,7 @@ def set_trunk_training(trunk: keras.Model, trainable: bool) -> None:
     trunk.trainable = trainable
     for layer in trunk.layers:
         if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False
+            layer.trainable = trainable and train_bn
 
 
 def build_model(arch: str, levels=(1, 2, 4)) -> keras.Model:

@@ -41,6 +41,8 @@ WARMUP_EPOCHS = 0                 # lite0: epochs that train the head alone on t
 TRUNK_LR_SCALE = 0.1              # lite0: once unfrozen, the trunk trains at this fraction of --lr ...
 HEAD_LR_SCALE = 1.0               # ... and the head at this fraction
 SPP_LEVELS = (1,)                 # one level (global pooling): [1,2,4] was no better on the CV (README)
+TRAIN_BN = False                  # the trunk's batch-norm layers keep their ImageNet statistics
+LABEL_SMOOTHING = 0.0
 
 
 def parse_args(argv=None):
@@ -60,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adamw")
     p.add_argument("--warmup-epochs", type=count, default=WARMUP_EPOCHS,
                    help=f"lite0: train only the head on the frozen pretrained trunk for this many epochs, then "
-                        f"unfreeze the trunk (its batch-norm layers stay frozen) (default {WARMUP_EPOCHS})")
+                        f"unfreeze the trunk (its batch-norm layers stay frozen unless --train-bn) (default {WARMUP_EPOCHS})")
     p.add_argument("--trunk-lr", type=positive_float, default=TRUNK_LR_SCALE, metavar="SCALE",
                    help=f"lite0: once the trunk is unfrozen, train at SCALE x --lr (default {TRUNK_LR_SCALE})")
     p.add_argument("--head-lr", type=positive_float, default=HEAD_LR_SCALE, metavar="SCALE",
@@ -69,6 +71,11 @@ def parse_args(argv=None):
     p.add_argument("--spp-levels", type=distinct_list(positive_int, "1,2,4"), default=SPP_LEVELS, metavar="L,L,...",
                    help="grid sizes of the spatial pyramid pooling head (default "
                         f"{','.join(map(str, SPP_LEVELS))}: one level, global average pooling; e.g. 1,2,4)")
+    p.add_argument("--train-bn", action=argparse.BooleanOptionalAction, default=TRAIN_BN,
+                   help="lite0: once the trunk trains, train its batch-norm layers too (their statistics re-estimated "
+                        "from the batches) instead of keeping ImageNet's (default: kept)")
+    p.add_argument("--label-smoothing", type=fraction, default=LABEL_SMOOTHING, metavar="S",
+                   help=f"move the one-hot targets S towards uniform (default {LABEL_SMOOTHING})")
     p.add_argument("--seed", type=count, default=0)
     p.add_argument("--patience", type=positive_int, default=5, help="early stopping patience (epochs without val_loss gain)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
@@ -126,7 +133,7 @@ def phases(args, pretrained: bool) -> list[tuple[int, int, float, bool | None]]:
     ``--warmup-epochs`` while the new head learns at ``--lr`` (a random head's
     large gradients would otherwise wreck the ImageNet features), then the
     trunk trains at ``--trunk-lr`` x ``--lr`` and the head at ``--head-lr``
-    x ``--lr``, with the trunk's batch-norm layers frozen
+    x ``--lr``, with the trunk's batch-norm layers frozen unless ``--train-bn``
     (``training.model.set_trunk_training``). The defaults have no warm-up.
     """
     if not pretrained:
@@ -243,7 +250,7 @@ def train(args) -> dict:
 
     from .data import H5Batches
     from .model import build_model, pretrained_trunk, set_trunk_training
-    from .optim import make_optimizer
+    from .optim import make_loss, make_optimizer
 
     try:
         keras.utils.set_random_seed(args.seed)
@@ -288,9 +295,9 @@ def train(args) -> dict:
             continue
         if initial_epoch <= start:    # a phase begins here (not resumed inside it): its layers and optimizer
             if trunk_trainable is not None:
-                set_trunk_training(pretrained_trunk(model), trunk_trainable)
+                set_trunk_training(pretrained_trunk(model), trunk_trainable, args.train_bn)
             model.compile(optimizer=make_optimizer(args.optimizer, lr, *head_scale(model, args, trunk_trainable)),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                          loss=make_loss(args.label_smoothing), metrics=["accuracy"])
             if trunk_trainable is not None:
                 print(f"epochs {start + 1}-{end}: {'whole model' if trunk_trainable else 'head only'} at lr {lr:g}",
                       file=sys.stderr)
