@@ -179,6 +179,9 @@ def test_cross_validation_end_to_end(shared, tmp_path):
         assert set(src[split == SPLIT_NAMES.index("test")]) == held
         assert not held & set(src[split != SPLIT_NAMES.index("test")])
     assert sum(r["count"][0] for r in result["sources"].values()) == 30 + 25 + 12   # every picture once
+    meta = result["metadata"]          # the file-metadata classifier scored every picture on the same folds
+    assert meta["rows"] == 30 + 25 + 12 and meta["unread"] == 0 and 0 <= meta["roc_auc"]["mean"] <= 1
+    assert "file metadata alone" in (out / "cv.md").read_text()
     assert "cv:smoke:start" in readme.read_text() and (out / "cv.png").stat().st_size > 1000
     before = (out / "seed0" / "fold0" / "scores.json").stat().st_mtime_ns
     assert cv.main(argv) == 0     # a finished fold is not redone

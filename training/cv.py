@@ -127,6 +127,13 @@ def rate_row(correct: list[int], counts: list[int]) -> dict:
             "spread": float(max(seen) - min(seen)) if seen else None}
 
 
+def over_seeds(values: list) -> dict:
+    """One figure per seed (None where a seed had nothing to score), their mean and spread."""
+    seen = [v for v in values if v is not None]
+    return {"per_seed": values, "mean": float(np.mean(seen)) if seen else None,
+            "spread": float(max(seen) - min(seen)) if seen else None}
+
+
 def aggregate(scores: list[dict], sources: list[Source], seeds: list[int], threshold_key: str = "threshold") -> dict:
     """Per source, per family and pooled: meme recall (memes) or specificity (non-memes) per seed, mean, spread;
     ROC-AUC per (meme family, non-meme family) pair and pooled. ``scores`` are one dict per (seed, fold) with
@@ -162,9 +169,7 @@ def aggregate(scores: list[dict], sources: list[Source], seeds: list[int], thres
             c = columns[seed]
             mask = memes(c) | non_memes(c)
             values.append(roc_auc(c["label"][mask], c["prob"][mask]) if mask.any() else None)
-        seen = [v for v in values if v is not None]
-        return {"per_seed": values, "mean": float(np.mean(seen)) if seen else None,
-                "spread": float(max(seen) - min(seen)) if seen else None}
+        return over_seeds(values)
 
     fams = families(sources)
     meme_fams = [f for f in fams if any(s.family == f and s.label == MEME for s in sources)]
@@ -183,11 +188,54 @@ def aggregate(scores: list[dict], sources: list[Source], seeds: list[int], thres
     }
 
 
+def metadata_check(data: Path, shared: Path, sources: list[Source], folds_of: dict[int, dict[str, int]]) -> dict:
+    """ROC-AUC of a classifier on file metadata alone (``training.shortcut``) over each fold's held-out sources,
+    fitted on the other folds' rows, pooled per seed; also without the 32-px pictures (whose size alone names
+    them). Rows whose file is gone or unreadable are counted, not scored."""
+    import h5py
+
+    from .metrics import roc_auc
+    from .shortcut import file_metadata, metadata_log_odds
+
+    by_key = {s.key: s for s in sources}
+    with h5py.File(data, "r") as f:
+        keys = [k.decode() for k in f["source"][:]]
+        ids = [i.decode() for i in f["source_id"][:]]
+        labels = f["labels"][:].astype(int)
+    meta = [file_metadata(shared / key.split(":", 1)[1] / sid) if key in by_key else None
+            for key, sid in zip(keys, ids)]
+    read = np.array([m is not None for m in meta])
+    fmt = np.array([m[0] if m else 0 for m in meta])
+    numeric = np.stack([m[1] if m else np.zeros(5) for m in meta])
+    tiny = np.array([key in by_key and by_key[key].family == "tiny" for key in keys])
+    every, without_tiny = [], []
+    for seed, folds in folds_of.items():
+        fold = np.array([folds[by_key[k].name] if k in by_key else -1 for k in keys])
+        odds = np.zeros(len(keys))
+        for k in sorted(set(folds.values())):
+            train, test = read & (fold != k) & (fold >= 0), read & (fold == k)
+            if test.any():
+                odds[test] = metadata_log_odds(fmt[train], numeric[train], labels[train], fmt[test], numeric[test])
+        scored = read & (fold >= 0)
+        every.append(roc_auc(labels[scored], odds[scored]))
+        rest = scored & ~tiny
+        without_tiny.append(roc_auc(labels[rest], odds[rest]) if len(set(labels[rest])) == 2 else None)
+    return {"roc_auc": over_seeds(every), "roc_auc_without_tiny": over_seeds(without_tiny),
+            "rows": int(read.sum()), "unread": int((~read).sum())}
+
+
 def _fmt(row: dict) -> tuple[str, str, str]:
     per_seed = " / ".join("n/a" if r is None else f"{r:.3f}" for r in row["rates"])
     mean = "n/a" if row["mean"] is None else f"**{row['mean']:.3f}**"
     spread = "n/a" if row["spread"] is None else f"{row['spread']:.3f}"
     return per_seed, mean, spread
+
+
+def _seed_row(label: str, measure: str, a: dict) -> str:
+    if a["mean"] is None:
+        return f"| {label} | {measure} | | n/a | n/a | n/a |"
+    per_seed = " / ".join("n/a" if v is None else f"{v:.3f}" for v in a["per_seed"])
+    return f"| {label} | {measure} | | {per_seed} | **{a['mean']:.3f}** | {a['spread']:.3f} |"
 
 
 def markdown(result: dict, title: str) -> str:
@@ -211,10 +259,12 @@ def markdown(result: dict, title: str) -> str:
         worst = min(other["families"].items(), key=lambda kv: kv[1]["mean"] if kv[1]["mean"] is not None else 1)
         lines.append(f"| *all, at the threshold of best balanced accuracy on val* | recall / specificity | | | "
                      f"{rec:.3f} / {spec:.3f} | (weakest family {worst[0]} {worst[1]['mean']:.3f}) |")
-    a = pooled["roc_auc"]
-    per_seed = " / ".join("n/a" if v is None else f"{v:.3f}" for v in a["per_seed"])
-    lines.append(f"| *all* | ROC-AUC | | {per_seed} | **{a['mean']:.3f}** | {a['spread']:.3f} |" if a["mean"] is not None
-                 else "| *all* | ROC-AUC | | n/a | n/a | n/a |")
+    lines.append(_seed_row("*all*", "ROC-AUC", pooled["roc_auc"]))
+    shortcut = result.get("metadata")
+    if shortcut:
+        lines.append(_seed_row("*file metadata alone* (format, bytes, width, height)", "ROC-AUC", shortcut["roc_auc"]))
+        lines.append(_seed_row("*file metadata alone*, without the 32-px pictures", "ROC-AUC",
+                               shortcut["roc_auc_without_tiny"]))
     pairs = result["pair_auc"]
     if pairs:
         cols = list(next(iter(pairs.values())))
@@ -423,7 +473,8 @@ def cross_validate(args) -> dict:
               "minutes": sum(sc["seconds"] for sc in scores) / 60, "fold_of": folds_of,
               "train_flags": args.train_flags, "build_flags": args.build_flags, "epochs": args.epochs,
               "tiny_count": args.tiny_count,
-              "min_side": args.min_side, "fold_seconds": [sc["seconds"] for sc in scores]}
+              "min_side": args.min_side, "fold_seconds": [sc["seconds"] for sc in scores],
+              "metadata": metadata_check(data, args.shared, sources, folds_of)}
     atomic_write_json(args.out / "cv.json", result)
     title = (f"{args.name}: {' '.join(args.train_flags) or 'training.run defaults'}, {args.epochs} epochs"
              + (f"; build_h5 {' '.join(args.build_flags)}" if args.build_flags else ""))
