@@ -459,6 +459,25 @@ def test_train_bn_trains_the_trunks_batch_norm_statistics():
     assert not bn.trainable
 
 
+def test_reencode_shrinks_and_recompresses_both_labels_alike(dataset):
+    from training.data import reencode
+
+    ramp = np.linspace(0, 255, 128)
+    image = np.stack([ramp[None, :].repeat(128, 0), ramp[:, None].repeat(128, 1), np.full((128, 128), 90.0)],
+                     axis=2).astype(np.uint8)
+    image[40:60, 30:100] = 255                                    # a white bar: an edge for the blur to soften
+    out = reencode(image, np.random.default_rng(0))
+    assert out.shape == image.shape and out.dtype == np.uint8 and not np.array_equal(out, image)
+    mse = np.mean((out.astype(float) - image) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) > 15                    # the same picture, only softer and blockier
+    assert np.array_equal(out, reencode(image, np.random.default_rng(0)))      # seeded
+    plain = H5Batches(dataset, "train", 64, seed=3)
+    every = H5Batches(dataset, "train", 64, seed=3, reencode=1.0)
+    (x0, y0), (x1, y1) = plain[0][:2], every[0][:2]
+    assert np.array_equal(y0, y1) and set(y0.tolist()) == {0, 1}
+    assert all(not np.array_equal(a, b) for a, b in zip(x0, x1))   # every picture, meme or not
+
+
 def test_no_crop_keeps_flips_only(dataset):
     crop = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=True)
     flips = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=False)
@@ -481,7 +500,8 @@ def test_the_defaults_are_the_plain_fine_tune(dataset, tmp_path):
     assert json.loads((out / "preprocess.json").read_text())["threshold"] == 0.5
     used = json.loads((out / "args.json").read_text())
     assert (used["synth_memes"], used["synth_nonmemes"], used["degrade_memes"], used["smooth_tiny"], used["crop"],
-            used["optimizer"], used["train_bn"], used["label_smoothing"]) == (0, 0, 0, 1, False, "adamw", False, 0)
+            used["optimizer"], used["train_bn"], used["label_smoothing"], used["reencode"]) == \
+        (0, 0, 0, 1, False, "adamw", False, 0, 0)
     import keras
     from training.classifier import load_classifier
     model, _ = load_classifier(out)

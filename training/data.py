@@ -10,6 +10,7 @@ depend on which worker thread ran a batch.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import threading
@@ -29,6 +30,8 @@ from .synth import MAX_SYNTH, caption_meme, text_nonmeme
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
 FIXED_STREAM = 2**32 - 1   # the random stream of a same_every_epoch split: no training epoch draws from it
 CROP_KEEP = 0.85           # an augmenting crop keeps at least this fraction of each side of the picture
+REENCODE_QUALITY = (30, 95)   # --reencode: a JPEG quality drawn from this range ...
+REENCODE_SCALE = (0.5, 1.0)   # ... after shrinking the picture to this fraction of its side and back
 
 def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Through 32x32 and back by pixel repetition: exactly what CIFAR pictures went through."""
@@ -43,6 +46,25 @@ def smooth_upsample(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Re-upsample a pixel-repeated picture bilinearly (no blocks)."""
     small = Image.fromarray(np.ascontiguousarray(image[::factor, ::factor]))
     return np.asarray(small.resize(image.shape[:2][::-1], Image.Resampling.BILINEAR))
+
+
+def reencode(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The picture shrunk by a random factor and back (bilinear), then through JPEG at a random quality.
+
+    Applied to both labels alike, so neither a file's compression (memes are
+    mostly re-saved JPEGs, screenshots crisp PNGs) nor its sharpness can
+    stand for the label (issue 26: the file metadata alone scores 0.65 on
+    sources never seen; ``training.shortcut``). It works on the fitted
+    square, after the builder's resize, so it cannot undo what that resize
+    already smoothed away.
+    """
+    side = image.shape[0]
+    small = max(8, round(side * rng.uniform(*REENCODE_SCALE)))
+    img = Image.fromarray(np.ascontiguousarray(image))
+    img = img.resize((small, small), Image.Resampling.BILINEAR).resize((side, side), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=int(rng.integers(REENCODE_QUALITY[0], REENCODE_QUALITY[1] + 1)))
+    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def small_crop(image: np.ndarray, rng: np.random.Generator, fit: str, keep: float = CROP_KEEP) -> np.ndarray:
@@ -71,13 +93,14 @@ class H5Batches(keras.utils.PyDataset):
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, crop: bool = True, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
+                 reencode: float = 0.0,
                  synth_memes: float = 0.0, synth_nonmemes: float = 0.0, fit: str = DEFAULT_FIT,
                  sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
                  shard: tuple[int, int] = (0, 1), pad_to: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment, self.crop = shuffle, seed, augment, crop
-        self.degrade_memes, self.smooth_tiny = degrade_memes, smooth_tiny
+        self.degrade_memes, self.smooth_tiny, self.reencode = degrade_memes, smooth_tiny, reencode
         self.synth_memes, self.fit = min(synth_memes, MAX_SYNTH), fit
         self.synth_nonmemes = synth_nonmemes
         self.sizes = tuple(sizes)
@@ -180,7 +203,8 @@ class H5Batches(keras.utils.PyDataset):
 
     @property
     def _random(self) -> bool:
-        return bool(self.augment or self.degrade_memes or self.smooth_tiny or self.synth_memes or self.synth_nonmemes)
+        return bool(self.augment or self.degrade_memes or self.smooth_tiny or self.reencode or self.synth_memes
+                    or self.synth_nonmemes)
 
     def _plan(self, y: np.ndarray, rng: np.random.Generator) -> tuple[dict[int, int], set[int]]:
         """Which rows of the batch become synthesised memes (target -> the non-meme captioned into it) and which
@@ -211,6 +235,8 @@ class H5Batches(keras.utils.PyDataset):
             image = degrade(image)
         elif label == NON_MEME and rng.random() < self.smooth_tiny and is_repeated(image):
             image = smooth_upsample(image)
+        if self.reencode and rng.random() < self.reencode:
+            image = reencode(image, rng)
         if self.augment:
             if rng.random() < 0.5:
                 image = image[:, ::-1]

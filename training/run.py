@@ -43,6 +43,7 @@ HEAD_LR_SCALE = 1.0               # ... and the head at this fraction
 SPP_LEVELS = (1,)                 # one level (global pooling): [1,2,4] was no better on the CV (README)
 TRAIN_BN = False                  # the trunk's batch-norm layers keep their ImageNet statistics
 LABEL_SMOOTHING = 0.0
+REENCODE = 0.0
 
 
 def parse_args(argv=None):
@@ -88,6 +89,9 @@ def parse_args(argv=None):
     p.add_argument("--smooth-tiny", type=fraction, default=1.0, metavar="P",
                    help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P "
                         "(default 1: always)")
+    p.add_argument("--reencode", type=fraction, default=REENCODE, metavar="P",
+                   help="with probability P a training picture of either label is shrunk (to 50-100%% of its side) "
+                        f"and back, then re-encoded as JPEG at quality 30-95: format is not a label (default {REENCODE})")
     p.add_argument("--synth-memes", type=fraction, default=SYNTH_MEMES, metavar="RATIO",
                    help="turn this fraction of each training batch's non-memes into memes by captioning another "
                         f"non-meme of the batch (training.synth: the same picture seen as both; at most {MAX_SYNTH}; "
@@ -259,6 +263,7 @@ def train(args) -> dict:
             tf.config.experimental.enable_op_determinism()
         train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
                              crop=args.crop, degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
+                             reencode=args.reencode,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
                              balance_classes=True, shard=topology.shard, pad_to=topology.devices,
                              workers=args.workers, use_multiprocessing=False)
