@@ -1,11 +1,15 @@
 """Caption synthesis and text non-memes: deterministic under a seed, and every style really writes text."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import ImageDraw
 
 from processing.transform import fit_letterbox
-from training.synth import NONMEME_STYLES, STYLES, caption_meme, font_files, text_nonmeme, trim_fill
+from training import scripts, synth
+from training.scripts import SCRIPT_SHARES, available_scripts, font_path, latin_fonts
+from training.synth import NONMEME_STYLES, STYLES, caption_meme, text_nonmeme, trim_fill, wrap
 
 
 def picture(seed=0, h=128, w=128):
@@ -47,7 +51,7 @@ def test_letterbox_bands_are_trimmed_before_captioning():
 
 def test_fonts_come_from_installed_packages_and_cover_cyrillic():
     from PIL import ImageFont
-    bold, regular = font_files()
+    bold, regular = latin_fonts()
     assert bold and regular
     for path in (*bold, *regular):
         face = ImageFont.truetype(path, 20)
@@ -89,3 +93,65 @@ def test_any_shape_of_picture_is_drawn(make, style):
         for seed in range(3):
             out = make(pic, np.random.default_rng(seed), style)
             assert out.shape == pic.shape and out.dtype == np.uint8
+
+
+NOTO = all(Path(font_path(f)[0]).is_file() for name in ("ja", "devanagari")
+           for f in scripts.script_fonts(name)[0])
+needs_noto = pytest.mark.skipif(not NOTO, reason="Debian's fonts-noto-core and fonts-noto-cjk are not installed "
+                                                 "(scripts/system-deps installs them)")
+
+
+@needs_noto
+def test_every_script_has_fonts_that_cover_each_of_its_words():
+    """Every character of every word (upper-cased too, as the impact style writes it) is in each of the script's
+    fonts: no missing-glyph box is ever drawn."""
+    from fontTools.ttLib import TTFont
+
+    assert set(available_scripts()) == set(SCRIPT_SHARES)
+    for name, script in available_scripts().items():
+        for spec in (*script.bold, *script.regular):
+            path, face = font_path(spec)
+            cmap = TTFont(path, fontNumber=face, lazy=True).getBestCmap()
+            missing = {ch for word in script.words for ch in word + word.upper() if ord(ch) not in cmap}
+            assert not missing, (name, spec, sorted(missing))
+
+
+@needs_noto
+@pytest.mark.parametrize("name", sorted(SCRIPT_SHARES))
+def test_each_script_is_drawn_in_every_caption_style(name, monkeypatch):
+    script = available_scripts()[name]
+    monkeypatch.setattr(synth, "pick_script", lambda rng: script)
+    for style in STYLES:
+        pic = picture(2)
+        with_text = caption_meme(pic, np.random.default_rng(1), style).astype(int)
+        with monkeypatch.context() as m:
+            m.setattr(ImageDraw.ImageDraw, "text", lambda *a, **k: None)
+            without = caption_meme(pic, np.random.default_rng(1), style).astype(int)
+        assert (np.abs(with_text - without).max(axis=-1) > 60).mean() > 0.004, (name, style)
+
+
+@needs_noto
+def test_cjk_lines_break_between_characters_and_others_between_words():
+    face = synth.font(available_scripts()["zh-hans"].regular[0], 20)
+    text = "当你我的代码终于能运行了没有人"
+    lines = wrap(text, face, 100)
+    assert len(lines) > 1 and "".join(lines) == text and all(face.getlength(line) <= 100 for line in lines)
+    hindi = synth.font(available_scripts()["devanagari"].regular[0], 20)
+    words = "आखिरकार मेरा कोड चलता है"
+    assert " ".join(wrap(words, hindi, 90)) == words                 # clusters never split: whole words per line
+
+
+def test_a_script_without_fonts_is_left_out_and_said_once(monkeypatch, capsys):
+    real = scripts.script_fonts
+    monkeypatch.setattr(scripts, "script_fonts",
+                        lambda name: (("/nonexistent/x.ttf",), ("/nonexistent/y.ttf",)) if name == "thai" else real(name))
+    scripts.available_scripts.cache_clear()
+    try:
+        found = available_scripts()
+        again = available_scripts()
+        assert "thai" not in found and "latin" in found and again is found
+        err = capsys.readouterr().err
+        assert err.count("training.synth: no fonts for") == 1 and "thai" in err and "fonts-noto-core" in err
+        assert caption_meme(picture(), np.random.default_rng(0)).shape == (128, 128, 3)
+    finally:
+        scripts.available_scripts.cache_clear()

@@ -42,11 +42,11 @@ non-memes (posters, screenshots) stay non-memes; ``--synth-nonmemes RATIO``
 adds the synthesised text non-memes, so that a leave-one-source-out run
 without any real text non-meme still sees text that is not a meme.
 
-Fonts come only from installed packages: matplotlib's DejaVu family (Sans,
-Sans Bold, Serif Bold, Sans Mono Bold; Latin, Greek and Cyrillic) is always
-there; Debian's Liberation fonts (``fonts-liberation2``, installed by
-``scripts/system-deps``, which ``make test`` runs) join when present, and
-without them the DejaVu set alone is used.
+Each picture is written in one script drawn by ``training.scripts.SCRIPT_SHARES``
+(Latin, Cyrillic, Greek, Chinese, Japanese, Korean, Devanagari, Bengali,
+Tamil, Telugu, Arabic, Thai): its words and its fonts, which come only from
+installed Debian packages (``training.scripts``); a script without its fonts
+is left out. Till receipts stay Latin (a monospaced face).
 Everything random is drawn from the ``rng`` passed in, so a seed gives the
 same meme on the same set of installed fonts.
 """
@@ -54,7 +54,6 @@ same meme on the same set of installed fonts.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -62,24 +61,14 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from processing.transform import DEFAULT_FIT, LETTERBOX_FILL, fit_image
 
+from .scripts import Script, available_scripts, breakable, font_path, pick_script
+
 MAX_SYNTH = 0.5   # of a batch's non-memes: each synthesised meme needs an uncaptioned partner in its batch
 
 STYLES = ("impact", "bar", "labels", "panels", "comic", "tweet")
 RENDER = 2   # draw at twice the picture's side, then fit back down: strokes come out anti-aliased like real memes
 MIN_FONT = 6
 
-WORDS = {
-    "en": ("when", "you", "me", "my", "code", "finally", "works", "nobody", "is", "this", "a", "bug", "feature",
-           "monday", "boss", "friday", "deploy", "production", "tests", "pass", "one", "does", "not", "simply",
-           "every", "time", "i", "try", "to", "sleep", "brain", "cat", "dog", "coffee", "why", "just", "wait",
-           "for", "it", "expectation", "reality", "also", "them", "us", "how", "teacher", "homework", "internet"),
-    "ru": ("когда", "ты", "я", "мой", "код", "наконец", "работает", "никто", "это", "баг", "фича", "понедельник",
-           "начальник", "пятница", "деплой", "прод", "тесты", "прошли", "просто", "каждый", "раз", "пытаюсь",
-           "спать", "кот", "кофе", "почему", "ждать", "ожидание", "реальность", "мы", "они", "интернет"),
-    "el": ("όταν", "εσύ", "εγώ", "κώδικας", "επιτέλους", "δουλεύει", "κανείς", "αυτό", "είναι", "δευτέρα",
-           "αφεντικό", "γάτα", "καφές", "γιατί", "περίμενε", "πραγματικότητα"),
-}
-LANGUAGES = ("en", "en", "en", "en", "ru", "ru", "el")   # mostly English, as real memes are
 NONMEME_STYLES = ("poster", "screen", "page", "receipt", "chart")
 # colours of designed text: titles and app bars are often saturated; memes' captions are black or white
 ACCENTS = ((230, 40, 40), (250, 200, 30), (40, 120, 230), (30, 160, 90), (240, 240, 240), (200, 120, 255),
@@ -87,40 +76,25 @@ ACCENTS = ((230, 40, 40), (250, 200, 30), (40, 120, 230), (30, 160, 90), (240, 2
 
 
 @functools.cache
-def font_files() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(bold fonts, regular fonts) from matplotlib, plus Debian's Liberation fonts where installed."""
-    import matplotlib
-
-    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    bold = [ttf / "DejaVuSans-Bold.ttf", ttf / "DejaVuSerif-Bold.ttf", ttf / "DejaVuSansMono-Bold.ttf"]
-    regular = [ttf / "DejaVuSans.ttf", ttf / "DejaVuSerif.ttf"]
-    for folder in ("/usr/share/fonts/truetype/liberation2", "/usr/share/fonts/truetype/liberation"):
-        if os.path.isdir(folder):
-            bold += sorted(Path(folder).glob("LiberationSans*-Bold.ttf"))
-            regular += sorted(Path(folder).glob("LiberationSans*-Regular.ttf"))
-            break
-    return tuple(map(str, bold)), tuple(map(str, regular))
-
-
-@functools.cache
-def font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    """The face at ``size`` pixels (at least MIN_FONT: a picture far wider than tall leaves little room)."""
-    return ImageFont.truetype(path, max(MIN_FONT, size))
-
-
-def phrase(rng: np.random.Generator, lo: int = 2, hi: int = 9) -> str:
-    words = WORDS[pick(rng, LANGUAGES)]
-    return " ".join(words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(lo, hi + 1))))
+def font(spec: str, size: int) -> ImageFont.FreeTypeFont:
+    """The face (``path`` or ``path#face``) at ``size`` pixels (at least MIN_FONT: a picture far wider than tall
+    leaves little room)."""
+    path, index = font_path(spec)
+    return ImageFont.truetype(path, max(MIN_FONT, size), index=index)
 
 
 def wrap(text: str, face: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """Greedy word wrap to ``width`` pixels (a single over-long word keeps its own line)."""
+    """Greedy word wrap to ``width`` pixels. A run of CJK characters too long for a line breaks between any two
+    of them (those scripts put no spaces between words); any other over-long word keeps its own line."""
     lines: list[str] = []
     for word in text.split():
-        if lines and face.getlength(f"{lines[-1]} {word}") <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
+        tokens = list(word) if breakable(word) and face.getlength(word) > width else [word]
+        for k, token in enumerate(tokens):
+            joined = f"{lines[-1]}{'' if k else ' '}{token}" if lines else token
+            if lines and face.getlength(joined) <= width:
+                lines[-1] = joined
+            else:
+                lines.append(token)
     return lines
 
 
@@ -170,27 +144,26 @@ def upscale(picture: np.ndarray, side: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(picture)).resize(size, Image.Resampling.BILINEAR)
 
 
-def impact(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def impact(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     img = upscale(picture, side)
     side, height_px = img.size
     draw = ImageDraw.Draw(img)
-    bold = font_files()[0]
-    path = pick(rng, bold)
+    path = pick(rng, script.bold)
     where = ("top", "bottom") if rng.random() < 0.6 else (("top",) if rng.random() < 0.5 else ("bottom",))
     for place in where:
-        face, lines = fitted_text(phrase(rng).upper(), path, int(side * rng.uniform(0.08, 0.15)), int(side * 0.94), 3)
+        face, lines = fitted_text(script.phrase(rng).upper(), path, int(side * rng.uniform(0.08, 0.15)),
+                                  int(side * 0.94), 3)
         height = len(lines) * line_height(face)
         top = int(height_px * 0.02) if place == "top" else height_px - height - int(height_px * 0.03)
         draw_lines(draw, lines, face, side // 2, top, "white", max(1, face.size // 12), "black")
     return img
 
 
-def bar(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def bar(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     pic = upscale(picture, side)
     side = pic.width
-    regular = font_files()[1] + font_files()[0][:1]
-    path = pick(rng, regular)
-    face, lines = fitted_text(phrase(rng, 4, 16), path, int(side * rng.uniform(0.06, 0.1)), int(side * 0.92), 4)
+    path = pick(rng, script.regular + script.bold[:1])
+    face, lines = fitted_text(script.phrase(rng, 4, 16), path, int(side * rng.uniform(0.06, 0.1)), int(side * 0.92), 4)
     pad = int(side * 0.03)
     height = 2 * pad + len(lines) * line_height(face)
     img = Image.new("RGB", (side, pic.height + height), "white")
@@ -200,14 +173,14 @@ def bar(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image
     return img
 
 
-def labels(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def labels(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     img = upscale(picture, side)
     side, height_px = img.size
     draw = ImageDraw.Draw(img)
-    bold = font_files()[0]
     for _ in range(int(rng.integers(1, 4))):
-        path = pick(rng, bold)
-        face, lines = fitted_text(phrase(rng, 1, 3), path, int(side * rng.uniform(0.06, 0.1)), int(side * 0.45), 2)
+        path = pick(rng, script.bold)
+        face, lines = fitted_text(script.phrase(rng, 1, 3), path, int(side * rng.uniform(0.06, 0.1)),
+                                  int(side * 0.45), 2)
         width = max(face.getlength(s) for s in lines)
         x = int(rng.uniform(0.02, 0.98) * max(0, side - width))
         y = int(rng.uniform(0.02, 0.98) * max(0, height_px - len(lines) * line_height(face)))
@@ -219,14 +192,13 @@ def labels(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Im
     return img
 
 
-def panels(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def panels(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     n = 2 if rng.random() < 0.6 else 3
     beside = rng.random() < 0.5                       # Drake: caption cell beside each picture; else caption above
     cell = side // 2 if beside else side
     big = np.asarray(upscale(picture, side))
     crop_max = min(big.shape[:2])
-    regular = font_files()[1] + font_files()[0]
-    path = pick(rng, regular)
+    path = pick(rng, script.regular + script.bold)
     rows = []
     for _ in range(n):
         crop = int(crop_max * rng.uniform(0.5, 0.9))
@@ -234,7 +206,8 @@ def panels(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Im
         x0 = int(rng.integers(0, big.shape[1] - crop + 1))
         pic = Image.fromarray(np.ascontiguousarray(big[y0:y0 + crop, x0:x0 + crop])).resize((cell, cell),
                                                                                            Image.Resampling.BILINEAR)
-        face, lines = fitted_text(phrase(rng, 2, 7), path, int(cell * rng.uniform(0.08, 0.14)), int(cell * 0.9), 4)
+        face, lines = fitted_text(script.phrase(rng, 2, 7), path, int(cell * rng.uniform(0.08, 0.14)),
+                                  int(cell * 0.9), 4)
         if beside:
             row = Image.new("RGB", (2 * cell, cell), "white")
             row.paste(pic, (cell, 0))
@@ -295,7 +268,7 @@ def balloon(draw: ImageDraw.ImageDraw, text: str, path: str, box: tuple[int, int
     draw_lines(draw, lines, face, left + width // 2, top + face.size // 2, "black")
 
 
-def comic(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def comic(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     rows, cols = ((2, 2), (1, 3), (3, 1), (1, 2), (2, 1))[int(rng.integers(5))]
     gutter = max(2, side // 40)
     cell_w, cell_h = (side - gutter * (cols + 1)) // cols, (side - gutter * (rows + 1)) // rows
@@ -303,26 +276,26 @@ def comic(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Ima
     art = np.asarray(drawing)
     out = Image.new("RGB", (side, side), "white")
     draw = ImageDraw.Draw(out)
-    path = pick(rng, font_files()[0] + font_files()[1])
+    path = pick(rng, script.bold + script.regular)
     for r in range(rows):
         for c in range(cols):
             x0, y0 = gutter + c * (cell_w + gutter), gutter + r * (cell_h + gutter)
             out.paste(cover(art, cell_w, cell_h, rng), (x0, y0))
             draw.rectangle((x0, y0, x0 + cell_w, y0 + cell_h), outline="black", width=max(2, side // 120))
             if rng.random() < 0.75:
-                words = phrase(rng, 1, 5)
+                words = script.phrase(rng, 1, 5)
                 balloon(draw, words.upper() if rng.random() < 0.5 else words, path,
                         (x0, y0, x0 + cell_w, y0 + cell_h), rng)
     return out
 
 
-def tweet(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def tweet(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     dark = rng.random() < 0.3
     background, ink, grey = ((21, 32, 43), (240, 240, 240), (136, 153, 166)) if dark else \
         ((255, 255, 255), (15, 20, 25), (101, 119, 134))
-    bold, regular = font_files()
+    bold, regular = script.bold, script.regular
     pad = int(side * 0.05)
-    face, lines = fitted_text(phrase(rng, 4, 20), pick(rng, regular), int(side * rng.uniform(0.05, 0.075)),
+    face, lines = fitted_text(script.phrase(rng, 4, 20), pick(rng, regular), int(side * rng.uniform(0.05, 0.075)),
                               side - 2 * pad, 5)
     avatar = int(side * 0.12)
     with_picture = rng.random() < 0.6
@@ -335,9 +308,9 @@ def tweet(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Ima
     ImageDraw.Draw(mask).ellipse((0, 0, avatar - 1, avatar - 1), fill=255)
     img.paste(cover(picture, avatar, avatar, rng), (pad, pad), mask)
     name = font(pick(rng, bold), int(avatar * 0.38))
-    draw.text((pad * 3 // 2 + avatar, pad), phrase(rng, 1, 2).title(), font=name, fill=ink)
+    draw.text((pad * 3 // 2 + avatar, pad), script.phrase(rng, 1, 2).title(), font=name, fill=ink)
     handle = font(pick(rng, regular), int(avatar * 0.3))
-    draw.text((pad * 3 // 2 + avatar, pad + int(avatar * 0.5)), "@" + phrase(rng, 1, 1), font=handle, fill=grey)
+    draw.text((pad * 3 // 2 + avatar, pad + int(avatar * 0.5)), "@" + script.phrase(rng, 1, 1), font=handle, fill=grey)
     y = draw_lines(draw, lines, face, 0, pad + avatar + pad // 2, ink, align="left", left=pad) + pad // 2
     if pic is not None:
         img.paste(pic, (pad, y))
@@ -351,19 +324,19 @@ def tweet(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Ima
 RENDERERS = {"impact": impact, "bar": bar, "labels": labels, "panels": panels, "comic": comic, "tweet": tweet}
 
 
-def small_lines(draw: ImageDraw.ImageDraw, rng: np.random.Generator, path: str, size: int, left: int, top: int,
-                width: int, count: int, fill, align: str = "left") -> int:
+def small_lines(draw: ImageDraw.ImageDraw, rng: np.random.Generator, script: Script, path: str, size: int,
+                left: int, top: int, width: int, count: int, fill, align: str = "left") -> int:
     """``count`` lines of small running text in a column; returns the y below them."""
     face = font(path, size)
     for _ in range(count):
-        line = wrap(phrase(rng, 4, 14), face, width)[0]
+        line = wrap(script.phrase(rng, 4, 14), face, width)[0]
         x = left + (width - face.getlength(line)) / 2 if align == "center" else left
         draw.text((x, top), line, font=face, fill=fill)
         top += line_height(face)
     return top
 
 
-def poster(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def poster(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     width = side
     height = int(width * rng.uniform(1.35, 1.55))               # one-sheets are about 2:3
     img = cover(picture, width, height, rng)
@@ -372,8 +345,8 @@ def poster(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Im
     pixels[-len(shade):] *= 1 - shade                           # darker towards the credits
     img = Image.fromarray(pixels.astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    bold, regular = font_files()
-    title = phrase(rng, 1, 3)
+    bold, regular = script.bold, script.regular
+    title = script.phrase(rng, 1, 3)
     title = title.upper() if rng.random() < 0.7 else title.title()
     face, lines = fitted_text(title, pick(rng, bold), int(width * rng.uniform(0.1, 0.17)), int(width * 0.9), 2)
     colour = pick(rng, ACCENTS)
@@ -381,17 +354,17 @@ def poster(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Im
     if rng.random() < 0.5:                                       # a soft drop shadow, not a meme's outline
         draw_lines(draw, lines, face, width // 2 + max(1, face.size // 20), top + max(1, face.size // 20), (0, 0, 0))
     draw_lines(draw, lines, face, width // 2, top, colour)
-    small_lines(draw, rng, pick(rng, regular), int(width * 0.035), int(width * 0.1), int(height * 0.02),
+    small_lines(draw, rng, script, pick(rng, regular), int(width * 0.035), int(width * 0.1), int(height * 0.02),
                 int(width * 0.8), 1, (235, 235, 235), "center")
     credits = int(rng.integers(2, 5))
     path = pick(rng, regular)
     size = int(width * rng.uniform(0.02, 0.03))
-    small_lines(draw, rng, path, size, int(width * 0.08), height - int(height * 0.04)
+    small_lines(draw, rng, script, path, size, int(width * 0.08), height - int(height * 0.04)
                 - credits * line_height(font(path, size)), int(width * 0.84), credits, (190, 190, 190), "center")
     return img
 
 
-def screen(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def screen(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     width = side
     height = int(width * rng.uniform(1.6, 2.1))                 # a phone held upright
     dark = rng.random() < 0.4
@@ -399,29 +372,31 @@ def screen(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Im
         ((255, 255, 255), (20, 20, 20), (110, 110, 110))
     img = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(img)
-    bold, regular = font_files()
+    bold, regular = script.bold, script.regular
     path = pick(rng, regular)
     accent = pick(rng, ACCENTS)
     status, appbar = int(height * 0.03), int(height * 0.06)
     draw.rectangle((0, 0, width, status + appbar), fill=accent if rng.random() < 0.6 else background)
-    small_lines(draw, rng, path, int(status * 0.7), int(width * 0.03), 0, int(width * 0.2), 1, ink)
+    small_lines(draw, rng, script, path, int(status * 0.7), int(width * 0.03), 0, int(width * 0.2), 1, ink)
     face = font(pick(rng, bold), int(appbar * 0.45))
-    draw.text((int(width * 0.05), status + appbar // 4), phrase(rng, 1, 2).title(), font=face, fill=ink)
+    draw.text((int(width * 0.05), status + appbar // 4), script.phrase(rng, 1, 2).title(), font=face, fill=ink)
     y = status + appbar + int(width * 0.02)
     cards = rng.random() < 0.4                                  # full-width thumbnails (video feeds) or list rows
     while y < height - int(height * 0.08):
         if cards:
             thumb_w, thumb_h = int(width * 0.94), int(width * 0.94 * 9 / 16)
             img.paste(cover(picture, thumb_w, thumb_h, rng), (int(width * 0.03), y))
-            y = small_lines(draw, rng, path, int(width * 0.035), int(width * 0.03), y + thumb_h + int(width * 0.02),
+            y = small_lines(draw, rng, script, path, int(width * 0.035), int(width * 0.03),
+                            y + thumb_h + int(width * 0.02),
                             int(width * 0.94), 2, ink)
-            y = small_lines(draw, rng, path, int(width * 0.028), int(width * 0.03), y, int(width * 0.94), 1, grey)
+            y = small_lines(draw, rng, script, path, int(width * 0.028), int(width * 0.03), y, int(width * 0.94), 1,
+                            grey)
         else:
             thumb = int(width * rng.uniform(0.18, 0.3))
             img.paste(cover(picture, thumb, thumb, rng), (int(width * 0.03), y))
             text_left = int(width * 0.06) + thumb
-            below = small_lines(draw, rng, path, int(width * 0.035), text_left, y, width - text_left, 2, ink)
-            small_lines(draw, rng, path, int(width * 0.028), text_left, below, width - text_left, 1, grey)
+            below = small_lines(draw, rng, script, path, int(width * 0.035), text_left, y, width - text_left, 2, ink)
+            small_lines(draw, rng, script, path, int(width * 0.028), text_left, below, width - text_left, 1, grey)
             y += thumb
         y += int(width * 0.04)
     draw.rectangle((0, height - int(height * 0.06), width, height), fill=background)
@@ -432,20 +407,20 @@ def screen(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Im
     return img
 
 
-def page(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def page(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     width = side
     height = int(width * rng.uniform(0.7, 1.5))
     paper = (255, 255, 255) if rng.random() < 0.7 else (245, 240, 228)
     img = Image.new("RGB", (width, height), paper)
     draw = ImageDraw.Draw(img)
-    bold, regular = font_files()
+    bold, regular = script.bold, script.regular
     path = pick(rng, regular)
     margin = int(width * 0.05)
     y = margin
     if rng.random() < 0.5:                                      # a site's navigation bar
         draw.rectangle((0, 0, width, int(height * 0.06)), fill=pick(rng, ACCENTS))
         y = int(height * 0.06) + margin
-    face, lines = fitted_text(phrase(rng, 3, 8).capitalize(), pick(rng, bold), int(width * 0.05),
+    face, lines = fitted_text(script.phrase(rng, 3, 8).capitalize(), pick(rng, bold), int(width * 0.05),
                               width - 2 * margin, 2)
     y = draw_lines(draw, lines, face, 0, y, (20, 20, 20), align="left", left=margin) + margin // 2
     inset = int(width * rng.uniform(0.3, 0.5))
@@ -457,10 +432,10 @@ def page(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Imag
     size = int(width * rng.uniform(0.022, 0.032))
     column = width - 2 * margin - inset - margin // 2
     lines_beside = max(1, inset_h // line_height(font(path, size)))
-    y = small_lines(draw, rng, path, size, text_left, y, column, lines_beside, (40, 40, 40))
+    y = small_lines(draw, rng, script, path, size, text_left, y, column, lines_beside, (40, 40, 40))
     y = max(y, inset_top + inset_h + margin // 2)
     rest = max(0, (height - margin - y) // line_height(font(path, size)))
-    small_lines(draw, rng, path, size, margin, y, width - 2 * margin, rest, (40, 40, 40))
+    small_lines(draw, rng, script, path, size, margin, y, width - 2 * margin, rest, (40, 40, 40))
     return img
 
 
@@ -471,7 +446,7 @@ def mono_font(size: int) -> ImageFont.FreeTypeFont:
     return font(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"), size)
 
 
-def receipt(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def receipt(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     """A scanned till receipt: a tall strip of small monospaced lines and prices, on the picture as its backing
     (flatbed scans often keep what the paper lay on)."""
     width = side
@@ -484,7 +459,8 @@ def receipt(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.I
     draw.rectangle((left, top, left + strip_w, height - int(height * rng.uniform(0.0, 0.06))), fill=paper)
     face = mono_font(int(strip_w * rng.uniform(0.035, 0.05)))
     ink, pad, y = (40, 40, 40), int(strip_w * 0.06), top + int(strip_w * 0.06)
-    shop = phrase(rng, 1, 3).upper()
+    latin = available_scripts()["latin"]
+    shop = latin.phrase(rng, 1, 3).upper()
     draw.text((left + (strip_w - face.getlength(shop)) / 2, y), shop, font=face, fill=ink)
     y += 2 * line_height(face)
     columns = int((strip_w - 2 * pad) / face.getlength("0"))
@@ -493,24 +469,24 @@ def receipt(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.I
             line = "-" * columns
         else:
             price = f"{rng.integers(0, 100)},{rng.integers(0, 100):02d}"
-            item = phrase(rng, 1, 3).upper()[:max(1, columns - len(price) - 1)]
+            item = latin.phrase(rng, 1, 3).upper()[:max(1, columns - len(price) - 1)]
             line = item + " " * max(1, columns - len(item) - len(price)) + price
         draw.text((left + pad, y), line, font=face, fill=ink)
         y += line_height(face)
     return img
 
 
-def chart(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Image:
+def chart(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
     """A dashboard panel: a titled bar or line chart with axes, ticks and small labels, the picture as a
     thumbnail card beside it (web-app and report UIs)."""
     width = side
     height = int(width * rng.uniform(0.6, 1.1))
     img = Image.new("RGB", (width, height), (255, 255, 255) if rng.random() < 0.8 else (248, 248, 250))
     draw = ImageDraw.Draw(img)
-    bold, regular = font_files()
+    bold, regular = script.bold, script.regular
     path, margin = pick(rng, regular), int(width * 0.04)
     title = font(pick(rng, bold), int(width * 0.035))
-    draw.text((margin, margin), phrase(rng, 2, 5).capitalize(), font=title, fill=(30, 30, 30))
+    draw.text((margin, margin), script.phrase(rng, 2, 5).capitalize(), font=title, fill=(30, 30, 30))
     thumb = int(width * rng.uniform(0.2, 0.3))
     img.paste(cover(picture, thumb, thumb, rng), (width - margin - thumb, margin))
     x0, y0 = margin + int(width * 0.08), margin + line_height(title) + int(height * 0.05)
@@ -534,9 +510,10 @@ def chart(picture: np.ndarray, rng: np.random.Generator, side: int) -> Image.Ima
     else:
         draw.line(points, fill=colour, width=max(2, width // 150))
     for i, (cx, _) in enumerate(points):                        # x labels
-        label = phrase(rng, 1, 1)[:6]
+        label = script.phrase(rng, 1, 1)
         draw.text((cx - small.getlength(label) / 2, y1 + 4), label, font=small, fill=grey)
-    small_lines(draw, rng, path, int(width * 0.022), width - margin - thumb, margin + thumb + margin // 2, thumb,
+    small_lines(draw, rng, script, path, int(width * 0.022), width - margin - thumb, margin + thumb + margin // 2,
+                thumb,
                 max(1, (height - thumb - 3 * margin) // line_height(small)), (60, 60, 60))
     return img
 
@@ -555,7 +532,8 @@ def render(table: dict, kind: str, picture: np.ndarray, rng: np.random.Generator
     if style not in table:
         raise ValueError(f"unknown {kind} style {style!r}; choose from {tuple(table)}")
     side = picture.shape[0]
-    return fit_image(np.asarray(table[style](trim_fill(picture), rng, side * RENDER)), fit, side)
+    drawn = table[style](trim_fill(picture), rng, side * RENDER, pick_script(rng))
+    return fit_image(np.asarray(drawn), fit, side)
 
 
 def caption_meme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
