@@ -146,7 +146,7 @@ def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
         assert [w.wait(timeout=180) for w in workers] == [0, 0]
         hits = dict(mirror.hits)
     per_id = Counter(r["source_id"] for r in manifest_records(tmp_path))
-    assert set(per_id) == {*(f"img{i}" for i in range(1, 10)), "gif1", "vid1", "gone"}
+    assert set(per_id) == {*(f"img{i}" for i in range(1, 11)), "gif1", "vid1", "gone"}
     assert max(per_id.values()) == 1                     # img1 is on two pages: claimed once across workers
     assert all(v == 1 for k, v in hits.items() if k.startswith("/i/"))
     assert hits["/3/gallery/t/meme/viral/week/5"] == 1   # each page handed out once, no chaining
