@@ -12,6 +12,7 @@ Redis state, per spider (``<name>`` is the spider's name)::
     <name>:job           hash   key -> {"until": "record"|"parsed", "job": {...}}
     <name>:state         hash   key -> "q" (queued) | worker id (claimed, "host:pid:nonce")
     <name>:done          set    keys finished for good (a final record, or a page parsed)
+    <name>:fed           string set by every feed: while a worker sees it, the queue is the one it was fed
     <name>:worker:<id>   string a worker's heartbeat, expires after REDIS_LEASE_TTL
 
 A row's job key is ``<source>/<source_id>``, the key of its manifest record;
@@ -28,7 +29,10 @@ While Redis is unreachable a worker keeps crawling the rows it holds, keeps
 every release it could not send, and retries with backoff; after
 ``REDIS_RETRY_TIME`` seconds it stops (finish reason ``redis_unavailable``,
 exit code 1). Its claims then expire like a dead worker's; its records are
-in its manifest, which the feeder reads.
+in its manifest, which the feeder reads. A worker that finds the queue gone
+(``<name>:fed`` vanished: Redis restarted empty, or was flushed or cleared)
+stops at once (finish reason ``redis_queue_gone``, exit code 1) and says that
+a re-feed is needed: the rows that were queued are nowhere else.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from .resume import ResumeMiddleware
 QUEUED = "q"
 UNTIL_RECORD, UNTIL_PARSED = "record", "parsed"
 REDIS_UNAVAILABLE = "redis_unavailable"     # a finish reason, not a row's status
+REDIS_QUEUE_GONE = "redis_queue_gone"       # a finish reason, not a row's status
 
 # Pop up to ARGV[1] queued keys and claim them for worker ARGV[2]; drop keys that are done meanwhile.
 _POP = """
@@ -159,12 +164,13 @@ class Keys:
         self.name = spider_name
         self.jobs, self.job, self.state, self.done = (f"{spider_name}:{k}" for k in ("jobs", "job", "state", "done"))
         self.claimed = f"{spider_name}:claimed"
+        self.fed = f"{spider_name}:fed"
 
     def worker(self, wid: str) -> str:
         return f"{self.name}:worker:{wid}"
 
     def all(self) -> list[str]:
-        return [self.jobs, self.job, self.state, self.done, self.claimed]
+        return [self.jobs, self.job, self.state, self.done, self.claimed, self.fed]
 
 
 def feed_jobs(client: redis.Redis, spider_name: str, jobs: list[tuple[str, str, dict]]) -> dict:
@@ -174,6 +180,7 @@ def feed_jobs(client: redis.Redis, spider_name: str, jobs: list[tuple[str, str, 
     """
     keys = Keys(spider_name)
     counts = dict(pushed=0, queued=0, in_flight=0, done=0, lost=0)
+    client.set(keys.fed, "1")
     feed = client.register_script(_FEED)
     alive: dict[str, bool] = {}
     for start in range(0, len(jobs), 1000):
@@ -235,6 +242,7 @@ class JobPump:
         self.claims: dict[str, str] = {}          # key -> until
         self.unsent: list[tuple[str, bool]] = []  # releases Redis did not take yet: (key, done)
         self.down_since: float | None = None
+        self.fed_seen = False                     # the feeder's mark was seen: its vanishing means the queue is gone
         self.stopping = False
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.scheduled, signal=signals.request_scheduled)
@@ -285,13 +293,26 @@ class JobPump:
                     self.release_script(keys=[self.keys.job, self.keys.state, self.keys.done],
                                         args=[key, self.id, "1" if done else "0"], client=pipe)
                 pipe.set(self.keys.worker(self.id), "1", ex=self.lease_ttl)
-                pipe.execute()
+                pipe.exists(self.keys.fed)
+                fed = pipe.execute()[-1]
             del self.unsent[:len(sending)]
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)
             return False
         self._ok()
+        if fed:
+            self.fed_seen = True
+        elif self.fed_seen and not self.stopping:
+            self._queue_gone()
         return True
+
+    def _queue_gone(self) -> None:
+        self.stopping = True
+        self.crawler.spider.logger.error(
+            "stopping: the job queue of %s in Redis at %s is gone (Redis restarted empty, or was flushed or "
+            "cleared): the rows still queued are lost from it; re-run the feeder (python -m crawler.feed %s ...) "
+            "to push again every row without a final record", self.keys.name, self.url, self.keys.name)
+        raise CloseSpider(REDIS_QUEUE_GONE)
 
     def _pop(self, n: int) -> list[tuple[str, dict]] | None:
         try:
@@ -355,7 +376,7 @@ class JobPump:
                 yield out
             if self.claims or popped:
                 idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= self.idle_max:
+            elif time.monotonic() - idle_since >= self.idle_max and self._flush():   # the queue is empty, not gone
                 spider.logger.info("no jobs for %.0f s: closing", self.idle_max)
                 return
             await asyncio.sleep(self.EMPTY_POLL if asked and not popped else self.POLL)

@@ -127,10 +127,19 @@ def main(argv=None) -> int:
     if args.clear:
         client.delete(*keys.all())
     counts = feed_jobs(client, args.spider, jobs)
-    print(f"pushed {counts['pushed']} jobs to {keys.jobs}; skipped {skipped + counts['done']} with a final record, "
+    print(f"pushed {counts['pushed']} jobs to {keys.jobs}; skipped {skipped} with a final record in the manifests, "
           f"{counts['queued']} queued, {counts['in_flight']} in flight; "
-          f"{counts['lost']} claims of dead workers re-queued")
+          f"{counts['lost']} claims of dead workers re-queued{remembered(counts['done'])}")
     return 0
+
+
+def remembered(done: int) -> str:
+    """The rows skipped only because Redis marks them done: an earlier crawl's (another MANIFEST_DIR, a deleted
+    manifest), which a new, empty manifest folder would otherwise seem to hold."""
+    if not done:
+        return ""
+    return (f"; skipped {done} done in Redis's memory without a final record in the manifests (an earlier crawl's, "
+            f"e.g. with another MANIFEST_DIR: --clear makes Redis forget them)")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,11 @@ class ListedLink:
 def parse_link(text: str, line: int = 0) -> ListedLink:
     """``https://i.imgur.com/<id>.<ext>`` (any imgur host, http or https, no query needed) -> its id and extension."""
     text = text.strip()
-    parts = urlsplit(text if "://" in text else "https://" + text)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(text if "://" in text else "https://" + text)
+        host = (parts.hostname or "").lower()
+    except ValueError:   # a bracket that is not an IPv6 address, a port that is not a number
+        return ListedLink(line, text, None)
     m = _IMAGE_PATH.match(parts.path)
     if parts.scheme not in ("http", "https") or not (host == "imgur.com" or host.endswith(".imgur.com")) or not m:
         return ListedLink(line, text, None)
@@ -75,16 +78,27 @@ def unreadable_cell(text: str, line: int, error: str) -> ListedLink:
     return ListedLink(line, excerpt(text), None, problem=f"unreadable cell on line {line}: {error}")
 
 
+def _words(cell: str, line: int) -> list[ListedLink]:
+    """The links side by side in one cell (split at whitespace); a cell with no image link among its words is
+    one unusable cell, so a line of text is one ``bad_row``, not one per word."""
+    links = [parse_link(word, line) for word in cell.split()]
+    return links if len(links) < 2 or any(link.image_id for link in links) else [parse_link(cell, line)]
+
+
 def _cells(values: list[str], column: int | None, line: int, error: str) -> list[ListedLink]:
-    """The links of one record: its ``column`` (a CSV with a header), else every whitespace-separated cell.
+    """The links of one record: its ``column`` (a CSV with a header), else the links of every cell.
 
     Of a record csv could not read (``error``), only the cells over csv's size limit are unusable: the links
     beside them (the rest of a one-line list, the link of a row with an over-long title) are kept.
     """
-    cells = [values[column] if column < len(values) else ""] if column is not None else \
-        [c for cell in values for c in cell.split()]
-    return [unreadable_cell(c, line, error) if error and len(c) > csv.field_size_limit() else parse_link(c, line)
-            for c in cells]
+    cells = [values[column] if column < len(values) else ""] if column is not None else values
+    out: list[ListedLink] = []
+    for cell in cells:
+        if error and len(cell) > csv.field_size_limit():
+            out.append(unreadable_cell(cell.strip(), line, error))
+        else:
+            out += [parse_link(cell, line)] if column is not None else _words(cell, line)
+    return out
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -169,11 +183,31 @@ def is_video(entry: dict) -> bool:
     return path.endswith(tuple(f".{e}" for e in VIDEO_EXTENSIONS))
 
 
-def is_auth_error(status: int, body: bytes) -> bool:
-    """An answer that refuses the client id itself: 401, or 403 with imgur's client-id error in the body."""
+def is_auth_error(status: int, body: bytes, gallery_page: bool = False) -> bool:
+    """An answer that refuses the client id itself: 401, or 403 with imgur's client-id error in the body, or any
+    403 to a gallery page (public: only the caller can be refused there, e.g. with a bare "Permission Denied").
+    An album may be refused on its own (a private one): there only the client-id error says so."""
     if status == 401:
         return True
-    return status == 403 and b"client_id" in body.lower().replace(b"client id", b"client_id")
+    return status == 403 and (gallery_page or b"client_id" in body.lower().replace(b"client id", b"client_id"))
+
+
+def api_error_text(body: bytes) -> str:
+    """What an imgur error answer says, quoted and shortened: its ``data.error``, else the body's text."""
+    try:
+        error = json.loads(body)["data"]["error"]
+    except (ValueError, KeyError, TypeError):
+        error = body.decode("utf-8", "replace").strip()
+    return excerpt(error)
+
+
+def api_data(body: bytes):
+    """The ``data`` of an imgur API answer; ValueError when the body is not a JSON object with ``data`` (an
+    answer cut short, an HTML page served with 200)."""
+    answer = json.loads(body)
+    if not isinstance(answer, dict) or "data" not in answer:
+        raise ValueError("not an imgur API answer: no data")
+    return answer["data"]
 
 
 @dataclass

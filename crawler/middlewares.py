@@ -1,4 +1,4 @@
-"""Downloader middlewares: safe redirects, Retry-After, imgur quotas."""
+"""Downloader middlewares: safe redirects, Retry-After, imgur quotas and malformed imgur answers."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from scrapy.downloadermiddlewares.redirect import RedirectMiddleware
 from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.utils.response import response_status_message
 
-from processing.reasons import QUOTA_EXHAUSTED, REDIRECT_REFUSED
+from processing.reasons import MALFORMED_ANSWER, QUOTA_EXHAUSTED, REDIRECT_REFUSED
 
 from .faults import Dropped
+from .imgur_links import api_data
 
 
 def is_private_host(host: str) -> bool:
@@ -134,4 +135,38 @@ class ImgurQuotaMiddleware:
             if slot is not None:
                 slot.delay = max(slot.delay, self.slowdown / max(low, 1))
                 self.crawler.stats.inc_value("imgur/quota_slowdowns")
+        return response
+
+
+class MalformedAnswerMiddleware:
+    """Retry an imgur API answer that is not its JSON (cut short, an HTML page served with 200) like a 5xx answer.
+
+    Once the retries (``RETRY_TIMES``) are spent the request fails with reason ``malformed_answer``, so its
+    errback handles it like a 5xx that outlived its retries: a gallery page stops the paging (a re-run starts
+    from it), an album is one record.
+    """
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        s = crawler.settings
+        self.max_retry_times = s.getint("RETRY_TIMES") if s.getbool("RETRY_ENABLED") else 0
+        self.priority_adjust = s.getint("RETRY_PRIORITY_ADJUST")
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_response(self, request, response, spider=None):
+        if not request.meta.get("imgur_api") or response.status != 200:
+            return response
+        try:
+            api_data(response.body)
+        except ValueError:
+            retry = None if request.meta.get("dont_retry") else get_retry_request(
+                request, spider=self.crawler.spider, reason=MALFORMED_ANSWER,
+                max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
+                priority_adjust=request.meta.get("priority_adjust", self.priority_adjust))
+            if retry is None:
+                raise Dropped(MALFORMED_ANSWER, request.url) from None
+            return retry
         return response

@@ -5,8 +5,9 @@ care: raw ``id_`` captures, redirects to the nearest capture, calendar pages
 with ``.day a`` links (OpenWayback) or, with ``index=``, a CDX API in pywb's
 (``/all/cdx``) or the Wayback Machine's (``/cdx/search/cdx``) form and a
 calendar that is only a script shell, as theirs are; imgur gallery pages with albums and rate-limit headers,
-and injected faults (404, flaky 503, 429 with Retry-After, wrong bytes,
-truncated bodies, HTML served as .jpg, challenge pages, slow answers).
+a refused client id (403, with or without imgur's error), and injected faults (404, flaky 503, 429 with
+Retry-After, wrong bytes, truncated bodies, torn JSON answers, HTML served as .jpg, challenge pages, slow
+answers).
 
 Tests build a ``Mirror`` in-process; the demo and benchmarks run
 ``python -m crawler.mirror --spec spec.json`` as a subprocess.
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from processing.cliutil import ArgumentParser
 
+TORN_JSON = b'{"data": {"items": [ {"id": "broken"'   # an imgur answer cut short
 CHALLENGE_HTML = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
                   b"<div id='cf-chl-widget'>Checking your browser</div><script src='/cdn-cgi/challenge-platform/'>"
                   b"</script></body></html>")
@@ -78,11 +80,16 @@ class ImgurSite:
     images: dict[str, ImgurImage] = field(default_factory=dict)
     quota: int = 12500                                       # client requests left
     throttle_pages: set[int] = field(default_factory=set)   # answer 429 once
-    malformed_pages: set[int] = field(default_factory=set)
+    malformed_pages: set[int] = field(default_factory=set)  # answer torn JSON (with 200), always
+    malformed_once: set[int] = field(default_factory=set)   # answer torn JSON once, then the page
+    malformed_albums: set[str] = field(default_factory=set)  # album ids whose endpoint answers torn JSON, always
     list_pages: set[int] = field(default_factory=set)       # ``data`` is the bare list of items
     odd_pages: set[int] = field(default_factory=set)        # ``data`` has a shape imgur never sends (a string)
     endless: bool = False                                    # pages past the last answer the last page again
     album_errors: dict[str, int] = field(default_factory=dict)   # album id -> HTTP status of its endpoint
+    # how an unknown client id is refused, with 403: imgur's JSON "Invalid client_id" error, or "permission_denied":
+    # a bare "Permission Denied" that does not name the client id
+    refusal: str = "invalid_client_id"
 
 
 def _ts_seconds(ts: str) -> float:
@@ -315,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self.send(401, b'{"data":{"error":"Authentication required"},"success":false,"status":401}',
                              "application/json")
         if auth != f"Client-ID {site.client_id}":   # imgur's answer to an unknown client id
+            if site.refusal == "permission_denied":
+                return self.send(403, b"Permission Denied", "text/plain")
             return self.send(403, json.dumps({"data": {"error": "Invalid client_id", "request": f"/3/{rest}",
                                                        "method": "GET"}, "success": False, "status": 403}).encode(),
                              "application/json")
@@ -333,8 +342,8 @@ class _Handler(BaseHTTPRequestHandler):
             if page in site.throttle_pages and n <= 1:
                 return self.send(429, b'{"data":{"error":"slow down"},"success":false,"status":429}',
                                  "application/json", {**headers, "Retry-After": self.mirror.retry_after})
-            if page in site.malformed_pages:
-                return self.send(200, b'{"data": {"items": [ {"id": "broken"', "application/json", headers)
+            if page in site.malformed_pages or (page in site.malformed_once and n <= 1):
+                return self.send(200, TORN_JSON, "application/json", headers)
             if page in site.odd_pages:
                 return self.json("unexpected", headers)
             items = site.pages[min(page, len(site.pages) - 1)] if site.endless and site.pages else \
@@ -352,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                               "request": f"/3/{rest}", "method": "GET"},
                                                      "success": False, "status": status}).encode(),
                                  "application/json", headers)
+            if parts[1] in site.malformed_albums:
+                return self.send(200, TORN_JSON, "application/json", headers)
             if parts[1] not in site.albums:
                 return self.send(404, b'{"data":{"error":"Not found"},"success":false,"status":404}',
                                  "application/json", headers)

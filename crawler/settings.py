@@ -76,6 +76,7 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "crawler.middlewares.RetryAfterMiddleware": 550,
     "crawler.middlewares.ImgurQuotaMiddleware": 560,
+    "crawler.middlewares.MalformedAnswerMiddleware": 555,   # after the quota's headers are read
 }
 SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,

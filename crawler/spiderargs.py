@@ -3,7 +3,8 @@
 A spider declares the arguments it takes as ``ARGUMENTS`` (a tuple of
 names); ``scrapy crawl`` (crawler/commands/crawl.py) rejects any other name
 in one line with exit code 2, so a misspelt ``-a max_item=5`` cannot quietly
-crawl everything. Messages quote user input through ``excerpt`` so a wrong
+crawl everything. An argument given with no value is refused the same way
+(``-a limit=`` is not "no limit"). Messages quote user input through ``excerpt`` so a wrong
 file cannot flood the terminal.
 """
 
@@ -32,6 +33,8 @@ def check_arguments(spider_cls, args: dict) -> None:
         takes = ", ".join(f"-a {a}=" for a in allowed) or "no -a arguments"
         raise UsageError(f"unknown argument(s) {', '.join('-a ' + excerpt(u, 30) for u in unknown)}; "
                          f"{spider_cls.name} takes {takes}")
+    if empty := [name for name, value in args.items() if not str(value).strip()]:
+        raise UsageError(f"-a {empty[0]}= has no value: give one, or leave the argument out for its default")
 
 
 def flag(name: str, value) -> bool:

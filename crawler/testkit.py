@@ -238,12 +238,12 @@ def gif_bytes(seed: int) -> bytes:
 
 def imgur_site(**kw) -> ImgurSite:
     """Pages with images, albums (inline and by endpoint), animated items, a duplicate,
-    a removed image, a malformed page and a throttled page; page 5 is empty."""
+    a removed image, a page malformed once and a throttled page; page 5 is empty."""
     def image(i, ext="jpg", **extra):
         return {"id": i, "title": f"title {i}", "type": f"image/{'jpeg' if ext == 'jpg' else ext}",
                 "animated": False, "width": 250, "height": 250, "link": f"{{base}}/i/{i}.{ext}",
                 "tags": [{"name": "meme"}, {"name": "funny"}], "is_album": False, **extra}
-    images = {f"img{i}": ImgurImage(f"img{i}", meme_jpeg(500 + i)) for i in range(1, 10)}
+    images = {f"img{i}": ImgurImage(f"img{i}", meme_jpeg(500 + i)) for i in range(1, 11)}
     images["gif1"] = ImgurImage("gif1", gif_bytes(7), "image/gif")
     images["gone"] = ImgurImage("gone", None)
     pages = [
@@ -252,13 +252,13 @@ def imgur_site(**kw) -> ImgurSite:
          image("gif1", "gif", animated=True, type="image/gif", mp4="{base}/i/gif1.mp4"),   # every GIF has an mp4
          image("vid1", "mp4", animated=True, type="video/mp4", mp4="{base}/i/vid1.mp4")],
         [{"id": "albB", "is_album": True, "title": "album B", "images_count": 2}, image("img1"), image("gone")],
-        [image("never")],                       # malformed page: its items are never seen
+        [image("img10")],                       # malformed once: retried, then read
         [image("img7")],                        # throttled once with Retry-After
         [image("img8"), image("img9")],
         [],
     ]
     site = ImgurSite(client_id="test-client", pages=pages, images=images,
-                     albums={"albB": [image("img5"), image("img6")]}, throttle_pages={3}, malformed_pages={2}, **kw)
+                     albums={"albB": [image("img5"), image("img6")]}, throttle_pages={3}, malformed_once={2}, **kw)
     return site
 
 

@@ -43,6 +43,7 @@ CONNECTION_ERROR = "connection_error"
 REDIRECT_REFUSED = "redirect_refused"
 ROBOTS_FORBIDDEN = "robots_forbidden"
 QUOTA_EXHAUSTED = "quota_exhausted"
+MALFORMED_ANSWER = "malformed_answer"
 IGNORED = "ignored"
 URL_TOO_LONG = "url_too_long"
 OFFSITE = "offsite"
@@ -79,6 +80,8 @@ MEANINGS: dict[str, str] = {
     REDIRECT_REFUSED: "a redirect to a non-http(s) or private address",
     ROBOTS_FORBIDDEN: "robots.txt forbids the URL",
     QUOTA_EXHAUSTED: "imgur's API quota reached its reserve (transient: tried again on re-run)",
+    MALFORMED_ANSWER: "an imgur API answer that is not its JSON (cut short, an HTML page) after its retries "
+                      "(transient: tried again on re-run)",
     IGNORED: "a request Scrapy dropped for a reason it did not name",
     URL_TOO_LONG: "the URL is longer than URLLENGTH_LIMIT: never requested",
     OFFSITE: "the URL is outside the spider's allowed domains: never requested",
@@ -102,11 +105,12 @@ class Stop:
 STOP_MEANINGS: dict[str, str] = {
     Stop.GALLERY_END: "the gallery answered an empty page: every page was read",
     Stop.NO_NEW_ITEMS: "IMGUR_STALE_PAGES pages in a row brought no item not seen before (a gallery repeating itself)",
-    Stop.AUTH_REFUSED: "imgur refused the client id (401, or 403 with its client-id error): the crawl stops, exit 1",
+    Stop.AUTH_REFUSED: "imgur refused the client id (401, a 403 with its client-id error, or any 403 to a gallery page): "
+                       "the crawl stops, exit 1",
     Stop.PAGE_FAILED: "a gallery page failed after its retries (see the log); a re-run starts from that page",
     Stop.QUOTA_EXHAUSTED: "imgur's API quota reached its reserve; a re-run continues from the paging state",
 }
-TRANSIENT: frozenset[str] = frozenset({TIMEOUT, CONNECTION_ERROR, QUOTA_EXHAUSTED, "http_429"})
+TRANSIENT: frozenset[str] = frozenset({TIMEOUT, CONNECTION_ERROR, QUOTA_EXHAUSTED, MALFORMED_ANSWER, "http_429"})
 
 _HTTP = re.compile(r"http_[1-5]\d\d")
 

@@ -40,8 +40,8 @@ def imgur_crawl(tmp_path_factory):
 def test_every_item_seen_is_accounted_for(imgur_crawl):
     _, records, _, log = imgur_crawl
     assert {k: v["status"] for k, v in records.items()} == {
-        **{f"img{i}": "ok" for i in range(1, 10)}, "gif1": "animated", "vid1": "animated", "gone": "removed"}
-    assert "'imgur/malformed_json': 1" in log
+        **{f"img{i}": "ok" for i in range(1, 11)}, "gif1": "animated", "vid1": "animated", "gone": "removed"}
+    assert "'retry/reason_count/malformed_answer': 1" in log        # page 2, malformed once: retried, then read
 
 
 def test_records_carry_metadata_and_original_bytes(imgur_crawl):
@@ -56,6 +56,7 @@ def test_records_carry_metadata_and_original_bytes(imgur_crawl):
 def test_requests_albums_paging_and_backoff(imgur_crawl):
     _, _, hits, log = imgur_crawl
     assert hits["/3/album/albB/images"] == 1
+    assert hits["/3/gallery/t/meme/viral/week/2"] == 2          # malformed once, retried
     assert hits["/3/gallery/t/meme/viral/week/3"] == 2          # 429 once, waited, retried
     assert hits["/3/gallery/t/meme/viral/week/5"] == 1          # the empty page ends the crawl
     assert "/3/gallery/t/meme/viral/week/6" not in hits
@@ -71,7 +72,7 @@ def test_rerun_fetches_nothing_twice(imgur_crawl):
         hits = dict(mirror.hits)
     assert r.returncode == 0
     assert not any(p.startswith("/i/") for p in hits)             # only pages are read again
-    assert len(manifest_records(work)) == 12
+    assert len(manifest_records(work)) == 13
 
 
 def test_include_animated_keeps_gifs_not_videos_and_limits(tmp_path):
@@ -102,13 +103,17 @@ def test_stops_cleanly_before_quota_runs_out(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_bad_client_id_stops_at_once_with_exit_1(tmp_path):
-    with Mirror(imgur=imgur_site()) as mirror:       # imgur: 403 {"data": {"error": "Invalid client_id"}}
+@pytest.mark.parametrize("refusal, says", [("invalid_client_id", "'Invalid client_id'"),
+                                           ("permission_denied", "'Permission Denied'")])
+def test_bad_client_id_stops_at_once_with_exit_1(tmp_path, refusal, says):
+    with Mirror(imgur=imgur_site(refusal=refusal)) as mirror:     # a 403 with imgur's client-id error, or a bare one
         r = crawl(mirror, tmp_path, IMGUR_CLIENT_ID="wrong")
         hits = dict(mirror.hits)
     assert r.returncode == 1
     assert api_hits(hits) == {"/3/gallery/t/meme/viral/week/0": 1}
-    assert "imgur refused the client id (http_403)" in r.stderr and "'imgur/stop_reason': 'auth_refused'" in r.stderr
+    line = next(x for x in r.stderr.splitlines() if "imgur refused the client id" in x)
+    assert "ERROR" in line and f"(http_403: {says})" in line and "export IMGUR_CLIENT_ID=" in line
+    assert "'imgur/stop_reason': 'auth_refused'" in r.stderr
     assert manifest_records(tmp_path) == []
 
 
@@ -133,11 +138,11 @@ def test_build_h5_from_both_crawlers(imgur_crawl, tmp_path):
     assert build_h5.main(["--manifest", str(work / "manifests"), "--manifest", str(tmp_path / "manifests"),
                           "--out", str(out), "--no-progress", "--workers", "1"]) == 0
     summary = json.loads(out.with_suffix(".summary.json").read_text())
-    assert summary["by_source"]["imgur"] == {"rows": 9, "skipped": 3}
+    assert summary["by_source"]["imgur"] == {"rows": 10, "skipped": 3}
     assert summary["by_source"]["loc_archive"] == {"rows": 1, "skipped": 1}
     assert summary["skipped"] == {"animated": 2, "http_404": 1, "removed": 1}
     with h5py.File(out) as f:
-        assert f["images"].shape[0] == 10 and set(f["labels"][:]) == {1}
+        assert f["images"].shape[0] == 11 and set(f["labels"][:]) == {1}
 
 
 # ---- issue 13: the gallery under imgur's real behaviour -------------------------------------------------------
@@ -182,7 +187,7 @@ def test_gallery_repeating_itself_stops_with_a_reason(tmp_path):
     pages = sorted(int(k.rsplit("/", 1)[1]) for k in api_hits(hits) if "/gallery/" in k)
     assert pages == [0, 1, 2, 3, 4, 5, 6]               # IMGUR_STALE_PAGES=2 pages with nothing new, then stop
     assert "'imgur/stop_reason': 'no_new_items'" in r.stderr and "brought nothing new" in r.stderr
-    assert len(manifest_records(tmp_path)) == 12
+    assert len(manifest_records(tmp_path)) == 13
 
 
 @pytest.mark.timeout(120)
@@ -198,9 +203,43 @@ def test_list_shaped_data_is_read_and_an_unknown_shape_is_one_logged_page(tmp_pa
     assert hits["/3/gallery/t/meme/viral/week/5"] == 1
 
 
+@pytest.mark.timeout(120)
+def test_a_page_malformed_for_good_is_retried_then_stops_the_paging_and_a_rerun_starts_from_it(tmp_path):
+    with Mirror(imgur=imgur_site(malformed_pages={2})) as mirror:
+        first = crawl(mirror, tmp_path, RETRY_TIMES="2")
+        before = api_hits(dict(mirror.hits))
+    assert first.returncode == 0
+    assert before["/3/gallery/t/meme/viral/week/2"] == 3 and "/3/gallery/t/meme/viral/week/3" not in before
+    assert "'retry/reason_count/malformed_answer': 2" in first.stderr
+    line = next(x for x in first.stderr.splitlines() if "gallery page 2 failed" in x)
+    assert "ERROR" in line and "(malformed_answer)" in line and "a re-run starts from it" in line
+    assert "'imgur/stop_reason': 'page_failed'" in first.stderr
+    state = json.loads((tmp_path / "manifests" / "imgur_meme-t-meme-viral-week.state.json").read_text())
+    assert state["complete"] is False and state["pages_done"] == [0, 1]
+    with Mirror(imgur=imgur_site()) as mirror:
+        second = crawl(mirror, tmp_path)
+        after = api_hits(dict(mirror.hits))
+    assert second.returncode == 0 and "resuming gallery t/meme/viral/week after page 1" in second.stderr
+    assert min(after) == "/3/gallery/t/meme/viral/week/2"
+    statuses = {x["source_id"]: x["status"] for x in manifest_records(tmp_path)}
+    assert statuses["img10"] == "ok" and len(statuses) == 13          # page 2's image, and all after it
+
+
+@pytest.mark.timeout(120)
+def test_an_album_answer_malformed_for_good_is_one_transient_record(tmp_path):
+    with Mirror(imgur=imgur_site(malformed_albums={"albB"})) as mirror:
+        r = crawl(mirror, tmp_path, RETRY_TIMES="1")
+        hits = dict(mirror.hits)
+    assert r.returncode == 0 and hits["/3/album/albB/images"] == 2
+    records = {x["source_id"]: x for x in manifest_records(tmp_path)}
+    assert records["albB"]["status"] == "malformed_answer" and records["img7"]["status"] == "ok"   # the crawl goes on
+    state = json.loads((tmp_path / "manifests" / "imgur_meme-t-meme-viral-week.state.json").read_text())
+    assert "albB" not in state["albums_done"]                            # a re-run asks for it again
+
+
 @pytest.mark.timeout(180)
 def test_rerun_after_a_quota_stop_continues_where_it_stopped(tmp_path):
-    with Mirror(imgur=imgur_site(quota=13)) as mirror:        # pages 0-2 and album B fit above the reserve of 10
+    with Mirror(imgur=imgur_site(quota=15)) as mirror:   # pages 0-2 (2 asked twice) and album B: above the reserve
         first = crawl(mirror, tmp_path, IMGUR_QUOTA_SLOWDOWN="0")
         before = api_hits(dict(mirror.hits))
     assert first.returncode == 0 and "'imgur/stop_reason': 'quota_exhausted'" in first.stderr
@@ -213,13 +252,14 @@ def test_rerun_after_a_quota_stop_continues_where_it_stopped(tmp_path):
     assert not set(before) & set(after)                       # no page or album asked twice
     assert sorted(after) == [f"/3/gallery/t/meme/viral/week/{p}" for p in (3, 4, 5)]
     statuses = {x["source_id"]: x["status"] for x in manifest_records(tmp_path)}
-    assert len(statuses) == 12 and statuses["img7"] == statuses["img9"] == "ok"
+    assert len(statuses) == 13 and statuses["img7"] == statuses["img9"] == "ok"
     state = json.loads((tmp_path / "manifests" / "imgur_meme-t-meme-viral-week.state.json").read_text())
     assert state["complete"] is True                          # the next run pages the gallery afresh
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args, quoted", [({"max_item": "5"}, "max_item"), ({"tag": "meme", "urls": "x.txt"}, "tag")])
+@pytest.mark.parametrize("args, quoted", [({"max_item": "5"}, "max_item"), ({"tag": "meme", "urls": "x.txt"}, "tag"),
+                                          ({"max_items": ""}, "-a max_items= has no value")])
 def test_unknown_or_misplaced_argument_is_one_line_exit_2(tmp_path, args, quoted):
     with Mirror(imgur=imgur_site()) as mirror:
         r = crawl(mirror, tmp_path, args, timeout=60)

@@ -146,7 +146,7 @@ def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
         assert [w.wait(timeout=180) for w in workers] == [0, 0]
         hits = dict(mirror.hits)
     per_id = Counter(r["source_id"] for r in manifest_records(tmp_path))
-    assert set(per_id) == {*(f"img{i}" for i in range(1, 10)), "gif1", "vid1", "gone"}
+    assert set(per_id) == {*(f"img{i}" for i in range(1, 11)), "gif1", "vid1", "gone"}
     assert max(per_id.values()) == 1                     # img1 is on two pages: claimed once across workers
     assert all(v == 1 for k, v in hits.items() if k.startswith("/i/"))
     assert hits["/3/gallery/t/meme/viral/week/5"] == 1   # each page handed out once, no chaining
@@ -271,23 +271,33 @@ def test_feeder_reads_the_workers_settings_and_manifests(redis_url, tmp_path):
     assert client.llen("loc_archive:jobs") == 0
 
 
-@pytest.fixture
-def durable_redis(tmp_path):
-    """A redis-server of its own that a test may stop and restart (``restart(stop_only=True)`` leaves it down)."""
+def restartable_redis(folder, durable: bool):
+    """A redis-server of its own that a test may stop and restart (``restart(stop_only=True)`` leaves it down);
+    ``durable``: it comes back with its data, else empty."""
     port = free_port()
-    (tmp_path / "redis").mkdir()
-    state = {"proc": start_redis(port, tmp_path / "redis", durable=True)}
+    folder.mkdir()
+    state = {"proc": start_redis(port, folder, durable=durable)}
 
     def restart(down_seconds: float = 0.0, stop_only: bool = False):
         state["proc"].terminate()
         state["proc"].wait(timeout=10)
         if not stop_only:
             time.sleep(down_seconds)
-            state["proc"] = start_redis(port, tmp_path / "redis", durable=True)
+            state["proc"] = start_redis(port, folder, durable=durable)
 
     yield f"redis://127.0.0.1:{port}/0", restart
     state["proc"].terminate()
     state["proc"].wait(timeout=10)
+
+
+@pytest.fixture
+def durable_redis(tmp_path):
+    yield from restartable_redis(tmp_path / "redis", durable=True)
+
+
+@pytest.fixture
+def volatile_redis(tmp_path):
+    yield from restartable_redis(tmp_path / "redis", durable=False)
 
 
 @pytest.mark.slow
@@ -317,19 +327,67 @@ def test_long_redis_outage_stops_the_worker_and_loses_nothing(durable_redis, tmp
     ids, items = corpus_file(tmp_path / "memes.tsv", 1100, 30)
     with Mirror(items, latency=0.2) as mirror:
         feed(url, tmp_path, tmp_path / "memes.tsv")
-        w = worker(mirror, tmp_path, url, REDIS_RETRY_TIME="2", CONCURRENT_REQUESTS="2",
-                   MAX_IDLE_TIME_BEFORE_CLOSE="3")
-        wait_for_records(tmp_path, 4)
-        restart(stop_only=True)
-        err = w.communicate(timeout=60)[1]
-        assert w.returncode == 1, err[-2000:]
+        err = worker_stopped_by(lambda: restart(stop_only=True), mirror, tmp_path, url, REDIS_RETRY_TIME="2")
         assert f"stopping: Redis at {url} unreachable" in err
         restart()
-        out = feed(url, tmp_path, tmp_path / "memes.tsv")
+        out = refeed_and_finish(mirror, tmp_path, url)
         assert "0 in flight" in out, out        # the stopped worker's claims are not held any more
-        w = worker(mirror, tmp_path, url)
-        assert w.communicate(timeout=180) and w.returncode == 0
     assert one_ok_record_per_row(tmp_path, ids)
+
+
+def worker_stopped_by(redis_fault, mirror, work, url, **settings) -> str:
+    """A worker that has recorded a few rows when ``redis_fault()`` strikes must stop with exit 1: its log."""
+    w = worker(mirror, work, url, CONCURRENT_REQUESTS="2", MAX_IDLE_TIME_BEFORE_CLOSE="3", **settings)
+    wait_for_records(work, 4)
+    redis_fault()
+    err = w.communicate(timeout=120)[1]
+    assert w.returncode == 1, err[-2000:]
+    return err
+
+
+def refeed_and_finish(mirror, work, url) -> str:
+    """Feed ``work/memes.tsv`` again and let one worker finish it: the feeder's output."""
+    out = feed(url, work, work / "memes.tsv")
+    w = worker(mirror, work, url)
+    assert w.communicate(timeout=180) and w.returncode == 0
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_queue_gone_with_a_redis_restarted_empty_stops_the_worker_and_a_refeed_finishes(volatile_redis, tmp_path):
+    """Redis restarted without its data mid-crawl: the worker must not finish as if every row were done; it says
+    the queue is gone and that a re-feed is needed (exit 1), and the re-feed pushes exactly the rows left."""
+    url, restart = volatile_redis
+    ids, items = corpus_file(tmp_path / "memes.tsv", 1200, 30)
+    with Mirror(items, latency=0.2) as mirror:
+        feed(url, tmp_path, tmp_path / "memes.tsv")
+        err = worker_stopped_by(restart, mirror, tmp_path, url)
+        line = next(x for x in err.splitlines() if "is gone" in x)
+        assert "ERROR" in line and url in line and "python -m crawler.feed loc_archive" in line, line
+        assert "'finish_reason': 'redis_queue_gone'" in err
+        done = {r["source_id"] for r in manifest_records(tmp_path)}
+        assert len(done) < len(ids)
+        assert f"pushed {len(ids) - len(done)} jobs" in refeed_and_finish(mirror, tmp_path, url)
+    assert one_ok_record_per_row(tmp_path, ids)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_feeder_says_which_skips_only_redis_remembers(redis_url, tmp_path):
+    """A new, empty MANIFEST_DIR with a Redis that remembers an earlier crawl's done rows: the feeder must not
+    call them rows with a final record; it says where the skip comes from and how to forget it."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushdb()
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "links.txt").write_text("https://i.imgur.com/abcde.jpg\nhttps://i.imgur.com/fghij.jpg\n")
+    client.sadd("imgur_meme:done", "imgur/abcde")        # an earlier crawl's, with another MANIFEST_DIR
+    r = _cli(["-m", "crawler.feed", "imgur_meme", "--urls", str(tmp_path / "links.txt"), "-s", f"REDIS_URL={redis_url}",
+              "-s", f"MANIFEST_DIR={tmp_path / 'manifests'}"])
+    assert r.returncode == 0 and "pushed 1 jobs" in r.stdout, r
+    assert "skipped 0 with a final record in the manifests" in r.stdout, r.stdout
+    assert "1 done in Redis's memory without a final record in the manifests" in r.stdout, r.stdout
+    assert "--clear" in r.stdout and len(r.stdout.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ from scrapy.settings import Settings
 
 from crawler.commands.crawl import exit_ok
 from crawler.spiderargs import check_arguments
-from crawler.imgur_links import (LinkListError, PagingState, gallery_items, is_auth_error, is_removed_placeholder,
-                                 is_video, parse_link, read_link_list, unique_links)
+from crawler.imgur_links import (LinkListError, PagingState, api_data, api_error_text, gallery_items, is_auth_error,
+                                 is_removed_placeholder, is_video, parse_link, read_link_list, unique_links)
 from crawler.mirror import REMOVED_PNG, REMOVED_PNG_MD5
 from crawler.settings import IMGUR_REMOVED_MD5
 from crawler.spiders.imgur_meme import ImgurMemeSpider
@@ -29,6 +29,7 @@ from crawler.testkit import SHARED, meme_jpeg
     ("https://i.imgur.com.evil.com/abc.jpg", None, ""),
     ("ftp://i.imgur.com/abc.jpg", None, ""),
     ("notalink", None, ""),
+    ("http://[see below", None, ""),                      # urlsplit refuses it: unusable, not a crash
 ])
 def test_parse_link(text, image_id, ext):
     link = parse_link(text, 4)
@@ -53,6 +54,14 @@ def test_one_link_per_line_with_blank_lines_and_a_bad_one(tmp_path):
     (tmp_path / "l.txt").write_text("https://i.imgur.com/aaaaa.jpg\n\n  https://i.imgur.com/bbbbb.gif  \nnope\n")
     links = read_link_list(tmp_path / "l.txt")
     assert [(link.line, link.image_id) for link in links] == [(1, "aaaaa"), (3, "bbbbb"), (4, None)]
+
+
+def test_a_line_of_words_is_one_bad_row_and_links_side_by_side_are_each_read(tmp_path):
+    (tmp_path / "l.txt").write_text("https://i.imgur.com/aaaaa.jpg\nthese are not links [see below]\n"
+                                    "https://i.imgur.com/bbbbb.jpg https://i.imgur.com/ccccc.jpg\n")
+    links = read_link_list(tmp_path / "l.txt")
+    assert [(link.line, link.image_id) for link in links] == [(1, "aaaaa"), (2, None), (3, "bbbbb"), (3, "ccccc")]
+    assert links[1].source_id == "line 2: these are not links [see below]"
 
 
 def test_csv_with_a_link_column(tmp_path):
@@ -158,8 +167,29 @@ def test_only_video_types_and_links_are_videos():
 def test_auth_errors():
     assert is_auth_error(401, b"")
     assert is_auth_error(403, b'{"data":{"error":"Invalid client_id"},"status":403}')
-    assert not is_auth_error(403, b'{"data":{"error":"Permission denied"},"status":403}')
+    assert not is_auth_error(403, b'{"data":{"error":"Permission denied"},"status":403}')   # a private album
     assert not is_auth_error(404, b"client_id")
+    # a gallery page is public: a 403 there refuses the client id, whatever the body says
+    assert is_auth_error(403, b"Permission Denied", gallery_page=True)
+    assert not is_auth_error(404, b"", gallery_page=True)
+
+
+def test_api_error_text_quotes_imgur_or_the_body():
+    assert api_error_text(b'{"data":{"error":"Invalid client_id","method":"GET"},"status":403}') == "'Invalid client_id'"
+    assert api_error_text(b"Permission Denied\n") == "'Permission Denied'"
+    assert api_error_text(b"x" * 5000).endswith("(5,000 characters)")
+
+
+@pytest.mark.parametrize("body, data", [(b'{"data": [1], "success": true}', [1]), (b'{"data": null}', None)])
+def test_api_data_reads_an_answer(body, data):
+    assert api_data(body) == data
+
+
+@pytest.mark.parametrize("body", [b'{"data": {"items": [ {"id": "broken"', b"<html>over capacity</html>", b"[1, 2]",
+                                  b'{"success": true}', b"\xff\xfe"])
+def test_api_data_refuses_a_malformed_answer(body):
+    with pytest.raises(ValueError):
+        api_data(body)
 
 
 def test_paging_state_round_trip(tmp_path):
@@ -187,13 +217,21 @@ def settings(**kw):
     ({"urls": "/nonexistent.txt"}, "not found"),
     ({"x" * 500: "1"}, "unknown argument"),
     ({"include_animated": "maybe"}, "include_animated= takes 1/true/yes/0/false/no, got 'maybe'"),
-    ({"include_animated": ""}, "include_animated= takes"),
+    ({"include_animated": ""}, "-a include_animated= has no value"),
+    ({"max_items": ""}, "-a max_items= has no value: give one, or leave the argument out"),
+    ({"urls": " "}, "-a urls= has no value"),
 ])
 def test_validate_arguments(args, message):
     with pytest.raises(UsageError, match=message) as exc:
         check_arguments(ImgurMemeSpider, args)
         ImgurMemeSpider.validate_arguments(settings(), args)
     assert len(str(exc.value)) < 300
+
+
+def test_an_empty_argument_is_refused_for_every_spider():
+    from crawler.spiders.loc_archive import LocArchiveSpider
+    with pytest.raises(UsageError, match="-a limit= has no value"):     # not "no limit"
+        check_arguments(LocArchiveSpider, {"csv": "x.csv", "limit": ""})
 
 
 @pytest.mark.parametrize("value, expect", [("1", True), ("TRUE", True), ("yes", True), ("0", False),

@@ -16,7 +16,7 @@ Animated GIFs are recorded as ``animated`` unless ``-a include_animated=1``; vid
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from collections import deque
 from pathlib import Path
@@ -30,8 +30,8 @@ from processing import reasons
 from ..distributed import RedisJobsMixin
 from ..faults import reason_for_failure
 from ..spiderargs import excerpt, flag
-from ..imgur_links import (SOURCE, LinkListError, ListedLink, PagingState, gallery_items, is_auth_error,
-                           is_video, parse_link, read_link_list, unique_links)
+from ..imgur_links import (SOURCE, LinkListError, ListedLink, PagingState, api_data, api_error_text, gallery_items,
+                           is_auth_error, is_video, parse_link, read_link_list, unique_links)
 
 SORTS = ("viral", "top", "time", "rising")
 WINDOWS = ("day", "week", "month", "year", "all")
@@ -214,9 +214,9 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
 
     def parse_page(self, response):
         page, chain = response.meta["page"], response.meta["chain"]
-        data = self.json_data(response)
-        items = gallery_items(data) if data is not None else None
-        if data is not None and items is None:
+        data = api_data(response.body)   # a malformed answer never gets here (crawler/middlewares.py)
+        items = gallery_items(data)
+        if items is None:
             self.crawler.stats.inc_value("imgur/unknown_shape")
             self.logger.error("page %d: unknown shape of data (%s): skipped", page, type(data).__name__)
         before = self.claims
@@ -253,8 +253,8 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
 
     def parse_album(self, response):
         album = response.meta["album"]
-        data = self.json_data(response)
-        if data is not None and not isinstance(data, list):
+        data = api_data(response.body)
+        if not isinstance(data, list):
             self.crawler.stats.inc_value("imgur/unknown_shape")
             self.logger.error("album %s: unknown shape of data (%s): skipped", album["id"], type(data).__name__)
         yield from self.images(data if isinstance(data, list) else [], album=album)
@@ -265,14 +265,6 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
             self.state.albums_pending.pop(str(album["id"]), None)
             self.state.albums_done.append(str(album["id"]))
             self.save_state()
-
-    def json_data(self, response):
-        try:
-            return json.loads(response.text)["data"]
-        except (ValueError, KeyError, TypeError):
-            self.crawler.stats.inc_value("imgur/malformed_json")
-            self.logger.error("malformed JSON from %s: skipped", response.url)
-            return None
 
     def full(self) -> bool:
         return self.max_items is not None and self.emitted >= self.max_items
@@ -304,25 +296,27 @@ class ImgurMemeSpider(RedisJobsMixin, scrapy.Spider):
             out.append(item)
         return out
 
-    def stop(self, reason: str, message: str, *args) -> None:
+    def stop(self, reason: str, message: str, *args, level: int = logging.INFO) -> None:
         self.stop_reason = reason
         self.crawler.stats.set_value("imgur/stop_reason", reason)
-        self.logger.info(message, *args)
+        self.logger.log(level, message, *args)
 
     def on_api_error(self, failure):
         request, exc = failure.request, failure.value
         reason = reason_for_failure(failure)
-        if isinstance(exc, HttpError) and is_auth_error(exc.response.status, exc.response.body):
-            self.stop(reasons.Stop.AUTH_REFUSED, "imgur refused the client id (%s): check IMGUR_CLIENT_ID; stopping",
-                      reason)
+        album = request.meta.get("album")
+        if reason != reasons.BLOCKED and isinstance(exc, HttpError) and \
+                is_auth_error(exc.response.status, exc.response.body, gallery_page=album is None):
+            self.stop(reasons.Stop.AUTH_REFUSED, "imgur refused the client id (%s: %s): IMGUR_CLIENT_ID is wrong or "
+                      "revoked; %s; stopping", reason, api_error_text(exc.response.body), CLIENT_ID_HELP,
+                      level=logging.ERROR)
             raise CloseSpider(reasons.Stop.AUTH_REFUSED)
         if reason == reasons.QUOTA_EXHAUSTED:
             self.stop(reasons.Stop.QUOTA_EXHAUSTED, "stopping before imgur's rate limit runs out (%s)", request.url)
             return None
-        album = request.meta.get("album")
         if album is None:
             self.stop(reasons.Stop.PAGE_FAILED, "gallery page %d failed (%s): stopping; a re-run starts from it",
-                      request.meta["page"], reason)
+                      request.meta["page"], reason, level=logging.ERROR)
             return None
         self.logger.error("album %s failed (%s): recorded, the crawl goes on", album["id"], reason)
         if reasons.is_final(reason):
