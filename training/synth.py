@@ -14,7 +14,14 @@
 - ``comic``: the picture redrawn as line art on white, cut into a grid of
   framed panels with speech balloons (the drawn multi-panel comics);
 - ``tweet``: a post screenshot, avatar, name and handle, a few lines of
-  text, the picture below it or not (tweet screenshots).
+  text, the picture below it or not (tweet screenshots);
+- ``subtitle``: a film still with one or two short lines of small white or
+  yellow outlined text near the bottom (subtitled stills);
+- ``sticker``: a cut-out of the picture on white with a short caption above
+  or below (captioned stickers).
+
+In every style a share ``SMALL_CAPTIONS`` of the captions is drawn small
+(3-5% of the picture's side), as on many real memes.
 
 ``text_nonmeme(picture, rng)`` is the mirror image: the picture made into a
 text-bearing picture that is *not* a meme, in one of ``NONMEME_STYLES``:
@@ -65,9 +72,11 @@ from .scripts import Script, available_scripts, breakable, font_path, pick_scrip
 
 MAX_SYNTH = 0.5   # of a batch's non-memes: each synthesised meme needs an uncaptioned partner in its batch
 
-STYLES = ("impact", "bar", "labels", "panels", "comic", "tweet")
+STYLES = ("impact", "bar", "labels", "panels", "comic", "tweet", "subtitle", "sticker")
 RENDER = 2   # draw at twice the picture's side, then fit back down: strokes come out anti-aliased like real memes
 MIN_FONT = 6
+SMALL_CAPTIONS = 0.25        # of the captions in every style: drawn small, as on many real memes ...
+SMALL_SIZE = (0.03, 0.05)    # ... at this fraction of the picture's side
 
 NONMEME_STYLES = ("poster", "screen", "page", "receipt", "chart")
 # colours of designed text: titles and app bars are often saturated; memes' captions are black or white
@@ -106,6 +115,13 @@ def fitted_text(text: str, path: str, size: int, width: int, max_lines: int) -> 
         if size <= 8 or (len(lines) <= max_lines and all(face.getlength(s) <= width for s in lines)):
             return face, lines
         size = max(8, int(size * 0.85))
+
+
+def caption_px(rng: np.random.Generator, length: int, lo: float, hi: float) -> int:
+    """A caption's font size: ``lo``-``hi`` of ``length`` (the picture's side), or with probability
+    SMALL_CAPTIONS only SMALL_SIZE of it."""
+    a, b = SMALL_SIZE if rng.random() < SMALL_CAPTIONS else (lo, hi)
+    return int(length * rng.uniform(a, b))
 
 
 def line_height(face) -> int:
@@ -151,7 +167,7 @@ def impact(picture: np.ndarray, rng: np.random.Generator, side: int, script: Scr
     path = pick(rng, script.bold)
     where = ("top", "bottom") if rng.random() < 0.6 else (("top",) if rng.random() < 0.5 else ("bottom",))
     for place in where:
-        face, lines = fitted_text(script.phrase(rng).upper(), path, int(side * rng.uniform(0.08, 0.15)),
+        face, lines = fitted_text(script.phrase(rng).upper(), path, caption_px(rng, side, 0.08, 0.15),
                                   int(side * 0.94), 3)
         height = len(lines) * line_height(face)
         top = int(height_px * 0.02) if place == "top" else height_px - height - int(height_px * 0.03)
@@ -163,7 +179,7 @@ def bar(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script
     pic = upscale(picture, side)
     side = pic.width
     path = pick(rng, script.regular + script.bold[:1])
-    face, lines = fitted_text(script.phrase(rng, 4, 16), path, int(side * rng.uniform(0.06, 0.1)), int(side * 0.92), 4)
+    face, lines = fitted_text(script.phrase(rng, 4, 16), path, caption_px(rng, side, 0.06, 0.1), int(side * 0.92), 4)
     pad = int(side * 0.03)
     height = 2 * pad + len(lines) * line_height(face)
     img = Image.new("RGB", (side, pic.height + height), "white")
@@ -179,7 +195,7 @@ def labels(picture: np.ndarray, rng: np.random.Generator, side: int, script: Scr
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(1, 4))):
         path = pick(rng, script.bold)
-        face, lines = fitted_text(script.phrase(rng, 1, 3), path, int(side * rng.uniform(0.06, 0.1)),
+        face, lines = fitted_text(script.phrase(rng, 1, 3), path, caption_px(rng, side, 0.06, 0.1),
                                   int(side * 0.45), 2)
         width = max(face.getlength(s) for s in lines)
         x = int(rng.uniform(0.02, 0.98) * max(0, side - width))
@@ -206,7 +222,7 @@ def panels(picture: np.ndarray, rng: np.random.Generator, side: int, script: Scr
         x0 = int(rng.integers(0, big.shape[1] - crop + 1))
         pic = Image.fromarray(np.ascontiguousarray(big[y0:y0 + crop, x0:x0 + crop])).resize((cell, cell),
                                                                                            Image.Resampling.BILINEAR)
-        face, lines = fitted_text(script.phrase(rng, 2, 7), path, int(cell * rng.uniform(0.08, 0.14)),
+        face, lines = fitted_text(script.phrase(rng, 2, 7), path, caption_px(rng, cell, 0.08, 0.14),
                                   int(cell * 0.9), 4)
         if beside:
             row = Image.new("RGB", (2 * cell, cell), "white")
@@ -257,7 +273,7 @@ def balloon(draw: ImageDraw.ImageDraw, text: str, path: str, box: tuple[int, int
     """A speech balloon with ``text`` in the upper part of ``box`` (x0, y0, x1, y1), tail pointing down."""
     x0, y0, x1, y1 = box
     width = int((x1 - x0) * rng.uniform(0.5, 0.85))
-    face, lines = fitted_text(text, path, int((x1 - x0) * rng.uniform(0.07, 0.11)), int(width * 0.8), 3)
+    face, lines = fitted_text(text, path, caption_px(rng, x1 - x0, 0.07, 0.11), int(width * 0.8), 3)
     height = len(lines) * line_height(face) + face.size
     left = x0 + int(rng.uniform(0.03, 0.97) * max(0, x1 - x0 - width))
     top = y0 + int((y1 - y0) * 0.04)
@@ -295,7 +311,7 @@ def tweet(picture: np.ndarray, rng: np.random.Generator, side: int, script: Scri
         ((255, 255, 255), (15, 20, 25), (101, 119, 134))
     bold, regular = script.bold, script.regular
     pad = int(side * 0.05)
-    face, lines = fitted_text(script.phrase(rng, 4, 20), pick(rng, regular), int(side * rng.uniform(0.05, 0.075)),
+    face, lines = fitted_text(script.phrase(rng, 4, 20), pick(rng, regular), caption_px(rng, side, 0.05, 0.075),
                               side - 2 * pad, 5)
     avatar = int(side * 0.12)
     with_picture = rng.random() < 0.6
@@ -321,7 +337,48 @@ def tweet(picture: np.ndarray, rng: np.random.Generator, side: int, script: Scri
     return img
 
 
-RENDERERS = {"impact": impact, "bar": bar, "labels": labels, "panels": panels, "comic": comic, "tweet": tweet}
+def subtitle(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    """A film still with a subtitle: one or two short lines of small white or yellow text, dark outline, near the
+    bottom (the subtitled-still reaction format)."""
+    width = side
+    img = cover(picture, width, int(width * rng.uniform(0.42, 0.75)), rng)      # widescreen to 4:3 frames
+    draw = ImageDraw.Draw(img)
+    path = pick(rng, script.regular + script.bold)
+    n = 1 if rng.random() < 0.6 else 2
+    face, lines = fitted_text(script.phrase(rng, 2, 4 * n), path, int(width * rng.uniform(0.045, 0.07)),
+                              int(width * 0.9), n)
+    fill = "white" if rng.random() < 0.7 else (250, 225, 40)
+    top = img.height - int(img.height * rng.uniform(0.04, 0.1)) - len(lines) * line_height(face)
+    draw_lines(draw, lines, face, width // 2, top, fill, max(1, face.size // 10), (10, 10, 10))
+    return img
+
+
+def sticker(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    """A sticker: a character or object cut out (a soft blob of the picture) on white, a short caption above or
+    below it, often with an outline (the captioned-sticker reaction images)."""
+    img = Image.new("RGB", (side, side), "white")
+    cut = int(side * rng.uniform(0.55, 0.75))
+    art = cover(picture, cut, cut, rng)
+    mask = Image.new("L", (cut, cut), 0)
+    inset = [int(cut * rng.uniform(0.0, 0.12)) for _ in range(4)]
+    ImageDraw.Draw(mask).ellipse((inset[0], inset[1], cut - 1 - inset[2], cut - 1 - inset[3]), fill=255)
+    mask = mask.filter(ImageFilter.GaussianBlur(cut * 0.01))
+    above = rng.random() < 0.35
+    caption_h = side - cut
+    img.paste(art, ((side - cut) // 2, caption_h if above else 0), mask)
+    face, lines = fitted_text(script.phrase(rng, 1, 4), pick(rng, script.bold), caption_px(rng, side, 0.08, 0.14),
+                              int(side * 0.92), 2)
+    height = len(lines) * line_height(face)
+    top = (caption_h - height) // 2 if above else cut + (caption_h - height) // 2
+    outlined = rng.random() < 0.5
+    fill = pick(rng, ((20, 20, 20), *ACCENTS[:4])) if not outlined else "white"
+    draw_lines(ImageDraw.Draw(img), lines, face, side // 2, max(0, top), fill, max(1, face.size // 10) if outlined
+               else 0, (20, 20, 20))
+    return img
+
+
+RENDERERS = {"impact": impact, "bar": bar, "labels": labels, "panels": panels, "comic": comic, "tweet": tweet,
+             "subtitle": subtitle, "sticker": sticker}
 
 
 def small_lines(draw: ImageDraw.ImageDraw, rng: np.random.Generator, script: Script, path: str, size: int,
