@@ -1,6 +1,7 @@
 """The service in process (FastAPI's TestClient): every route, bad inputs, limits, micro-batching, and the same
-probabilities as ``training.predict``. The model is an untrained memenet saved like a run folder: the API does
-not care how good it is."""
+probabilities as ``training.predict``; under a real uvicorn on 127.0.0.1 (raw sockets): slow and silent clients,
+the connection cap, and schemathesis against the OpenAPI contract. The model is an untrained memenet saved like
+a run folder: the API does not care how good it is."""
 
 from __future__ import annotations
 
@@ -9,21 +10,31 @@ import io
 import json
 import logging
 import os
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import schemathesis
+import uvicorn
+from schemathesis import GenerationMode
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from PIL import Image
 
-from crawler.testkit import image_bytes, picture, save, untrained_run
+from crawler.testkit import free_port, image_bytes, picture, save, untrained_run
 from processing.reasons import DECOMPRESSION_BOMB, MEANINGS, NOT_AN_IMAGE, TRUNCATED
 from processing.transform import DEFAULT_FIT, fit_region
 from training import predict as predict_cli
 from training.occlusion import drops, occluded_copies, occlusion_batch, occlusion_map, patch_edges
 from training.preprocess import Preprocess
-from training.serve import SETTINGS_ENV, STATIC, Service, Settings, app_from_env, create_app, load_service, main
+from training.serve import (SETTINGS_ENV, STATIC, Service, Settings, app_from_env, create_app, load_service, main,
+                            parse_args, uvicorn_options)
 
 SETTINGS = Settings(max_request_bytes=400_000, max_images=4, max_pixels=1_000_000, max_batch=8, occlusion_grid=4)
 REPORT = {"accuracy": 0.75, "precision": 0.5, "recall": 1.0, "f1": 0.6667, "roc_auc": 0.8, "count": 20, "memes": 8,
@@ -93,9 +104,15 @@ def test_openapi_documents_every_route_and_schema(client):
     assert set(spec["paths"]) == {"/healthz", "/v1/model", "/v1/predict", "/v1/explain"}
     for path, model in (("/v1/predict", "PredictResponse"), ("/v1/explain", "ExplainResponse")):
         op = spec["paths"][path]["post"]
-        assert set(op["requestBody"]["content"]) == {"multipart/form-data", "image/*"}
+        body = op["requestBody"]["content"]
+        assert set(body) == {"multipart/form-data", "image/*"}
+        form = body["multipart/form-data"]["schema"]          # what the server takes: 1 to max images, no empty body
+        assert form["required"] == ["files"]
+        assert (form["properties"]["files"]["minItems"], form["properties"]["files"]["maxItems"]) == (
+            1, SETTINGS.max_images if path == "/v1/predict" else 1)
+        assert body["image/*"]["schema"]["minLength"] == 1
         assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(model)
-        for code in ("400", "413", "415", "503", "504"):
+        for code in ("400", "408", "413", "415", "503", "504"):
             assert op["responses"][code]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
     assert spec["paths"]["/v1/model"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
         "$ref"].endswith("ModelInfo")
@@ -184,6 +201,7 @@ def test_a_bad_image_gets_its_reason_beside_the_good_ones(client, case):
 @pytest.mark.parametrize("name,kwargs,status,detail", [
     ("empty body", {"content": b"", "headers": {"content-type": "image/jpeg"}}, 400, "no image in the request"),
     ("form without files", {"data": {"note": "hello"}, "files": {"x": (None, b"")}}, 400, "no image in the request"),
+    ("file under another name", {"files": {"image": ("a.png", b"x", "image/png")}}, 400, "file parts named files"),
     ("text content type", {"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "not text/plain"),
     ("a URL to fetch", {"json": {"url": "http://example.com/meme.jpg"}}, 415, "URLs are never fetched"),
     ("no content type", {"content": b"\xff\xd8\xff"}, 415, "no content type"),
@@ -328,6 +346,120 @@ def test_concurrent_requests_are_scored_in_one_model_call(service):
         result = results[i].json()["results"][0]
         assert result["timing"]["batch_images"] == (1 if i == 0 else 3)
         assert result["meme_probability"] == pytest.approx(alone[i]["results"][0]["meme_probability"], abs=1e-5)
+
+
+# ---- under a real uvicorn: slow and silent clients, the connection cap, the contract ------------------------------
+
+@contextmanager
+def live_server(service: Service):
+    """The app under uvicorn as ``python -m training.serve`` runs it (a thread here), on 127.0.0.1; its base URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(service), **uvicorn_options(service.settings)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive())
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{service.settings.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def served_with(service, *flags: str) -> Service:
+    """A service on a free port with the command-line ``flags``, around the loaded model."""
+    _, settings = parse_args(["RUN", "--port", str(free_port()), *flags])
+    return Service(settings, service.batcher.predict, service.pre, service.model_id, service.info)
+
+
+def connection(url: str, sent: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+    sock.sendall(sent)
+    return sock
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection (a socket timeout, 30 s, if it never does)."""
+    with sock:
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def post_jpeg(url: str, data: bytes) -> int:
+    request = urllib.request.Request(f"{url}/v1/predict", data=data, headers={"Content-Type": "image/jpeg"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_slow_uploads_hold_no_slot_and_silent_clients_are_dropped(service):
+    """Four uploads stalled after 10 bytes and two connections that send a request line and then nothing, against
+    two slots: normal clients are answered meanwhile, and each stalled connection gets 408 and is closed."""
+    live = served_with(service, "--max-concurrent", "2", "--header-timeout-s", "1", "--body-timeout-s", "1",
+                       "--body-min-rate", "1000")
+    data = image_bytes(picture(200, 200, seed=7), "JPEG")
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+    with live_server(live) as url:
+        slow = [connection(url, head % len(data) + data[:10]) for _ in range(4)]
+        silent = [connection(url, b"POST /v1/predict HTTP/1.1\r\n") for _ in range(2)]
+        assert get_json(f"{url}/healthz")["in_flight"] == 0      # their requests hold no slot
+        assert [post_jpeg(url, data) for _ in range(4)] == [200] * 4
+        for sock in slow:
+            answer = until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 408 ") and b"connection: close" in answer.lower()
+            assert b"request body not in after" in answer and b"(10 bytes)" in answer
+        for sock in silent:
+            answer = until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 408 ") and b"request line and headers not in within 1 s" in answer
+        assert post_jpeg(url, data) == 200
+
+
+def test_connections_over_the_cap_get_503_and_are_closed(service):
+    live = served_with(service, "--max-connections", "2")
+    with live_server(live) as url:
+        idle = [connection(url, b"") for _ in range(2)]
+        answer = until_closed(connection(url, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"))
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer
+        assert b"2 connections open" in answer
+        for sock in idle:
+            sock.close()
+        wait_until(lambda: b" 200 " in until_closed(connection(url, b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+                                                                        b"Connection: close\r\n\r\n")))
+
+
+@pytest.fixture(scope="module")
+def live_url(service):
+    """One real server for schemathesis, with the tests' small limits."""
+    with live_server(service_with(service, service.batcher.predict, port=free_port())) as url:
+        yield url
+
+
+@pytest.mark.parametrize("method,path,mode", [
+    ("GET", "/healthz", GenerationMode.POSITIVE), ("GET", "/v1/model", GenerationMode.POSITIVE),   # nothing to get wrong
+    *[("POST", path, mode) for path in ("/v1/predict", "/v1/explain")
+      for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]])
+def test_the_server_keeps_its_openapi_contract(live_url, method, path, mode):
+    """Requests generated from /openapi.json by schemathesis, within the contract or just outside it: no server
+    error, every answer as the contract describes it, what it allows accepted and what it does not refused with
+    one of its 4xx. Derandomized: the same requests on every run."""
+    config = schemathesis.Config.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": [400, 415]}}})
+    operation = schemathesis.openapi.from_url(f"{live_url}/openapi.json", config=config)[path][method]
+
+    @given(case=operation.as_strategy(mode))
+    @hypothesis_settings(max_examples=10, deadline=None, database=None, derandomize=True,
+                         suppress_health_check=list(HealthCheck))
+    def keeps_it(case):
+        case.call_and_validate()
+
+    keeps_it()
 
 
 # ---- the command -------------------------------------------------------------------------------------------------

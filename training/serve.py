@@ -12,9 +12,11 @@ Serves a trained model over HTTP (FastAPI + uvicorn) and a page to try it:
 Images are decoded and prepared exactly as ``training.predict`` does, and the
 images of concurrent requests are scored together in one model call
 (micro-batching). Safe to expose: loopback by default, capped request size,
-pixels, images per request, time per request and requests in flight (extra
-requests get 503 with Retry-After at once), no URL is ever fetched, one log
-line per request without its contents. All limits are the flags below.
+pixels, images per request, open connections, time to send the headers and
+the body (a slow upload holds a connection, never a model slot: a request
+takes one only once its body is in), time per request and requests in flight
+(extra requests get 503 with Retry-After at once), no URL is ever fetched, one
+log line per request without its contents. All limits are the flags below.
 """
 
 from __future__ import annotations
@@ -31,16 +33,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
+from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from processing.cliutil import ArgumentParser, UsageError, file_digest, run_main
 from processing.decode import decode_image
@@ -71,6 +77,10 @@ class Settings:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     max_concurrent: int = 32
+    max_connections: int = 64
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    body_min_rate: int = 32768
     timeout_s: float = 30.0
     occlusion_grid: int = 8
     decode_threads: int = 2
@@ -86,8 +96,15 @@ HELP = {
     "max_pixels": "pixels per decoded image; more is a decompression bomb (per-image error)",
     "max_batch": "most images in one model call",
     "max_wait_ms": "how long a model call waits for more requests to fill its batch",
-    "max_concurrent": "requests in progress at once (per worker); more get 503 with Retry-After",
-    "timeout_s": "longest a request may take, upload included; then 504",
+    "max_concurrent": "requests in progress at once (per worker), counted once their body is in; more get 503 with "
+                      "Retry-After",
+    "max_connections": "open connections (per worker); more are answered 503 and closed at once",
+    "header_timeout_s": "longest wait for a request's line and headers (from the connection or the previous "
+                        "response); then 408 and the connection is closed",
+    "body_timeout_s": "a request body must be in within this many seconds plus one per --body-min-rate bytes "
+                      "received; then 408 and the connection is closed",
+    "body_min_rate": "bytes per second that extend the body's deadline (an upload at least this fast never times out)",
+    "timeout_s": "longest a request may take once its body is in (decode, queue, model); then 504",
     "occlusion_grid": "the heat map's patches per side (grid x grid extra images per explained picture)",
     "decode_threads": "threads decoding images beside the model thread",
     "threshold": "meme probability threshold (default: the one stored with the model)",
@@ -96,7 +113,8 @@ HELP = {
 
 def check_settings(s: Settings) -> None:
     positive = ("workers", "max_request_bytes", "max_images", "max_pixels", "max_batch", "max_concurrent",
-                "timeout_s", "occlusion_grid", "decode_threads")
+                "max_connections", "header_timeout_s", "body_timeout_s", "body_min_rate", "timeout_s",
+                "occlusion_grid", "decode_threads")
     for name in positive:
         if getattr(s, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
@@ -194,6 +212,10 @@ class Limits(BaseModel):
     max_batch: int
     max_wait_ms: float
     max_concurrent: int
+    max_connections: int
+    header_timeout_s: float
+    body_timeout_s: float
+    body_min_rate: int
     timeout_s: float
     occlusion_grid: int
 
@@ -222,16 +244,25 @@ class ErrorBody(BaseModel):
 
 
 ERRORS = {code: {"model": ErrorBody, "description": text} for code, text in (
-    (400, "no image in the request, or a malformed multipart body"),
+    (400, "outside the request body's schema: no image, too many, or a malformed multipart body"),
+    (408, "the body did not arrive within --body-timeout-s plus one second per --body-min-rate bytes; the "
+          "connection is closed"),
     (413, "request body over --max-request-bytes"),
     (415, "neither multipart/form-data nor an image/* body"),
     (503, "--max-concurrent requests already in progress; retry after Retry-After seconds"),
-    (504, "the request took longer than --timeout-s"))}
+    (504, "the request took longer than --timeout-s after its body was in"))}
+FILES_FIELD = "files"   # the multipart field whose file parts are the images
 
-IMAGE_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+
+def image_body(max_images: int) -> dict:
+    """The request body of /v1/predict and /v1/explain, exactly what ``Service.read_uploads`` takes: 1 to
+    ``max_images`` file parts named ``files``, or one raw image/* body that is not empty (the size limit is the
+    whole body's, --max-request-bytes: the 413 answer and GET /v1/model say it)."""
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": [FILES_FIELD], "properties": {
+            FILES_FIELD: {"type": "array", "minItems": 1, "maxItems": max_images,
+                          "items": {"type": "string", "format": "binary"}}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}}
 
 
 # ---- the service -------------------------------------------------------------------------------------------------
@@ -287,12 +318,13 @@ class Service:
         self.decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
 
     async def read_uploads(self, request: Request, max_images: int) -> list[tuple[str | None, bytes]]:
-        """(filename, bytes) of each image in the request: file parts of a multipart body, or one raw body."""
+        """(filename, bytes) of each image in the request: the ``files`` file parts of a multipart body, or one
+        raw body (``image_body`` is this as the contract)."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
             async with request.form(max_files=max_images) as form:
                 uploads = [(part.filename[:255] if part.filename else None, await part.read())
-                           for _, part in form.multi_items() if isinstance(part, UploadFile)]
+                           for part in form.getlist(FILES_FIELD) if isinstance(part, UploadFile)]
         elif kind.startswith("image/"):
             body = await request.body()
             uploads = [(None, body)] if body else []
@@ -300,7 +332,8 @@ class Service:
             raise HTTPException(415, f"send multipart/form-data file parts or an image/* body, not "
                                      f"{kind or 'no content type'}; URLs are never fetched")
         if not uploads:
-            raise HTTPException(400, "no image in the request")
+            raise HTTPException(400, f"no image in the request: send file parts named {FILES_FIELD} or one "
+                                     f"image/* body")
         return uploads
 
     async def prepare(self, uploads) -> list:
@@ -318,9 +351,8 @@ class Service:
                            timing=Timing(decode_ms=round(item.decode_ms, 3), queued_ms=round(batch.queued_ms, 3),
                                          model_ms=round(batch.model_ms, 3), batch_images=batch.batch_images))
 
-    async def predict(self, request: Request) -> PredictResponse:
+    async def predict(self, uploads) -> PredictResponse:
         start = time.perf_counter()
-        uploads = await self.read_uploads(request, self.settings.max_images)
         items = await self.prepare(uploads)
         good = [i for i, item in enumerate(items) if isinstance(item, Prepared)]
         probs, batch = {}, None
@@ -332,9 +364,8 @@ class Service:
         return PredictResponse(model_id=self.model_id, count=len(results), failed=len(results) - len(good),
                                results=results, total_ms=round((time.perf_counter() - start) * 1000, 3))
 
-    async def explain(self, request: Request) -> ExplainResponse:
+    async def explain(self, uploads) -> ExplainResponse:
         start = time.perf_counter()
-        uploads = await self.read_uploads(request, 1)
         (item,) = await self.prepare(uploads)
         name, heatmap = uploads[0][0], None
         if isinstance(item, Prepared):
@@ -349,11 +380,19 @@ class Service:
         return ExplainResponse(model_id=self.model_id, result=result, heatmap=heatmap,
                                total_ms=round((time.perf_counter() - start) * 1000, 3))
 
-    async def within_timeout(self, work):
+    async def answer(self, request: Request, max_images: int, work):
+        """Read the request's images, then take a slot (503 at once if none is free), then ``work(uploads)``
+        within --timeout-s (504). The slot comes after the body: a slow upload never holds one."""
+        uploads = await self.read_uploads(request, max_images)
+        if not self.gate.try_enter():
+            raise HTTPException(503, f"busy: {self.gate.capacity} requests in progress; try again shortly",
+                                headers={"Retry-After": "1"})
         try:
-            return await asyncio.wait_for(work, self.settings.timeout_s)
+            return await asyncio.wait_for(work(uploads), self.settings.timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(504, f"the request took longer than {self.settings.timeout_s:g} s") from None
+        finally:
+            self.gate.leave()
 
     def model_info(self) -> ModelInfo:
         s, pre = self.settings, self.pre
@@ -381,31 +420,118 @@ def load_service(model: str | Path, settings: Settings) -> Service:
 
 # ---- the web app --------------------------------------------------------------------------------------------------
 
-class BodyLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes``, by its Content-Length or while it streams in."""
+CLOSE = {"Connection": "close"}   # on an answer given before the body is in: the rest of it is not waited for
 
-    def __init__(self, app, max_bytes: int):
+
+class BodyGuard:
+    """ASGI middleware, the bounds of a request body: 413 when it is over ``max_bytes`` (by its Content-Length or
+    while it streams in); 408 when it is not in within ``timeout_s`` plus one second per ``min_rate`` bytes
+    received, so a slow upload holds its connection only for a while (and never a model slot: see
+    ``Service.answer``). Both answers close the connection. Only ASGI's receive, so any server runs it."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float, min_rate: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.min_rate = min_rate
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        detail = f"request body over {self.max_bytes} bytes"
+        too_big = f"request body over {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-        received = 0
+            return await JSONResponse({"detail": too_big}, 413, CLOSE)(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        start, received, more = loop.time(), 0, True
 
-        async def limited():
-            nonlocal received
-            message = await receive()
+        async def guarded():
+            nonlocal received, more
+            if not more:                      # the body is in: later receives wait for a disconnect, unbounded
+                return await receive()
+            deadline = start + self.timeout_s + received / self.min_rate
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"request body not in after {loop.time() - start:.1f} s ({received} "
+                                         f"bytes): send it at {self.min_rate} bytes/s or faster", CLOSE) from None
             received += len(message.get("body", b""))
+            more = message.get("more_body", False)
             if received > self.max_bytes:
-                raise HTTPException(413, detail)
+                raise HTTPException(413, too_big, CLOSE)
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, guarded, send)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the two bounds that must act before the app sees a request, so no ASGI
+    middleware can: at most ``settings.max_connections`` open connections (one more is answered 503 and closed at
+    once), and a request's line and headers must be in within ``settings.header_timeout_s`` of the connection or
+    of the previous response (else 408 and closed), so a client that sends part of a request and then nothing
+    does not hold a connection forever. uvicorn has neither (its keep-alive timer restarts on every byte)."""
+
+    LINGER_S = 1.0   # how long a refused connection's further bytes are read and dropped before it is closed
+
+    def __init__(self, *args, settings: Settings, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+        self.header_deadline: asyncio.TimerHandle | None = None
+        self.refused = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if len(self.connections) > self.settings.max_connections:
+            self.refuse(503, f"{self.settings.max_connections} connections open; try again shortly")
+        else:
+            self.await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:           # a new request's headers are in: the app has it now
+            self.stop_waiting()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        self.await_headers()                  # the next request's headers are due from now
+        super().on_response_complete()
+        if self.cycle is not cycle:           # it was already here (pipelined)
+            self.stop_waiting()
+
+    def connection_lost(self, exc) -> None:
+        self.stop_waiting()
+        super().connection_lost(exc)
+
+    def await_headers(self) -> None:
+        self.stop_waiting()
+        self.header_deadline = self.loop.call_later(
+            self.settings.header_timeout_s, self.refuse, 408,
+            f"request line and headers not in within {self.settings.header_timeout_s:g} s")
+
+    def stop_waiting(self) -> None:
+        if self.header_deadline is not None:
+            self.header_deadline.cancel()
+            self.header_deadline = None
+
+    def refuse(self, status: int, detail: str) -> None:
+        """Answer ``status`` outside any request (none is complete) and close the connection: our side at once,
+        the whole of it when the client closes or after ``LINGER_S``, its bytes dropped meanwhile (a socket
+        closed with bytes unread is reset, and the client could lose the answer)."""
+        self.header_deadline = None
+        if self.transport.is_closing():
+            return
+        body = json.dumps({"detail": detail}).encode()
+        head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n")
+        retry = "retry-after: 1\r\n" if status == 503 else ""
+        self.transport.write((head + retry + "\r\n").encode() + body)
+        self.refused = True
+        self.transport.write_eof()
+        self.loop.call_later(self.LINGER_S, self.transport.close)
+        log.info('%s "- -" %d %s; connection closed', (self.client or ("-",))[0], status, detail)
 
 
 class RequestLog:
@@ -448,17 +574,6 @@ def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def admitted(service: Service = Depends(get_service)):
-    """A slot in the bounded work, or 503 at once."""
-    if not service.gate.try_enter():
-        raise HTTPException(503, f"busy: {service.gate.capacity} requests in progress; try again shortly",
-                            headers={"Retry-After": "1"})
-    try:
-        yield service
-    finally:
-        service.gate.leave()
-
-
 def create_app(service: Service) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -472,7 +587,9 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="meme-recognition", version=service.model_id[:12], description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)   # the docs pages load scripts from a CDN
     app.state.service = service
-    app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
+    limits = service.settings
+    app.add_middleware(BodyGuard, max_bytes=limits.max_request_bytes, timeout_s=limits.body_timeout_s,
+                       min_rate=limits.body_min_rate)
     app.add_middleware(RequestLog)   # added last: outermost, so it also logs the 413s
     app.mount("/static", StaticFiles(packages=[("training", "static")]), name="static")
 
@@ -489,15 +606,17 @@ def create_app(service: Service) -> FastAPI:
     async def model_info(service: Service = Depends(get_service)) -> ModelInfo:
         return service.model_info()
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
-    async def predict(request: Request, service: Service = Depends(admitted)) -> PredictResponse:
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS,
+              openapi_extra=image_body(limits.max_images))
+    async def predict(request: Request, service: Service = Depends(get_service)) -> PredictResponse:
         """Meme probability and label for each image; unreadable images get an error with a reason."""
-        return await service.within_timeout(service.predict(request))
+        return await service.answer(request, service.settings.max_images, service.predict)
 
-    @app.post("/v1/explain", response_model=ExplainResponse, responses=ERRORS, openapi_extra=IMAGE_BODY)
-    async def explain(request: Request, service: Service = Depends(admitted)) -> ExplainResponse:
+    @app.post("/v1/explain", response_model=ExplainResponse, responses=ERRORS,
+              openapi_extra=image_body(1))
+    async def explain(request: Request, service: Service = Depends(get_service)) -> ExplainResponse:
         """One image's prediction and its occlusion heat map (grid x grid patches painted grey in turn)."""
-        return await service.within_timeout(service.explain(request))
+        return await service.answer(request, 1, service.explain)
 
     return app
 
@@ -566,18 +685,22 @@ def parse_args(argv=None):
     return args.model, Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
 
 
+def uvicorn_options(settings: Settings) -> dict:
+    """How ``main`` runs uvicorn (the tests run the app the same way). No WebSockets: the app has no such route,
+    and an upgraded connection would leave ``GuardedH11Protocol``."""
+    return {"host": settings.host, "port": settings.port, "access_log": False, "log_level": "info",
+            "timeout_keep_alive": 5, "ws": "none", "http": partial(GuardedH11Protocol, settings=settings)}
+
+
 def main(argv=None) -> int:
     model, settings = parse_args(argv)
     check_settings(settings)
     check_model(model)   # the model path and preprocess.json, then the address: both before the slow load
     check_listen(settings.host, settings.port)
-    import uvicorn
-
     configure_logging()
     if not is_loopback(settings.host):
         log.warning("listening on %s: reachable from other machines (the default is 127.0.0.1)", settings.host)
-    run = {"host": settings.host, "port": settings.port, "access_log": False, "log_level": "info",
-           "timeout_keep_alive": 5}
+    run = uvicorn_options(settings)
     if settings.workers == 1:
         service = load_service(model, settings)
         log.info("model %s (id %s); page http://%s:%d/", model, service.model_id[:12], settings.host, settings.port)
