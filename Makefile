@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m training.demo --out demo-output
+	$(PY) -m demo --out demo-output
 
 # the grouped cross-validation of the training defaults on every folder of ../shared/data (about 40 min on 2 cores)
 cv: install
@@ -24,7 +24,7 @@ cv: install
 # the page and API on the demo's model (make demo first): http://127.0.0.1:8000/
 serve: install
 	@test -f demo-output/run/model.keras || { echo "serve: no demo model in demo-output/run; run make demo first" >&2; exit 2; }
-	$(PY) -m training.serve demo-output/run
+	$(PY) -m service demo-output/run
 
 # scripts/system-deps: the Debian packages the tests use (redis-server, chromium, ...), installed when missing
 test: install

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.memory import PeakMemory  # noqa: E402
-from crawler.testkit import SHARED  # noqa: E402
+from tests.support.testkit import SHARED  # noqa: E402
 from processing.decode import decode_image  # noqa: E402
 from processing.reference import original_block_means  # noqa: E402
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.memory import PeakMemory  # noqa: E402
-from crawler.testkit import crawl_settings, manifest_records, meme_jpeg, write_csv  # noqa: E402
+from tests.support.testkit import crawl_settings, manifest_records, meme_jpeg, write_csv  # noqa: E402
 from crawler.mirror import Capture, LocItem, Mirror  # noqa: E402
 
 TS = "20150508184553"

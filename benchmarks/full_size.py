@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.memory import PeakMemory  # noqa: E402
 from crawler.mirror import REMOVED_PNG_MD5, Capture, ImgurImage, ImgurSite, LocItem, Mirror  # noqa: E402
-from crawler.testkit import OLD, ROOT, TS, gif_bytes, image_bytes, scrapy_cmd, write_csv  # noqa: E402
+from tests.support.testkit import OLD, ROOT, TS, gif_bytes, image_bytes, scrapy_cmd, write_csv  # noqa: E402
 from processing.cifar import write_cifar100_tarball  # noqa: E402
 from processing.pipeline import summary_path  # noqa: E402
 

@@ -27,7 +27,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from crawler.testkit import SHARED, free_port, manifest_records, scrapy_cmd, write_csv  # noqa: E402
+from tests.support.testkit import SHARED, free_port, manifest_records, scrapy_cmd, write_csv  # noqa: E402
 from crawl_loc import corpus  # noqa: E402
 from crawler.mirror import Mirror  # noqa: E402
 

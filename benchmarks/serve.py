@@ -1,10 +1,10 @@
-"""Load test of ``python -m training.serve`` against the model's own batch throughput, side by side in one run;
+"""Load test of ``python -m service`` against the model's own batch throughput, side by side in one run;
 and the same clients alone against beside slow uploaders.
 
     python benchmarks/serve.py [--model RUN] [--clients 16] [--seconds 20] [--images 64] [--max-batch 32,8,1]
                                [--scenario all|batching|slow-uploads] [--slow-clients 32] [--slow-rate 10]
 
-Starts a real uvicorn (``python -m training.serve``) on 127.0.0.1 and keeps
+Starts a real uvicorn (``python -m service``) on 127.0.0.1 and keeps
 ``--clients`` keep-alive connections busy for ``--seconds``, each posting one
 JPEG per request as a raw ``image/jpeg`` body (the case micro-batching has to
 gather across requests). The reference is ``training.predict``'s batch path:
@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.memory import PeakMemory  # noqa: E402
-from crawler.testkit import free_port, meme_jpeg, untrained_run  # noqa: E402
+from tests.support.testkit import free_port, meme_jpeg, untrained_run  # noqa: E402
 
 
 def start_server(model: Path, port: int, log: Path, **flags) -> subprocess.Popen:
     args = [x for k, v in flags.items() for x in (f"--{k.replace('_', '-')}", str(v))]
-    proc = subprocess.Popen([sys.executable, "-m", "training.serve", str(model), "--port", str(port), *args],
+    proc = subprocess.Popen([sys.executable, "-m", "service", str(model), "--port", str(port), *args],
                             cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while True:

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crawler.testkit import SHARED  # noqa: E402
+from tests.support.testkit import SHARED  # noqa: E402
 
 EPOCH_IMAGES = 4000   # a cross-validation fold trains on about this many pictures per epoch
 

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crawler.testkit import SHARED  # noqa: E402
+from tests.support.testkit import SHARED  # noqa: E402
 from training import ARCHS, DEPRECATED_ARCHS  # noqa: E402
 
 

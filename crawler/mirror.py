@@ -399,7 +399,7 @@ REMOVED_PNG_MD5 = hashlib.md5(REMOVED_PNG).hexdigest()
 
 def main(argv=None) -> int:
     p = ArgumentParser(prog="python -m crawler.mirror", description=__doc__)
-    p.add_argument("--spec", required=True, help="JSON spec written by training.democorpus")
+    p.add_argument("--spec", required=True, help="JSON spec written by demo.corpus")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
     p.add_argument("--port-file", help="write the chosen port here once listening")
     args = p.parse_args(argv)

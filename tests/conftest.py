@@ -1,10 +1,10 @@
-"""Pytest wiring only; the helpers themselves live in ``crawler.testkit``."""
+"""Pytest wiring only; the helpers themselves live in ``tests.support.testkit``."""
 
 from __future__ import annotations
 
 import pytest
 
-from crawler.testkit import shared_data_missing
+from tests.support.testkit import shared_data_missing
 
 
 def pytest_collection_modifyitems(config, items):

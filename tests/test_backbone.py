@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT
+from tests.support.testkit import ROOT
 from processing.cliutil import UsageError
 from training.backbones import imagenet
 from training.backbones.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, WeightsError, read_state_dict

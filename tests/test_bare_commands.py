@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from crawler.mirror import ImgurImage, ImgurSite, Mirror
-from crawler.testkit import ROOT, loc_corpus, meme_jpeg, picture, save, write_csv
+from tests.support.testkit import ROOT, loc_corpus, meme_jpeg, picture, save, write_csv
 from processing import paths
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.testkit import ROOT, SHARED, image_bytes, picture, save
+from tests.support.testkit import ROOT, SHARED, image_bytes, picture, save
 from processing import build_h5
 from processing.cifar import write_cifar100_tarball
 from processing.manifest import ManifestWriter, Record
@@ -273,7 +273,7 @@ def test_sharded_build_on_a_dask_cluster(corpus, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_scheduler_that_cannot_be_used_is_one_line_before_any_work(corpus, tmp_path, monkeypatch):
-    from crawler.testkit import free_port
+    from tests.support.testkit import free_port
     from processing import distribute
     from processing.cliutil import UsageError
 

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from crawler.testkit import picture, save
+from tests.support.testkit import picture, save
 from processing import build_h5, reasons, schema
 from processing.cliutil import UsageError
 from processing.manifest import (ManifestChanged, ManifestWriter, Record, final_digests, key_digest, read_manifests,

@@ -8,8 +8,8 @@ import sys
 import h5py
 import pytest
 
-from crawler.testkit import ROOT
-from crawler.testkit import gif_bytes, imgur_site, loc_corpus, manifest_records, meme_jpeg, run_crawl, write_csv
+from tests.support.testkit import ROOT
+from tests.support.testkit import gif_bytes, imgur_site, loc_corpus, manifest_records, meme_jpeg, run_crawl, write_csv
 from crawler.mirror import REMOVED_PNG, REMOVED_PNG_MD5, ImgurImage, Mirror
 from processing import build_h5
 

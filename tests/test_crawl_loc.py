@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from crawler.testkit import ROOT, SHARED
-from crawler.testkit import CDN, TS, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv
+from tests.support.testkit import ROOT, SHARED
+from tests.support.testkit import CDN, TS, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv
 from crawler import archive
 from crawler.meme_csv import read_meme_csv
 from crawler.middlewares import redirect_allowed, retry_after_seconds

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from crawler.mirror import Mirror
-from crawler.testkit import (CDN, OLD, ROOT, TS, crawl_stats, imgur_site, loc_corpus, manifest_records,
+from tests.support.testkit import (CDN, OLD, ROOT, TS, crawl_stats, imgur_site, loc_corpus, manifest_records,
                              run_crawl, write_csv)
 from processing import reasons
 

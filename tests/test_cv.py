@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.testkit import save
+from tests.support.testkit import save
 from processing import build_h5
 from processing.cliutil import UsageError
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES

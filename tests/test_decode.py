@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.testkit import image_bytes, picture
+from tests.support.testkit import image_bytes, picture
 from processing import reasons
 from processing.decode import decode_image
 from processing.reasons import Rejected

@@ -7,7 +7,7 @@ import sys
 import h5py
 import pytest
 
-from crawler.testkit import ROOT
+from tests.support.testkit import ROOT
 from processing.manifest import read_manifests
 
 
@@ -15,7 +15,7 @@ from processing.manifest import read_manifests
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "training.demo", "--out", str(out), "--generated", "--memes", "30",
+    r = subprocess.run([sys.executable, "-m", "demo", "--out", str(out), "--generated", "--memes", "30",
                         "--tiny", "60", "--epochs", "1", "--arch", "original"], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import redis
 
-from crawler.testkit import ROOT, system_packages_missing
-from crawler.testkit import TS, CDN, crawl_settings, free_port, loc_corpus, manifest_records, scrapy_cmd, write_csv
+from tests.support.testkit import ROOT, system_packages_missing
+from tests.support.testkit import TS, CDN, crawl_settings, free_port, loc_corpus, manifest_records, scrapy_cmd, write_csv
 from crawler.mirror import Mirror
 
 
@@ -132,7 +132,7 @@ def test_without_redis_url_nothing_changes(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_imgur_pages_shared_by_two_workers(redis_url, tmp_path):
-    from crawler.testkit import imgur_site
+    from tests.support.testkit import imgur_site
     redis.Redis.from_url(redis_url).flushdb()
     (tmp_path / "manifests").mkdir()
     r = subprocess.run([sys.executable, "-m", "crawler.feed", "imgur_meme", "--pages", "6", "--redis-url", redis_url,
@@ -218,7 +218,7 @@ def test_store_creation_is_race_free_across_processes(tmp_path):
     creates, and the loser of the race gets FileExistsError."""
     import multiprocessing as mp
 
-    from crawler.testkit import make_store_folders
+    from tests.support.testkit import make_store_folders
     ctx = mp.get_context("spawn")   # fork would copy this test process's threads (Keras, servers): deadlock-prone
     with ctx.Manager() as manager:
         barrier = manager.Barrier(8)

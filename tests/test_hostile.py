@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.testkit import ROOT, gif_bytes, image_bytes, picture
+from tests.support.testkit import ROOT, gif_bytes, image_bytes, picture
 from processing import build_h5
 from processing.cliutil import run_main
 
@@ -536,7 +536,7 @@ def test_run_refuses_one_class_and_empty_datasets(tmp_path):
     ("processing.build_h5", ["--max-pixels", "x"], "argument --max-pixels: expected a whole number of at least 1"),
     ("processing.build_h5", ["--bogus"], "unrecognized arguments: --bogus"),
     ("training.report", ["--epochs", "-1"], "argument --epochs: expected a whole number of at least 1"),
-    ("training.demo", ["--memes", "0"], "argument --memes: expected a whole number of at least 1"),
+    ("demo.chain", ["--memes", "0"], "argument --memes: expected a whole number of at least 1"),
     ("crawler.feed", ["imgur_meme", "--pages", "0"], "argument --pages: expected a whole number of at least 1"),
 ])
 def test_bad_command_line_values_are_one_line_and_exit_2(module, argv, says, capsys):

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT, free_port, image_bytes, picture, untrained_run
+from tests.support.testkit import ROOT, free_port, image_bytes, picture, untrained_run
 from processing.cliutil import UsageError, run_main
 
 N = 6            # rows of a made dataset: two per split, one meme and one non-meme each
@@ -288,7 +288,7 @@ def test_predict_scores_the_others_and_refuses_a_bad_preprocess(tmp_path):
 
 @pytest.mark.timeout(30)
 def test_serve_refuses_a_busy_port_in_one_line_before_loading(tmp_path, capsys):
-    from training import serve
+    from service import app
 
     (tmp_path / "model.keras").write_bytes(b"not a keras file")   # loaded, it would fail: the port comes first
     port = free_port()
@@ -296,16 +296,16 @@ def test_serve_refuses_a_busy_port_in_one_line_before_loading(tmp_path, capsys):
         busy.bind(("127.0.0.1", port))
         busy.listen()
         with pytest.raises(SystemExit) as info:
-            run_main("training.serve", serve.main, [str(tmp_path), "--host", "127.0.0.1", "--port", str(port)])
+            run_main("service", app.main, [str(tmp_path), "--host", "127.0.0.1", "--port", str(port)])
     assert info.value.code == 2
-    assert capsys.readouterr().err == (f"training.serve: error: port {port} on 127.0.0.1 is in use: "
+    assert capsys.readouterr().err == (f"service: error: port {port} on 127.0.0.1 is in use: "
                                        f"pick another with --port\n")
 
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("module, argv", [("training.run", ["--data", "DATA", "--overwrite"]),
                                           ("training.evaluate", ["MODEL", "--data", "DATA"]),
-                                          ("training.demo", [])])
+                                          ("demo.chain", [])])
 def test_an_empty_out_is_not_the_current_folder(module, argv, tmp_path, monkeypatch, capsys):
     """``--out ""`` was Path("."): run --overwrite and demo would have replaced the current folder."""
     import importlib

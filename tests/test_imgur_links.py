@@ -15,7 +15,7 @@ from crawler.imgur_links import (LinkListError, PagingState, api_data, api_error
 from crawler.mirror import REMOVED_PNG, REMOVED_PNG_MD5
 from crawler.settings import IMGUR_REMOVED_MD5
 from crawler.spiders.imgur_meme import ImgurMemeSpider
-from crawler.testkit import SHARED, meme_jpeg
+from tests.support.testkit import SHARED, meme_jpeg
 
 
 @pytest.mark.parametrize("text, image_id, ext", [

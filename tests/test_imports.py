@@ -1,4 +1,5 @@
-"""No project module imports another in a circle, counting imports inside functions too.
+"""No project module imports another in a circle, and each package imports only the packages below it
+(``LAYERS``), counting imports inside functions too.
 
 The imports are read with ``ast`` (nothing is imported), so a circle that only
 bites when a function runs (``from .evaluate import ...`` inside ``main``) is
@@ -11,7 +12,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("crawler", "processing", "training")
+PACKAGES = ("crawler", "processing", "training", "service", "demo")
+# what each package may import besides itself: processing at the bottom, the demo on top; the service reaches
+# training only through its public surface, training.classifier (load a model, its contract, batch predict)
+LAYERS = {
+    "processing": set(),
+    "crawler": {"processing"},
+    "training": {"processing"},
+    "service": {"processing", "training.classifier"},
+    "demo": {"processing", "crawler", "training"},
+}
+ALIASES = {"training.serve": "service.app", "training.demo": "demo.chain"}   # old command names, kept one release
 
 
 def project_modules() -> dict[str, Path]:
@@ -103,3 +114,22 @@ def test_no_project_module_imports_another_in_a_circle():
     found = cycles(graph)
     assert not found, "import circles: " + "; ".join(
         " <-> ".join(c) + " (" + ", ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) + ")" for c in found)
+
+
+def allowed(module: str, target: str) -> bool:
+    package = module.split(".")[0]
+    if target.split(".")[0] == package or ALIASES.get(module) == target:
+        return True
+    return any(target == rule or target.startswith(rule + ".") for rule in LAYERS[package])
+
+
+def test_each_package_imports_only_the_layers_below_it():
+    graph = import_graph()
+    wrong = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets if not allowed(m, t))
+    assert not wrong, "imports across the layers: " + "; ".join(wrong)
+
+
+def test_the_layer_rule_sees_a_deep_import_and_an_upward_one():
+    assert allowed("service.app", "training.classifier") and not allowed("service.app", "training.data")
+    assert not allowed("training.run", "service.app") and allowed("training.serve", "service.app")
+    assert not allowed("processing.build_h5", "training.data") and allowed("demo.chain", "crawler.mirror")

@@ -22,7 +22,7 @@ from crawler.meme_csv import CsvError, csv_records, read_meme_csv, validate_csv
 from crawler.pipelines import folder_problem
 from crawler.spiderargs import check_arguments, excerpt
 from crawler.spiders.loc_archive import LocArchiveSpider, meme_ids, row_outcome, row_problem, verify
-from crawler.testkit import ROOT, SHARED
+from tests.support.testkit import ROOT, SHARED
 from processing import reasons
 
 FIXTURES = SHARED / "fixtures"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from crawler.testkit import save
+from tests.support.testkit import save
 from processing import build_h5
 from processing.neardup import (GREY, GRID_COLS, GRID_ROWS, NEAR_DUPLICATE_BITS, STEP, components, hash_block,
                                 image_hashes, near_duplicate_keys, near_pairs)

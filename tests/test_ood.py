@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crawler.testkit import save
+from tests.support.testkit import save
 from processing import build_h5
 from processing.cliutil import UsageError
 from processing.schema import MEME, NON_MEME
@@ -171,7 +171,7 @@ def test_report_with_prebuilt_datasets_still_needs_the_real_folders(tmp_path, mo
 
 
 def test_new_folders_join_the_report_rows_without_a_code_change(shared):
-    from crawler.testkit import save as save_img
+    from tests.support.testkit import save as save_img
     img = Image.new("RGB", (150, 150), "white")
     save_img(img, shared / "memes" / "world7" / "stickers" / "owner_new" / "a.png")
     save_img(img, shared / "nonmemes-text9" / "formulas" / "owner_maths" / "a.png")

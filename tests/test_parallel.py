@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT, captioned_dataset, free_port
+from tests.support.testkit import ROOT, captioned_dataset, free_port
 from processing.cliutil import UsageError
 from training.data import H5Batches
 from training.parallel import cluster_from, fingerprint, rendezvous

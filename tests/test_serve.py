@@ -27,13 +27,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from PIL import Image
 
-from crawler.testkit import free_port, image_bytes, picture, save, untrained_run
+from tests.support.testkit import free_port, image_bytes, picture, save, untrained_run
 from processing.reasons import DECOMPRESSION_BOMB, MEANINGS, NOT_AN_IMAGE, TRUNCATED
 from processing.transform import DEFAULT_FIT, fit_region
 from training import predict as predict_cli
-from training.occlusion import drops, occluded_copies, occlusion_batch, occlusion_map, patch_edges
+from service.occlusion import drops, occluded_copies, occlusion_batch, occlusion_map, patch_edges
 from training.preprocess import Preprocess
-from training.serve import (SETTINGS_ENV, STATIC, Service, Settings, app_from_env, create_app, load_service, main,
+from service.app import (SETTINGS_ENV, STATIC, Service, Settings, app_from_env, create_app, load_service, main,
                             parse_args, uvicorn_options)
 
 SETTINGS = Settings(max_request_bytes=400_000, max_images=4, max_pixels=1_000_000, max_batch=8, occlusion_grid=4)
@@ -252,11 +252,11 @@ def test_explain_scores_every_occluded_patch(client, service, pictures):
 
 def test_one_log_line_per_request_and_never_its_bytes(client, caplog):
     secret = b"SECRET-IMAGE-BYTES-0123456789"
-    with caplog.at_level(logging.INFO, logger="training.serve"):
+    with caplog.at_level(logging.INFO, logger="service"):
         client.get("/healthz")
         client.post("/v1/predict", content=secret, headers={"content-type": "image/png"})
         client.post("/v1/predict", content=secret, headers={"content-type": "text/plain"})
-    lines = [rec.getMessage() for rec in caplog.records if rec.name == "training.serve"]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "service"]
     assert len(lines) == 3
     assert '"GET /healthz" 200' in lines[0] and '"POST /v1/predict" 200' in lines[1] and " 415 " in lines[2]
     assert f"in={len(secret)}" in lines[1]
@@ -352,7 +352,7 @@ def test_concurrent_requests_are_scored_in_one_model_call(service):
 
 @contextmanager
 def live_server(service: Service):
-    """The app under uvicorn as ``python -m training.serve`` runs it (a thread here), on 127.0.0.1; its base URL."""
+    """The app under uvicorn as ``python -m service`` runs it (a thread here), on 127.0.0.1; its base URL."""
     server = uvicorn.Server(uvicorn.Config(create_app(service), **uvicorn_options(service.settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -475,9 +475,9 @@ def test_bad_command_lines_are_one_line_and_exit_2(run_folder, capsys, argv, mes
 
     argv = [str(run_folder) if a == "RUN" else a for a in argv]
     with pytest.raises(SystemExit) as exc:
-        run_main("training.serve", main, argv)
+        run_main("service", main, argv)
     assert exc.value.code == 2
-    assert capsys.readouterr().err.strip() == f"training.serve: error: {message}"
+    assert capsys.readouterr().err.strip() == f"service: error: {message}"
 
 
 @pytest.mark.timeout(30)
@@ -486,9 +486,9 @@ def test_a_model_that_is_a_fifo_is_refused_unopened(tmp_path, capsys):
 
     os.mkfifo(tmp_path / "model.keras")   # opened, it would block until the timeout
     with pytest.raises(SystemExit) as exc:
-        run_main("training.serve", main, [str(tmp_path)])
+        run_main("service", main, [str(tmp_path)])
     assert exc.value.code == 2
-    assert capsys.readouterr().err.strip() == (f"training.serve: error: model {tmp_path / 'model.keras'} is a FIFO, "
+    assert capsys.readouterr().err.strip() == (f"service: error: model {tmp_path / 'model.keras'} is a FIFO, "
                                                f"not a .keras file: give a run folder or its model.keras")
 
 

@@ -1,5 +1,5 @@
 """The page in a real browser: Debian's chromium (headless, driven by Selenium) against a real
-``python -m training.serve`` on 127.0.0.1. Saves screenshots under pytest's tmp dir and prints their paths."""
+``python -m service`` on 127.0.0.1. Saves screenshots under pytest's tmp dir and prints their paths."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from crawler.testkit import ROOT, free_port, picture, save, system_packages_missing, untrained_run
+from tests.support.testkit import ROOT, free_port, picture, save, system_packages_missing, untrained_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -43,7 +43,7 @@ def server(tmp_path_factory):
     run = untrained_run(root / "run")
     port = free_port()
     log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "training.serve", str(run), "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "service", str(run), "--port", str(port)], cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

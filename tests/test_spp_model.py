@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT
+from tests.support.testkit import ROOT
 
 keras = pytest.importorskip("keras")
 from training.model import build_model  # noqa: E402

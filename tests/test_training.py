@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from crawler.testkit import ROOT, captioned_dataset, picture, save
+from tests.support.testkit import ROOT, captioned_dataset, picture, save
 from processing import build_h5
 from processing.transform import tiny_to_input
 from training.data import H5Batches, class_weights, degrade, is_repeated, read_rows, smooth_upsample
@@ -544,7 +544,7 @@ def test_side_of_the_dataset_is_the_side_of_the_model(dataset, tmp_path):
     assert r.returncode == 2 and "holds 128-px images but the model takes 64 px" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     from fastapi.testclient import TestClient
-    from training.serve import Settings, create_app, load_service
+    from service.app import Settings, create_app, load_service
     with TestClient(create_app(load_service(out, Settings()))) as client:
         contract = client.get("/v1/model").json()
         with open(src / "memes" / "0.jpg", "rb") as fh:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from processing.schema import MEME, NON_MEME, SPLIT_NAMES
+from processing.schema import MEME, SPLIT_NAMES
 from processing.sources import folder_source
 
 from .realdata import NON_MEME_PREFIX, discover

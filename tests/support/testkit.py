@@ -1,7 +1,7 @@
 """Helpers shared by the tests and the benchmarks: generated pictures, LoC- and imgur-style
 fixtures for the local mirror, and the real ``scrapy crawl`` run against them.
 
-Importable from anywhere (``from crawler.testkit import ...``); nothing here runs at import.
+Importable from anywhere (``from tests.support.testkit import ...``); nothing here runs at import.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .mirror import Capture, ImgurImage, ImgurSite, LocItem
+from crawler.mirror import Capture, ImgurImage, ImgurSite, LocItem
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("MEME_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CDN = "http://cdn.meme.am/instances/250x250/{}.jpg"
 TS = "20150508184553"

@@ -1,0 +1,1 @@
+"""The test suite (pytest), a package so that its helpers, tests.support, are importable by benchmarks too."""
