@@ -6,10 +6,13 @@ line; columns are matched by name, case- and space-insensitively.
 
 A file that cannot be a Meme Generator list (missing, a folder, empty,
 binary, wrong columns) raises ``CsvError`` with one line. A single bad row
-(undecodable bytes, a NUL byte, a field over csv's size limit, an MD5 that is
-not 32 hex digits, a size that is not a whole number, no id) is still yielded,
-with ``problem`` saying what is wrong and ``line`` where, so the crawler
-records it as ``bad_row`` without a request and the rows after it are read.
+(undecodable bytes, a NUL byte, a field over csv's size limit, no MD5 or an MD5
+that is not 32 hex digits, no size or one that is not a whole number, no id) is
+still yielded, with ``problem`` saying what is wrong and ``line`` where, so the
+crawler records it as ``bad_row`` without a request and the rows after it are
+read: a row without its MD5 and size could not be verified.
+
+``with_repeats`` marks the later rows of a Meme ID listed more than once.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import re
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
 
 from processing.files import FOLDER, MISSING, escape_name, not_regular
 
@@ -71,6 +76,8 @@ class MemeRow:
     alt_text: str = ""
     line: int = 0                    # physical line in the file (the header is line 1)
     problem: str = ""                # why the row cannot be used, when it cannot
+    repeat_of: int = 0               # the line of an earlier row that is this same row (listed again)
+    duplicate_of: int = 0            # the line of an earlier row with this Meme ID and other contents
 
 
 def sniff_encoding(head: bytes) -> str:
@@ -174,6 +181,9 @@ def _row_problem(row: MemeRow, raw_size: str, raw_md5: str) -> str:
         return f"a NUL byte on line {row.line} (binary data in the file?)"
     if not row.meme_id:
         return f"no Meme ID on line {row.line}"
+    missing = [DISPLAY[f] for f, raw in (("md5", raw_md5), ("size", raw_size)) if not raw]
+    if missing:
+        return f"no {' and no '.join(missing)} on line {row.line}: the image could not be verified"
     if raw_md5 and not _MD5.fullmatch(raw_md5.lower()):
         return f"MD5 Hash is not 32 hex digits on line {row.line}: {raw_md5[:40]!r}"
     if raw_size and not raw_size.isdigit():
@@ -202,6 +212,40 @@ def read_meme_csv(path: str | Path) -> Iterator[MemeRow]:
                           page_url=get("page_url"), alt_text=get("alt_text"), line=line)
             problem = f"unreadable row on line {line}: {error}" if error else _row_problem(row, size, md5)
             yield dataclasses.replace(row, problem=problem) if problem else row
+
+
+CONTENTS = ("meme_id", "archived_url", "base_meme_name", "md5", "size", "page_url", "alt_text")
+
+
+def same_contents(a: MemeRow, b: MemeRow) -> bool:
+    """Whether two rows say the same thing (wherever they are in the file)."""
+    return all(getattr(a, f) == getattr(b, f) for f in CONTENTS)
+
+
+def repeated_ids(rows: Iterable[MemeRow]) -> set[int]:
+    """The hashes of the Meme IDs on more than one of ``rows`` (counted in 8 bytes a row)."""
+    hashes = np.fromiter((hash(row.meme_id) for row in rows), dtype=np.int64)
+    values, counts = np.unique(hashes, return_counts=True)
+    return set(values[counts > 1].tolist())
+
+
+def with_repeats(read: Callable[[], Iterable[MemeRow]]) -> Iterator[MemeRow]:
+    """The rows of ``read()``, each later row of a Meme ID listed before marked with that first row's line:
+    ``repeat_of`` when it is the same row again, ``duplicate_of`` when its contents differ.
+
+    Two passes over ``read()``: the first counts the IDs, the second holds only the first row of each
+    repeated ID, so memory stays flat in the number of rows.
+    """
+    repeated = repeated_ids(read())
+    first: dict[str, MemeRow] = {}
+    for row in read():
+        earlier = first.setdefault(row.meme_id, row) if hash(row.meme_id) in repeated else row
+        if earlier is row:
+            yield row
+        elif same_contents(earlier, row):
+            yield dataclasses.replace(row, repeat_of=earlier.line)
+        else:
+            yield dataclasses.replace(row, duplicate_of=earlier.line)
 
 
 def validate_csv(path: str | Path) -> None:

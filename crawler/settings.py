@@ -84,6 +84,9 @@ SPIDER_MIDDLEWARES = {
     "crawler.resume.ResumeMiddleware": 950,
     "crawler.lazystart.LazyStartMiddleware": 50,   # after resume's skips: waits only for rows that need requests
 }
+# JOBDIR is a cache, the manifests the truth: the request queue stays in memory, a killed crawl's leftovers
+# are put right (crawler/jobstate.py)
+SCHEDULER = "crawler.jobstate.MemoryQueueScheduler"
 EXTENSIONS = {
     "crawler.drops.DroppedRequests": 0,
     "crawler.rowguard.RowSummary": 0,

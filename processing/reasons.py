@@ -29,6 +29,7 @@ DUPLICATE = "duplicate"
 SHA256_MISMATCH = "sha256_mismatch"
 TORN_MANIFEST_LINE = "torn_manifest_line"
 BAD_ROW = "bad_row"
+DUPLICATE_ID = "duplicate_id"
 
 # ---- crawling ------------------------------------------------------------------
 MD5_MISMATCH = "md5_mismatch"
@@ -67,7 +68,8 @@ MEANINGS: dict[str, str] = {
     DUPLICATE: "the same bytes (sha256) as an earlier row: stored once",
     SHA256_MISMATCH: "the stored file no longer has the sha256 its manifest recorded",
     TORN_MANIFEST_LINE: "a manifest line that is not a record (a crawl killed mid-write, a damaged or foreign file)",
-    BAD_ROW: "an input row that cannot be used (bad id, URL, timestamp, MD5 or size field, undecodable bytes)",
+    BAD_ROW: "an input row that cannot be used (bad id, URL or timestamp, a missing or bad MD5 or size, undecodable bytes)",
+    DUPLICATE_ID: "a later input row with an earlier row's id but other contents (the earlier row is crawled)",
     MD5_MISMATCH: "the archived bytes have another MD5 than the row promised",
     SIZE_MISMATCH: "the archived bytes have another size than the row promised",
     NO_CAPTURE: "the archive holds no capture of the row's URL",

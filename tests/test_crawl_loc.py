@@ -2,19 +2,22 @@
 
 import csv
 import hashlib
+import random
 import signal
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 
 from tests.support.testkit import ROOT, SHARED
-from tests.support.testkit import CDN, TS, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv
+from tests.support.testkit import CDN, TS, crawl_stats, loc_corpus, manifest_records, run_crawl, scrapy_cmd, write_csv
 from crawler import archive
 from crawler.meme_csv import read_meme_csv
 from crawler.middlewares import redirect_allowed, retry_after_seconds
 from crawler.mirror import Mirror
-from processing.reasons import is_known
+from processing.manifest import ManifestWriter, Record, expand_paths, iter_records
+from processing.reasons import is_final, is_known
 
 FAULT_ROWS = [("1", None), ("2", "calendar"), ("3", "404"), ("4", "flaky503"), ("5", "429"), ("6", "truncated"),
               ("7", "html_as_jpg"), ("8", "challenge"), ("9", "md5_wrong_then_right"), ("10", "md5_wrong"),
@@ -137,6 +140,125 @@ def test_killed_crawl_resumes_with_nothing_lost_or_fetched_twice(tmp_path):
     for meme_id in first:   # rows done before the kill were not requested again
         path = f"/all/{TS}id_/{CDN.format(meme_id)}"
         assert hits[path] == first_hits[path] == 1
+
+
+def records_written(work) -> int:
+    """Manifest lines so far (a line being written is not counted, and nothing is parsed)."""
+    return sum(p.read_bytes().count(b"\n") for p in (work / "manifests").glob("*.jsonl"))
+
+
+def final_records_per_row(work) -> Counter:
+    """Final records per Meme ID, read as the builder reads them (a line torn by a kill is not a record)."""
+    return Counter(rec.source_id for path in expand_paths([work / "manifests"]) for rec in iter_records(path)
+                   if rec is not None and is_final(rec.status))
+
+
+def kill_when(proc, done, seconds=60) -> None:
+    """kill -9 ``proc`` once ``done()`` (or after ``seconds``, or at once if it has ended)."""
+    deadline = time.time() + seconds
+    while proc.poll() is None and not done() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_kill_9_at_random_moments_with_jobdir_then_one_rerun_records_every_row_once(tmp_path):
+    """A crawl with JOBDIR killed 4 times at random moments (seeded), then run once more: every row ends in
+    exactly one final record, and the re-run's accounting (from the manifests) says so."""
+    ids = [str(1000 + i) for i in range(300)]
+    items, rows = loc_corpus([(i, None) for i in ids], calendar_form=True)   # range rows: redirects, queued
+    write_csv(tmp_path / "memes.tsv", rows)
+    args, settings = {"csv": tmp_path / "memes.tsv"}, {"JOBDIR": str(tmp_path / "job"), "LOC_INDEX": "calendar"}
+    rng = random.Random(27)
+    with Mirror(items, latency=0.01) as mirror:
+        for _ in range(4):
+            target = records_written(tmp_path) + rng.randint(5, 60)
+            proc = subprocess.Popen(scrapy_cmd("loc_archive", mirror, tmp_path, args, **settings), cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            kill_when(proc, lambda: records_written(tmp_path) >= target)
+        assert records_written(tmp_path) < len(ids)
+        r = run_crawl("loc_archive", mirror, tmp_path, args, **settings)
+    assert r.returncode == 0, r.stderr[-3000:]
+    finals = final_records_per_row(tmp_path)
+    assert {i: finals[i] for i in ids} == {i: 1 for i in ids} and set(finals) == set(ids)
+    stats = crawl_stats(r.stderr)
+    assert stats["rows/unaccounted"] == stats["rows/doubled"] == 0
+    assert stats["rows/recorded_ok"] + stats["resume/skipped"] == len(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_request_queue_a_killed_crawl_left_in_jobdir_is_said_and_rebuilt(tmp_path):
+    """Scrapy's own disk queue, killed while it holds requests (as every JOBDIR crawl before this fix left it):
+    the next crawl says so in one line, does not replay it, and records every row once."""
+    ids = [str(2000 + i) for i in range(200)]
+    items, rows = loc_corpus([(i, None) for i in ids], calendar_form=True)
+    write_csv(tmp_path / "memes.tsv", rows)
+    job = tmp_path / "job"
+    args, settings = {"csv": tmp_path / "memes.tsv"}, {"JOBDIR": str(job), "LOC_INDEX": "calendar"}
+
+    def queue_holds_requests():
+        return any(f.stat().st_size for f in job.glob("requests.queue/*/*/q*") if f.exists())
+
+    with Mirror(items, latency=0.01) as mirror:
+        proc = subprocess.Popen(scrapy_cmd("loc_archive", mirror, tmp_path, args, **settings,
+                                           SCHEDULER="scrapy.core.scheduler.Scheduler"),
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kill_when(proc, lambda: records_written(tmp_path) >= 20 and queue_holds_requests())
+        assert (job / "requests.queue").is_dir()
+        r = run_crawl("loc_archive", mirror, tmp_path, args, **settings)
+    assert r.returncode == 0, r.stderr[-3000:]
+    said = [line for line in r.stderr.splitlines() if f"JOBDIR {job}: " in line]
+    assert len(said) == 1 and "not replayed" in said[0], r.stderr[-3000:]
+    finals = final_records_per_row(tmp_path)
+    assert {i: finals[i] for i in ids} == {i: 1 for i in ids}
+    assert not (job / "requests.queue").exists()          # the queue now stays in memory
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_row_with_two_final_records_is_said_and_exits_non_zero(tmp_path):
+    items, rows = loc_corpus([("1", None), ("2", None)])
+    write_csv(tmp_path / "memes.tsv", rows)
+    with ManifestWriter(tmp_path / "manifests" / "earlier.jsonl") as w:   # what the kill -9 bug left behind
+        for status in ("md5_mismatch", "http_404"):
+            w.write(Record(source="loc_archive", source_id="1", status=status))
+    with Mirror(items) as mirror:
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.tsv"})
+    assert r.returncode == 1, r.stderr[-3000:]
+    line = next(x for x in r.stderr.splitlines() if "rows read" in x)
+    assert "2 rows read, 1 recorded ok" in line and "1 skipped by resume" in line and "1 with TWO FINAL RECORDS" in line
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_repeated_rows_repeated_ids_and_rows_missing_cells(tmp_path):
+    """The same row twice is crawled once; a later row under the same Meme ID with other contents is
+    duplicate_id; rows missing their MD5 or size are bad_row naming the field; the closing line counts them."""
+    items, rows = loc_corpus([("1", None), ("2", None), ("3", None), ("4", None), ("5", None)])
+    header = list(rows[0])
+    cells = [[str(row[h]) for h in header] for row in rows]
+    other = cells[1][:1] + cells[2][1:]                   # Meme ID 2, the contents of row 3
+    lines = [header, cells[0], cells[1], cells[0], other, cells[3][:4], cells[4][:5] + [""] + cells[4][6:],
+             cells[2]]
+    (tmp_path / "memes.csv").write_text("".join(",".join(c) + "\n" for c in lines))
+    with Mirror(items) as mirror:
+        r = run_crawl("loc_archive", mirror, tmp_path, {"csv": tmp_path / "memes.csv"})
+        hits = dict(mirror.hits)
+    assert r.returncode == 0, r.stderr[-3000:]
+    records = {rec["source_id"]: rec for rec in manifest_records(tmp_path)}
+    assert len(manifest_records(tmp_path)) == len(records) == 6
+    assert {k: rec["status"] for k, rec in records.items()} == {
+        "1": "ok", "2": "ok", "2@line5": "duplicate_id", "4": "bad_row", "5": "bad_row", "3": "ok"}
+    assert "on line 3 too" in records["2@line5"]["detail"]
+    assert "no MD5 Hash and no File Size (In Bytes) on line 6" in records["4"]["detail"]
+    assert "no File Size (In Bytes) on line 7" in records["5"]["detail"]
+    assert hits[f"/all/{TS}id_/{CDN.format(1)}"] == 1 and hits[f"/all/{TS}id_/{CDN.format(3)}"] == 1
+    line = next(x for x in r.stderr.splitlines() if "rows read" in x)
+    assert "7 rows read, 3 recorded ok, 3 recorded failed (bad_row: 2, duplicate_id: 1)" in line
+    assert "1 listed again (recorded once)" in line
 
 
 @pytest.mark.slow

@@ -299,7 +299,7 @@ def test_row_checks_before_any_request(tmp_path):
              f"5,http://w/all/99999999999999/http://c/5.jpg,B,{good_md5},12",
              f",http://w/all/20150508184553/http://c/6.jpg,B,{good_md5},12",
              f"7,not a url,B,{good_md5},12",
-             "8,http://w/all/19960101000000-20161399000000*/http://c/8.jpg,B,,"]
+             f"8,http://w/all/19960101000000-20161399000000*/http://c/8.jpg,B,{good_md5},12"]
     path = tmp_path / "m.csv"
     path.write_bytes((HEADER + "\n".join(lines) + "\n").encode() + b"9,http://w/all/2015/http://c/9.jpg,B\xff,,\n")
     problems = {r.line: row_problem(r) for r in read_meme_csv(path)}
@@ -543,3 +543,70 @@ def test_lazy_start_waits_for_an_empty_scheduler_only_when_the_engine_backs_out(
 
     assert asyncio.run(taken()) == [0, 1]
     assert events == ["start/waits", signals.scheduler_empty] and backout == []
+
+
+# ---- rows missing their MD5 or size, repeated rows and IDs -------------------------------------------
+def test_a_row_missing_its_md5_or_size_is_a_bad_row_naming_the_field(tmp_path):
+    good_md5 = "a" * 32
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + "1,http://w/all/20150508184553/http://c/1.jpg,B\n"            # 3 of 5 cells
+                    f"2,http://w/all/20150508184553/http://c/2.jpg,B,{good_md5},\n"          # no size
+                    "3,http://w/all/20150508184553/http://c/3.jpg,B,,12\n"                   # no MD5
+                    f"4,http://w/all/20150508184553/http://c/4.jpg,B,{good_md5},12\n")
+    problems = {r.meme_id: row_problem(r) for r in read_meme_csv(path)}
+    assert "no MD5 Hash and no File Size (In Bytes) on line 2" in problems["1"]
+    assert "no File Size (In Bytes) on line 3" in problems["2"] and "MD5" not in problems["2"]
+    assert "no MD5 Hash on line 4" in problems["3"] and problems["4"] == ""
+
+
+def test_repeated_rows_and_ids_are_marked_with_the_first_rows_line(tmp_path):
+    from crawler.meme_csv import with_repeats
+    from crawler.spiders.loc_archive import record_id
+
+    one = "1,http://w/all/20150508184553/http://c/1.jpg,B," + "a" * 32 + ",12"
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + f"{one}\n2,http://w/all/20150508184553/http://c/2.jpg,B,{'b' * 32},12\n{one}\n"
+                    f"1,http://w/all/20150508184553/http://c/other.jpg,B,{'c' * 32},99\n")
+    rows = list(with_repeats(lambda: read_meme_csv(path)))
+    assert [(r.meme_id, r.line, r.repeat_of, r.duplicate_of) for r in rows] == [
+        ("1", 2, 0, 0), ("2", 3, 0, 0), ("1", 4, 2, 0), ("1", 5, 0, 2)]
+    assert [record_id(r) for r in rows] == ["1", "2", "1", "1@line5"]   # each row that gets a record, its own key
+
+
+# ---- JOBDIR after a kill -9 -------------------------------------------------------------------------
+def test_what_a_killed_crawl_left_in_jobdir_is_put_right(tmp_path):
+    from crawler.jobstate import repair_job_dir
+
+    job = tmp_path / "job"
+    (job / "requests.queue" / "127.0.0.1-x" / "-2s").mkdir(parents=True)
+    (job / "requests.queue" / "127.0.0.1-x" / "-2s" / "q00000").write_bytes(b"\x00\x00")   # a torn record
+    whole = (20).to_bytes(2, "big") + b"f" * 20
+    (job / "requests.seen").write_bytes(whole * 2 + (20).to_bytes(2, "big") + b"torn")
+    (job / "spider.state").write_bytes(b"\x80\x04\x95")                                      # a pickle cut short
+    said = repair_job_dir(job)
+    assert len(said) == 3 and all(line.startswith(f"JOBDIR {job}: ") and "\n" not in line for line in said)
+    assert "not replayed" in said[0] and not (job / "requests.queue").exists()
+    assert (job / "requests.seen").read_bytes() == whole * 2 and not (job / "spider.state").exists()
+    assert repair_job_dir(job) == []                                                           # now whole: nothing to say
+
+
+# ---- the closing accounting, from the manifests -----------------------------------------------------
+def test_the_closing_accounting_comes_from_the_manifests(tmp_path):
+    from processing.manifest import ManifestWriter, Record
+    from crawler.rowguard import RowsRead, manifest_summary
+
+    def rec(source_id, status, at, source="loc_archive"):
+        return Record(source=source, source_id=source_id, status=status, time=at,
+                      path="x.jpg" if status == reasons.OK else None)
+
+    with ManifestWriter(tmp_path / "a.jsonl") as w:
+        for r in [rec("done", "ok", 10), rec("again", "timeout", 10), rec("again", "ok", 30),
+                  rec("lost", "timeout", 10), rec("twice", "md5_mismatch", 25), rec("twice", "ok", 26),
+                  rec("failed", "timeout", 21), rec("failed", "http_404", 22), rec("lost", "ok", 30, "imgur_meme")]:
+            w.write(r)
+    rows = RowsRead()
+    for key in ["done", "again", "lost", "twice", "failed", "twice"]:
+        rows.add(("loc_archive", key))
+    s = manifest_summary(tmp_path, "loc_archive", rows, since=20)
+    assert s == {"read": 6, "ok": 2, "failed": 1, "failed_by_reason": {"http_404": 1}, "skipped": 1,
+                 "repeated": 1, "unaccounted": 1, "doubled": 1}

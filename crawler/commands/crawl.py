@@ -8,7 +8,9 @@ exit code 2, before logging starts or anything is written; so is a
 ``JOBDIR`` that cannot be a folder (a file, a device), and a ``-s NAME=VALUE``
 whose value is not of the setting's type (``CONCURRENT_REQUESTS=abc``). A crawl that
 stops for any reason other than finishing its work (an error at start, a
-``CloseSpider`` raised by the spider) exits with code 1.
+``CloseSpider`` raised by the spider) exits with code 1, and so does one whose
+closing accounting finds a row without a record or with two final records
+(crawler/rowguard.py).
 """
 
 import sys
@@ -21,6 +23,7 @@ from scrapy.spiderloader import get_spider_loader
 from .. import settings as project_settings
 from ..distributed import redis_url_problem
 from ..pipelines import folder_problem
+from ..rowguard import rows_lost
 from ..spiderargs import check_arguments
 
 
@@ -58,8 +61,8 @@ class Command(ScrapyCrawl):
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
-        reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
-        if self.crawler_process.bootstrap_failed or not exit_ok(reason):
+        stats = crawler.stats.get_stats() if crawler.stats else {}
+        if self.crawler_process.bootstrap_failed or not exit_ok(stats.get("finish_reason")) or rows_lost(stats):
             self.exitcode = 1
 
 

@@ -9,7 +9,9 @@ captures come from the index (``LOC_INDEX``: ``cdx``, ``calendar`` or
 calendar page's ``.day a`` links; they are tried nearest first, one per
 payload digest, never a capture twice, until one matches the row's size and
 MD5. Every row yields exactly one item: the verified bytes, or the most
-telling failure with every candidate tried in ``attempts``.
+telling failure with every candidate tried in ``attempts``. A row listed again
+is crawled once; a later row with an earlier row's Meme ID and other contents
+is ``duplicate_id``, recorded under ``{id}@line{N}`` (``record_id``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from processing import reasons
 from .. import archive
 from ..distributed import RedisJobsMixin
 from ..faults import Dropped, looks_like_html, reason_for_failure
-from ..meme_csv import MEME_ID, CsvError, MemeRow, printable, read_meme_csv, validate_csv
-from ..rowguard import guarded
+from ..meme_csv import MEME_ID, CsvError, MemeRow, printable, read_meme_csv, validate_csv, with_repeats
+from ..rowguard import RowsRead, guarded
 from ..spiderargs import excerpt
 
 SOURCE = "loc_archive"
@@ -67,9 +69,9 @@ def verify(body: bytes, row: MemeRow, html: bool) -> str:
     """The verdict on one capture's bytes: size first (free), then MD5."""
     if html:
         return reasons.NOT_AN_IMAGE
-    if row.size is not None and len(body) != row.size:
+    if len(body) != row.size:
         return reasons.SIZE_MISMATCH
-    if row.md5 and hashlib.md5(body).hexdigest() != row.md5:
+    if hashlib.md5(body).hexdigest() != row.md5:
         return reasons.MD5_MISMATCH
     return reasons.OK
 
@@ -85,6 +87,13 @@ def meme_ids(text: str) -> set[str]:
         raise ValueError(f"takes comma-separated Meme IDs (whole numbers, e.g. 10509464,12285257), "
                          f"got {excerpt(text)}")
     return set(ids)
+
+
+def record_id(row: MemeRow) -> str:
+    """The row's ``source_id``: its Meme ID; ``{id}@line{N}`` for a later row with an earlier row's ID and other
+    contents, so that each row has its own record."""
+    meme_id = printable(row.meme_id)
+    return f"{meme_id}@line{row.line}" if row.duplicate_of else meme_id
 
 
 def row_problem(row: MemeRow) -> str:
@@ -113,6 +122,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
         self.ids = meme_ids(ids) if ids is not None else None
         self.index_kind: str | None = UNKNOWN   # archive.PYWB, archive.WAYBACK, or None: the calendar
         self.waiting: list = []                  # rows waiting for the index probe: (continuation, state)
+        self.rows_read = RowsRead()              # the closing accounting (crawler.rowguard.RowSummary)
 
     @classmethod
     def validate_arguments(cls, settings, args: dict) -> None:
@@ -145,13 +155,15 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
                 yield request
             return
         for row in self.rows():
-            self.crawler.stats.inc_value("rows/read")
-            request = self.first_request(row)
+            request = self.take(row)
             if request is not None:
                 yield request
 
     def rows(self):
-        """The selected CSV rows (``limit``/``ids``); the feeder uses the same selection."""
+        """The selected CSV rows (``limit``/``ids``), repeats marked; the feeder uses the same selection."""
+        return with_repeats(self.selection)
+
+    def selection(self):
         rows = read_meme_csv(self.csv_path or self.settings.get("LOC_CSV"))
         taken = 0
         for row in rows:
@@ -167,8 +179,14 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
         return {"row": dataclasses.asdict(row)}
 
     def request_for_job(self, job: dict):
+        return self.take(MemeRow(**job["row"]))
+
+    def take(self, row: MemeRow):
+        """The first request (or the record) of a row read from the input; None for a row listed again,
+        whose one record is the earlier line's."""
         self.crawler.stats.inc_value("rows/read")
-        return self.first_request(MemeRow(**job["row"]))
+        self.rows_read.add((SOURCE, record_id(row)))
+        return None if row.repeat_of else self.first_request(row)
 
     # ---- which index the archive has (asked once per crawl, when a row first needs it) ----
     def with_index(self, state, then):
@@ -241,6 +259,10 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
             problem = f"{type(exc).__name__}: {str(exc)[:200]}"
         if problem:
             return self.finish(state, reasons.BAD_ROW, detail=problem)
+        if row.duplicate_of:
+            return self.finish(state, reasons.DUPLICATE_ID,
+                               detail=f"Meme ID {printable(row.meme_id)[:40]!r} on line {row.line} is on line "
+                                      f"{row.duplicate_of} too, with other contents: that row is crawled")
         if archive.parse_archived_url(row.archived_url)[0] is not None:
             return self.direct_request(state)
         return self.with_index(state, self.range_first)      # a range row: the index says where its captures are
@@ -258,7 +280,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
 
     def _request(self, state, url, callback, **meta):
         return scrapy.Request(url, callback=callback, errback=self.on_error, dont_filter=True,
-                              meta={"state": state, "manifest_key": (SOURCE, state["row"].meme_id), **meta})
+                              meta={"state": state, "manifest_key": (SOURCE, record_id(state["row"])), **meta})
 
     def fetch(self, state, url):
         return self._request(state, url, self.parse_capture)
@@ -316,7 +338,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
         state["attempts"].append({"url": response.url, "status": status})
         if status == reasons.OK:
             item = self.finish(state, reasons.OK, capture_url=response.url)
-            item.update(body=response.body, file_urls=[response.url], md5=row.md5 or None)
+            item.update(body=response.body, file_urls=[response.url], md5=row.md5)
             return item
         state["digests"].add(archive.payload_digest(response.body))
         return self.next_step(state)
@@ -377,7 +399,7 @@ class LocArchiveSpider(RedisJobsMixin, scrapy.Spider):
         row = state["row"]
         if state["attempts"]:
             extra["attempts"] = state["attempts"]
-        return {"source": SOURCE, "source_id": printable(row.meme_id), "label": 1, "status": status,
+        return {"source": SOURCE, "source_id": record_id(row), "label": 1, "status": status,
                 "template": printable(row.base_meme_name) or None, "alt_text": printable(row.alt_text) or None,
                 "url": printable(row.archived_url), "page_url": printable(row.page_url) or None, "expected_md5": row.md5 if len(row.md5) == 32 else None,
                 **extra}
