@@ -28,7 +28,7 @@ from .distributed import UNTIL_PARSED, UNTIL_RECORD, Keys, connect, feed_jobs, j
 from .imgur_links import LinkListError, read_link_list, unique_links
 from .meme_csv import CsvError
 from .spiders.imgur_meme import SOURCE as IMGUR, ImgurMemeSpider
-from .spiders.loc_archive import SOURCE as LOC, LocArchiveSpider, meme_ids
+from .spiders.loc_archive import SOURCE as LOC, LocArchiveSpider, meme_ids, record_id
 
 SPIDERS = {spider.name: spider for spider in (LocArchiveSpider, ImgurMemeSpider)}
 
@@ -70,10 +70,13 @@ def loc_jobs(args, settings, final: DigestSet) -> tuple[list, int]:
     jobs, skipped = [], 0
     try:
         for row in spider.rows():
-            if key_digest((LOC, row.meme_id)) in final:
+            if row.repeat_of:               # the same row listed again: its one record is the earlier line's
+                continue
+            record = record_id(row)         # a repeated ID with other contents has a record (and a job) of its own
+            if key_digest((LOC, record)) in final:
                 skipped += 1
             else:
-                jobs.append((job_key(LOC, row.meme_id), UNTIL_RECORD, spider.job_for_row(row)))
+                jobs.append((job_key(LOC, record), UNTIL_RECORD, spider.job_for_row(row)))
     except CsvError as exc:
         raise UsageError(str(exc)) from None
     return jobs, skipped

@@ -573,6 +573,25 @@ def test_repeated_rows_and_ids_are_marked_with_the_first_rows_line(tmp_path):
     assert [record_id(r) for r in rows] == ["1", "2", "1", "1@line5"]   # each row that gets a record, its own key
 
 
+def test_the_feeder_pushes_one_job_per_row_that_gets_a_record(tmp_path):
+    """A row listed again is no job (its record is the first line's); a repeated ID with other contents is a job
+    under its own record id, so its key does not collide with the first row's in Redis."""
+    import argparse
+
+    from crawler.distributed import job_key
+    from crawler.feed import loc_jobs
+    from processing.digestset import DigestSet
+    from scrapy.settings import Settings
+
+    one = "1,http://w/all/20150508184553/http://c/1.jpg,B," + "a" * 32 + ",12"
+    path = tmp_path / "m.csv"
+    path.write_text(HEADER + f"{one}\n{one}\n1,http://w/all/20150508184553/http://c/o.jpg,B,{'c' * 32},99\n")
+    args = argparse.Namespace(csv=str(path), limit=None, ids=None)
+    jobs, skipped = loc_jobs(args, Settings(), DigestSet())
+    assert skipped == 0 and [key for key, _, _ in jobs] == [job_key("loc_archive", "1"),
+                                                            job_key("loc_archive", "1@line4")]
+
+
 # ---- JOBDIR after a kill -9 -------------------------------------------------------------------------
 def test_what_a_killed_crawl_left_in_jobdir_is_put_right(tmp_path):
     from crawler.jobstate import repair_job_dir
