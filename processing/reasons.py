@@ -61,7 +61,8 @@ MEANINGS: dict[str, str] = {
     NOT_AN_IMAGE: "the bytes are not an image format Pillow knows (HTML, text, a video)",
     TRUNCATED: "an image cut short (a partial download or file)",
     CORRUPT: "an image whose data does not decode",
-    DECOMPRESSION_BOMB: "more pixels than the pixel cap (--max-pixels / IMAGE_MAX_PIXELS)",
+    DECOMPRESSION_BOMB: "more pixels than the pixel cap (--max-pixels of build_h5, predict, evaluate and the service "
+                        "/ IMAGE_MAX_PIXELS; checked from the header, above Pillow's own 89 Mpx cap too)",
     TOO_SMALL: "short side below --min-side",
     WRONG_SIZE: "a tiny picture that is not 32x32",
     UNSUPPORTED_SIZE: "a shape the model cannot take at native size (a side too thin for its pooling)",
