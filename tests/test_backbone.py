@@ -204,6 +204,7 @@ def lite0():
     return build_model("lite0")
 
 
+@pytest.mark.slow
 def test_lite0_takes_any_side_from_32_px(lite0):
     for h, w in ((32, 32), (32, 300), (128, 128), (97, 61)):
         y = np.asarray(lite0.predict_on_batch(np.full((1, h, w, 3), 200, np.uint8)))

@@ -91,6 +91,7 @@ def test_pillow_notes_on_odd_files_do_not_reach_stderr():
     assert exc.value.reason == NOT_AN_IMAGE and not seen, [str(w.message) for w in seen]
 
 
+@pytest.mark.slow   # decodes 100 Mpx
 def test_max_pixels_above_pillows_own_cap_is_the_limit():
     """Pillow refuses more than 89,478,485 px (2x that: an error) whatever the caller asks; max_pixels decides."""
     data = image_bytes(Image.new("L", (10_000, 10_000), 128), "PNG")        # 100 Mpx, 120 kB

@@ -376,6 +376,7 @@ def test_small_crop_stays_inside_the_letterbox_bands():
     assert not np.array_equal(small_crop(full.copy(), np.random.default_rng(3), "letterbox", keep=0.5), full)
 
 
+@pytest.mark.slow   # a Python with TensorFlow or JAX per backend
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_scaled_optimizer_steps_named_variables_at_their_multiple(backend):
     """One Adam step moves every variable by about the rate (sign of its gradient); the scaled ones by
