@@ -271,6 +271,7 @@ def test_sharded_build_on_a_dask_cluster(corpus, tmp_path):
     assert sum(len(H5Batches(dist, s, 8).indices) for s in ("train", "val", "test")) == rows_by_sha(one)["labels"].size
 
 
+@pytest.mark.slow   # starts a Dask cluster
 @pytest.mark.timeout(60)
 def test_a_scheduler_that_cannot_be_used_is_one_line_before_any_work(corpus, tmp_path, monkeypatch):
     from tests.support.testkit import free_port

@@ -74,6 +74,7 @@ def meet(address, n, datasets, timeout=5.0, ids=None):
     return out
 
 
+@pytest.mark.slow   # a Python with JAX per process
 def test_rendezvous_forms_a_cluster_or_says_why_in_every_process():
     a = fingerprint((4, 8, 8, 3), np.array([0, 1, 0, 1]), np.array([0, 0, 1, 2]), "{}")
     b = fingerprint((4, 8, 8, 3), np.array([0, 1, 1, 1]), np.array([0, 0, 1, 2]), "{}")

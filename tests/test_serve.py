@@ -400,6 +400,7 @@ def post_jpeg(url: str, data: bytes) -> int:
         return exc.code
 
 
+@pytest.mark.slow   # deadlines of a second on a live server
 def test_slow_uploads_hold_no_slot_and_silent_clients_are_dropped(service):
     """Four uploads stalled after 10 bytes and two connections that send a request line and then nothing, against
     two slots: normal clients are answered meanwhile, and each stalled connection gets 408 and is closed."""
@@ -442,6 +443,7 @@ def live_url(service):
         yield url
 
 
+@pytest.mark.slow   # schemathesis against a live server
 @pytest.mark.parametrize("method,path,mode", [
     ("GET", "/healthz", GenerationMode.POSITIVE), ("GET", "/v1/model", GenerationMode.POSITIVE),   # nothing to get wrong
     *[("POST", path, mode) for path in ("/v1/predict", "/v1/explain")

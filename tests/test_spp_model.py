@@ -46,7 +46,8 @@ def test_output_shape_and_config():
         SpatialPyramidPooling((0,))
 
 
-@pytest.mark.parametrize("arch", ["original", "memenet", pytest.param("lite0", marks=pytest.mark.slow)])
+@pytest.mark.slow   # each architecture built, saved and loaded at several sizes
+@pytest.mark.parametrize("arch", ["original", "memenet", "lite0"])
 def test_models_take_any_size_and_round_trip(arch, tmp_path):
     model = build_model(arch)
     x = np.random.default_rng(0).integers(0, 256, (2, 77, 131, 3)).astype("uint8")

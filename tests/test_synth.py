@@ -89,6 +89,7 @@ def test_text_nonmemes_use_the_picture_and_small_text(style, monkeypatch):
     assert sum(tuple(c) in colours for c in out.reshape(-1, 3)[::7]) > 20   # the picture is in it
 
 
+@pytest.mark.slow   # 13 styles x 5 shapes x 3 seeds
 @pytest.mark.parametrize("make,style", CASES)
 def test_any_shape_of_picture_is_drawn(make, style):
     """A picture far wider than tall (letterboxed into its square), or a tiny one, is drawn at the square's scale."""
@@ -120,6 +121,7 @@ def test_every_script_has_fonts_that_cover_each_of_its_words():
             assert not missing, (name, spec, sorted(missing))
 
 
+@pytest.mark.slow   # 13 scripts x 8 styles
 @needs_noto
 @pytest.mark.parametrize("name", sorted(SCRIPT_SHARES))
 def test_each_script_is_drawn_in_every_caption_style(name, monkeypatch):

@@ -431,6 +431,7 @@ def test_smoothed_sparse_crossentropy_matches_a_plain_reference(tmp_path):
     assert loaded.loss.smoothing == pytest.approx(0.2)
 
 
+@pytest.mark.slow   # fits two small models
 def test_train_bn_trains_the_trunks_batch_norm_statistics():
     import keras
 
