@@ -69,7 +69,7 @@ def test_unknown_style_is_refused():
         text_nonmeme(picture(), np.random.default_rng(0), "impact")
 
 
-@pytest.mark.parametrize("style", NONMEME_STYLES)
+@pytest.mark.parametrize("style", [s for s in NONMEME_STYLES if s != "sign"])   # a sign's text is large: below
 def test_text_nonmemes_use_the_picture_and_small_text(style, monkeypatch):
     """Designed text keeps some of the picture, and its lines are smaller than a meme's captions (those not
     drawn small on purpose)."""
@@ -152,7 +152,7 @@ def test_cjk_lines_break_between_characters_and_others_between_words():
 def test_a_script_without_fonts_is_left_out_and_said_once(monkeypatch, capsys):
     real = scripts.script_fonts
     monkeypatch.setattr(scripts, "script_fonts",
-                        lambda name: (("/nonexistent/x.ttf",), ("/nonexistent/y.ttf",)) if name == "thai" else real(name))
+                        lambda name: (("/gone/x.ttf",), ("/gone/y.ttf",)) if name == "thai" else real(name))
     scripts.available_scripts.cache_clear()
     try:
         found = available_scripts()
@@ -177,3 +177,23 @@ def test_small_captions_are_drawn_in_every_style(style, monkeypatch):
     caption_meme(picture(2), np.random.default_rng(0), style)
     side = 128 * synth.RENDER
     assert sizes and max(sizes) <= 0.05 * side + 1, sizes
+
+
+def test_a_sign_is_large_text_seen_in_perspective(monkeypatch):
+    """The one text non-meme with large text: a panel in the scene, its edges not square to the picture."""
+    from training.synth import perspective_coefficients
+
+    quad = [(3, 1), (40, 0), (44, 30), (0, 28)]
+    coeffs = perspective_coefficients(quad, [(0, 0), (44, 0), (44, 30), (0, 30)])
+    a, b, c, d, e, f, g, h = coeffs
+    for (x, y), (u, v) in zip(quad, [(0, 0), (44, 0), (44, 30), (0, 30)]):     # each corner lands where it should
+        w = g * x + h * y + 1
+        assert (a * x + b * y + c) / w == pytest.approx(u, abs=1e-6)
+        assert (d * x + e * y + f) / w == pytest.approx(v, abs=1e-6)
+    sizes = []
+    real_text = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, font=None, **k: sizes.append(font.size) or real_text(self, xy, text,
+                                                                                                    font=font, **k))
+    out = text_nonmeme(picture(3), np.random.default_rng(2), "sign")
+    assert out.shape == (128, 128, 3) and sizes and min(sizes) >= 0.05 * 128 * synth.RENDER

@@ -35,7 +35,19 @@ text-bearing picture that is *not* a meme, in one of ``NONMEME_STYLES``:
 - ``receipt``: a scanned till receipt, a strip of small monospaced lines with
   prices, lying on the picture as its backing;
 - ``chart``: a dashboard panel, a titled bar or line chart with axes, ticks
-  and small labels, the picture a thumbnail card beside it.
+  and small labels, the picture a thumbnail card beside it;
+- ``dialog``: a desktop application's dialog window (title bar, icon,
+  message, buttons, maybe a field; light or dark theme) over the picture as
+  the desktop;
+- ``formula``: a page or slide of typeset formulas (matplotlib's mathtext)
+  and a matrix, the picture a figure beside them;
+- ``sign``: the picture as a street photo with a sign in it: a coloured
+  panel of large text seen in perspective, lit unevenly (the one designed
+  text here that is large: what tells it from a caption is that it is part
+  of the scene);
+- ``slide``: a presentation slide, a title, bullet points and the picture;
+- ``terminal``: a terminal or code editor window of monospaced, partly
+  coloured lines over the picture as the desktop.
 
 What tells the two apart is where and how large the text is, not whether
 there is text: meme captions are few words, large, over or right against the
@@ -78,7 +90,7 @@ MIN_FONT = 6
 SMALL_CAPTIONS = 0.25        # of the captions in every style: drawn small, as on many real memes ...
 SMALL_SIZE = (0.03, 0.05)    # ... at this fraction of the picture's side
 
-NONMEME_STYLES = ("poster", "screen", "page", "receipt", "chart")
+NONMEME_STYLES = ("poster", "screen", "page", "receipt", "chart", "dialog", "formula", "sign", "slide", "terminal")
 # colours of designed text: titles and app bars are often saturated; memes' captions are black or white
 ACCENTS = ((230, 40, 40), (250, 200, 30), (40, 120, 230), (30, 160, 90), (240, 240, 240), (200, 120, 255),
            (255, 140, 0))
@@ -575,7 +587,220 @@ def chart(picture: np.ndarray, rng: np.random.Generator, side: int, script: Scri
     return img
 
 
-NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page, "receipt": receipt, "chart": chart}
+def window(img: Image.Image, rng: np.random.Generator, box: tuple[int, int, int, int], title: str, face,
+           dark: bool) -> tuple[ImageDraw.ImageDraw, int, tuple]:
+    """A desktop window in ``box`` (x0, y0, x1, y1): a frame and a title bar with its buttons; returns the draw,
+    the y below the title bar and the window's (background, ink, muted) colours."""
+    background, ink, muted = ((43, 43, 43), (230, 230, 230), (150, 150, 150)) if dark else \
+        ((246, 246, 246), (25, 25, 25), (110, 110, 110))
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = box
+    bar = int(line_height(face) * 1.6)
+    draw.rectangle(box, fill=background, outline=(90, 90, 90), width=2)
+    draw.rectangle((x0, y0, x1, y0 + bar), fill=(60, 60, 60) if dark else (222, 222, 222))
+    draw.text((x0 + bar // 2, y0 + (bar - face.size) // 2), title, font=face, fill=ink)
+    for k, colour in enumerate(((230, 80, 70), (240, 190, 60), (90, 190, 80)) if rng.random() < 0.5 else
+                               ((150, 150, 150),) * 3):
+        r = bar // 5
+        cx = x1 - bar // 2 - k * bar * 2 // 3
+        draw.ellipse((cx - r, y0 + bar // 2 - r, cx + r, y0 + bar // 2 + r), fill=colour)
+    return draw, y0 + bar, (background, ink, muted)
+
+
+def dialog(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    width, height = side, int(side * rng.uniform(0.6, 0.9))
+    img = cover(picture, width, height, rng)                    # the desktop behind the dialog
+    path = pick(rng, script.regular)
+    face = font(path, int(width * rng.uniform(0.026, 0.034)))
+    w, h = int(width * rng.uniform(0.6, 0.85)), int(height * rng.uniform(0.45, 0.7))
+    x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    draw, top, (background, ink, muted) = window(img, rng, (x0, y0, x0 + w, y0 + h),
+                                                 script.phrase(rng, 1, 3).capitalize(), face, rng.random() < 0.35)
+    pad = int(w * 0.05)
+    icon = int(w * 0.1)
+    draw.ellipse((x0 + pad, top + pad, x0 + pad + icon, top + pad + icon), fill=pick(rng, ACCENTS[:3]))
+    text_left = x0 + 2 * pad + icon
+    y = small_lines(draw, rng, script, path, face.size, text_left, top + pad, x0 + w - pad - text_left,
+                    int(rng.integers(1, 4)), ink)
+    if rng.random() < 0.5:                                      # an input field
+        y += pad // 2
+        draw.rectangle((text_left, y, x0 + w - pad, y + line_height(face) + 6), fill="white" if background[0] > 100
+                       else (30, 30, 30), outline=muted)
+        y += line_height(face) + 6
+    buttons = int(rng.integers(1, 4))
+    bw, bh = int(w * 0.22), line_height(face) + pad // 2
+    by = max(y + pad // 2, y0 + h - pad - bh)
+    for k in range(buttons):
+        bx = x0 + w - pad - (k + 1) * bw - k * pad // 2
+        default = k == 0
+        draw.rounded_rectangle((bx, by, bx + bw, by + bh), radius=bh // 4,
+                               fill=pick(rng, ACCENTS[2:4]) if default else background, outline=muted)
+        label = script.phrase(rng, 1, 1)
+        draw.text((bx + (bw - face.getlength(label)) / 2, by + (bh - face.size) / 2), label, font=face,
+                  fill="white" if default else ink)
+    return img
+
+
+FORMULAS = (r"$\int_0^\infty e^{-x^2}\,dx = \frac{\sqrt{\pi}}{2}$", r"$\sum_{n=1}^{N} n = \frac{N(N+1)}{2}$",
+            r"$e^{i\pi} + 1 = 0$", r"$\nabla \cdot \mathbf{E} = \frac{\rho}{\varepsilon_0}$",
+            r"$f(x) = \frac{1}{\sigma\sqrt{2\pi}} e^{-\frac{(x-\mu)^2}{2\sigma^2}}$",
+            r"$\lim_{h \to 0} \frac{f(x+h) - f(x)}{h}$", r"$a^2 + b^2 = c^2$",
+            r"$\det(A - \lambda I) = 0$", r"$P(A|B) = \frac{P(B|A)\,P(A)}{P(B)}$",
+            r"$\mathcal{L}(\theta) = -\sum_i y_i \log \hat{y}_i$", r"$x_{1,2} = \frac{-b \pm \sqrt{b^2-4ac}}{2a}$",
+            r"$\frac{\partial u}{\partial t} = \alpha \nabla^2 u$", r"$\oint_C \mathbf{F} \cdot d\mathbf{r}$")
+
+
+@functools.cache
+def typeset(formula: str, size: int) -> Image.Image:
+    """``formula`` typeset by matplotlib's mathtext (no TeX needed), black on transparent, about ``size`` px."""
+    import io
+
+    from matplotlib import mathtext
+    from matplotlib.font_manager import FontProperties
+
+    buf = io.BytesIO()
+    mathtext.math_to_image(formula, buf, prop=FontProperties(size=size), dpi=72, format="png")
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGBA")
+
+
+def matrix(draw: ImageDraw.ImageDraw, rng: np.random.Generator, left: int, top: int, size: int) -> int:
+    """A bracketed matrix of small numbers; returns the y below it."""
+    face = mono_font(size)
+    rows, cols = int(rng.integers(2, 5)), int(rng.integers(2, 5))
+    cell_w, cell_h = int(face.getlength("-00") * 1.3), line_height(face)
+    right, bottom = left + cols * cell_w + size, top + rows * cell_h
+    for x, sign in ((left, 1), (right, -1)):                    # the brackets
+        draw.line((x, top, x, bottom), fill=(20, 20, 20), width=2)
+        for y in (top, bottom):
+            draw.line((x, y, x + sign * size // 3, y), fill=(20, 20, 20), width=2)
+    for r in range(rows):
+        for c in range(cols):
+            draw.text((left + size // 2 + c * cell_w, top + r * cell_h), str(int(rng.integers(-9, 10))), font=face,
+                      fill=(20, 20, 20))
+    return bottom
+
+
+def formula(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    width, height = side, int(side * rng.uniform(0.65, 1.2))
+    img = Image.new("RGB", (width, height), (255, 255, 255) if rng.random() < 0.7 else (250, 248, 240))
+    draw = ImageDraw.Draw(img)
+    margin = int(width * 0.05)
+    heading = font(pick(rng, script.bold), int(width * 0.04))
+    y = draw_lines(draw, [script.phrase(rng, 2, 4).capitalize()], heading, 0, margin, (20, 20, 20), align="left",
+                   left=margin) + margin // 2
+    thumb = int(width * rng.uniform(0.22, 0.32))
+    img.paste(cover(picture, thumb, thumb, rng), (width - margin - thumb, y))
+    size = int(width * rng.uniform(0.028, 0.04))
+    while y < height - margin - 2 * size:
+        if rng.random() < 0.2:
+            y = matrix(draw, rng, margin, y, size) + size // 2
+        else:
+            eq = typeset(pick(rng, FORMULAS), size)
+            if eq.width > width - 2 * margin:
+                eq = eq.resize((width - 2 * margin, max(1, eq.height * (width - 2 * margin) // eq.width)))
+            img.paste(eq, (margin + int(rng.integers(0, max(1, width // 8))), y), eq)
+            y += eq.height + size // 2
+        if rng.random() < 0.4:                                  # a line of prose between the formulas
+            y = small_lines(draw, rng, script, pick(rng, script.regular), int(size * 0.8), margin, y,
+                            width - 3 * margin - thumb, 1, (50, 50, 50))
+    return img
+
+
+def sign(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    width, height = side, int(side * rng.uniform(0.7, 1.3))
+    img = cover(picture, width, height, rng)
+    pw, ph = int(width * rng.uniform(0.45, 0.75)), int(height * rng.uniform(0.2, 0.35))
+    colour = pick(rng, ((20, 90, 50), (30, 60, 140), (200, 40, 40), (240, 240, 235), (250, 200, 30), (20, 20, 20)))
+    panel = Image.new("RGB", (pw, ph), colour)
+    draw = ImageDraw.Draw(panel)
+    ink = (20, 20, 20) if sum(colour) > 450 else (250, 250, 250)
+    draw.rectangle((3, 3, pw - 4, ph - 4), outline=ink, width=max(2, pw // 60))
+    face, lines = fitted_text(script.phrase(rng, 1, 4), pick(rng, script.bold), int(ph * 0.35), int(pw * 0.85), 2)
+    top = (ph - len(lines) * line_height(face)) // 2
+    draw_lines(draw, lines, face, pw // 2, top, ink)
+    shade = np.linspace(rng.uniform(0.55, 1.0), rng.uniform(0.8, 1.1), pw)[None, :, None]    # uneven light
+    panel = Image.fromarray(np.clip(np.asarray(panel) * shade, 0, 255).astype(np.uint8))
+    # the panel seen in perspective: its four corners moved, then pasted by a mask of the same quadrilateral
+    j = [int(d * rng.uniform(0.0, 0.18)) for d in (pw, ph, pw, ph)]
+    quad = [(j[0], j[1]), (pw - j[2], 0), (pw, ph - j[3]), (0, ph)]
+    coeffs = perspective_coefficients(quad, [(0, 0), (pw, 0), (pw, ph), (0, ph)])
+    seen = panel.transform((pw, ph), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+    mask = Image.new("L", (pw, ph), 0)
+    ImageDraw.Draw(mask).polygon(quad, fill=255)
+    x, y = int(rng.integers(0, width - pw + 1)), int(rng.integers(0, height - ph + 1))
+    img.paste(seen, (x, y), mask)
+    return img
+
+
+def perspective_coefficients(dst: list[tuple[int, int]], src: list[tuple[int, int]]) -> list[float]:
+    """The 8 coefficients Pillow's PERSPECTIVE transform takes to map output points ``dst`` to input ``src``."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs += [u, v]
+    return np.linalg.solve(np.array(rows, float), np.array(rhs, float)).tolist()
+
+
+def slide(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    width, height = side, int(side * 9 / 16)
+    dark = rng.random() < 0.3
+    img = Image.new("RGB", (width, height), (30, 34, 40) if dark else (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    ink = (235, 235, 235) if dark else (30, 30, 30)
+    margin = int(width * 0.05)
+    accent = pick(rng, ACCENTS[:4])
+    draw.rectangle((0, 0, width, int(height * 0.03)), fill=accent)
+    face, lines = fitted_text(script.phrase(rng, 2, 5).capitalize(), pick(rng, script.bold), int(width * 0.045),
+                              int(width * 0.9), 1)
+    y = draw_lines(draw, lines, face, 0, int(height * 0.08), ink, align="left", left=margin) + margin // 2
+    thumb = int(width * rng.uniform(0.28, 0.38))
+    img.paste(cover(picture, thumb, int(thumb * 0.75), rng), (width - margin - thumb, y))
+    size = int(width * rng.uniform(0.024, 0.032))
+    path = pick(rng, script.regular)
+    for _ in range(int(rng.integers(3, 6))):
+        r = size // 4
+        draw.ellipse((margin, y + size // 2 - r, margin + 2 * r, y + size // 2 + r), fill=accent)
+        y = small_lines(draw, rng, script, path, size, margin + 4 * r, y, width - 3 * margin - thumb - 4 * r, 1, ink)
+        y += size // 3
+    return img
+
+
+def terminal(picture: np.ndarray, rng: np.random.Generator, side: int, script: Script) -> Image.Image:
+    width, height = side, int(side * rng.uniform(0.6, 0.9))
+    img = cover(picture, width, height, rng)                    # the desktop behind the window
+    face = mono_font(int(width * rng.uniform(0.022, 0.03)))
+    w, h = int(width * rng.uniform(0.7, 0.95)), int(height * rng.uniform(0.6, 0.9))
+    x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    title = font(pick(rng, script.regular), face.size)         # the monospaced face is Latin only
+    draw, top, _ = window(img, rng, (x0, y0, x0 + w, y0 + h), script.phrase(rng, 1, 2), title, True)
+    draw.rectangle((x0 + 2, top, x0 + w - 2, y0 + h - 2), fill=(24, 24, 28))
+    editor = rng.random() < 0.5
+    colours = ((220, 220, 220), (120, 200, 120), (100, 160, 240), (230, 180, 90), (200, 120, 220))
+    y, n = top + 4, 1
+    words = ("def", "return", "for", "in", "if", "import", "class", "self", "None", "True", "print", "x", "y",
+             "data", "model", "=", "==", "+", "(", ")", ":", "[", "]", "0", "1", "42")
+    while y < y0 + h - line_height(face):
+        x = x0 + 6
+        if editor:                                              # line numbers, then indented code
+            draw.text((x, y), f"{n:3d}", font=face, fill=(110, 110, 110))
+            x += int(face.getlength("0000")) + int(rng.integers(0, 3)) * int(face.getlength("    "))
+        else:
+            draw.text((x, y), "$", font=face, fill=colours[1])
+            x += int(face.getlength("$ "))
+        for _ in range(int(rng.integers(1, 7))):
+            token = pick(rng, words)
+            if x + face.getlength(token) > x0 + w - 6:
+                break
+            draw.text((x, y), token, font=face, fill=pick(rng, colours))
+            x += int(face.getlength(token + " "))
+        y += line_height(face)
+        n += 1
+    return img
+
+
+NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page, "receipt": receipt, "chart": chart,
+                     "dialog": dialog, "formula": formula, "sign": sign, "slide": slide, "terminal": terminal}
 
 
 def render(table: dict, kind: str, picture: np.ndarray, rng: np.random.Generator, style: str | None,
