@@ -162,8 +162,10 @@ def test_cross_validation_end_to_end(shared, tmp_path):
     out = tmp_path / "cv"
     readme = tmp_path / "README.md"
     readme.write_text("# r\n<!-- cv:end -->\n")
+    extra = shared.parent / "extra"            # training-only non-memes (datasets/debian_docs.py's kind of folder)
+    put(extra.parent, "extra", 3, False)
     argv = ["--shared", str(shared), "--out", str(out), "--quick", "--name", "smoke", "--readme", str(readme),
-            "--train-flags", "--arch memenet --batch-size 8 --sizes 32"]
+            "--train-flags", "--arch memenet --batch-size 8 --sizes 32", "--build-flags", f"--non-memes {extra}"]
     assert cv.main(argv) == 0
     result = json.loads((out / "cv.json").read_text())
     fold_of = result["fold_of"]["0"]
@@ -178,6 +180,7 @@ def test_cross_validation_end_to_end(shared, tmp_path):
             assert f["images"].shape[0] == len(split)
         assert set(src[split == SPLIT_NAMES.index("test")]) == held
         assert not held & set(src[split != SPLIT_NAMES.index("test")])
+        assert (src == "folder:extra").sum() == 3                       # the extra folder trains every fold
     assert sum(r["count"][0] for r in result["sources"].values()) == 30 + 25 + 12   # every picture once
     meta = result["metadata"]          # the file-metadata classifier scored every picture on the same folds
     assert meta["rows"] == 30 + 25 + 12 and meta["unread"] == 0 and 0 <= meta["roc_auc"]["mean"] <= 1

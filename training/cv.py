@@ -191,7 +191,8 @@ def aggregate(scores: list[dict], sources: list[Source], seeds: list[int], thres
 def metadata_check(data: Path, shared: Path, sources: list[Source], folds_of: dict[int, dict[str, int]]) -> dict:
     """ROC-AUC of a classifier on file metadata alone (``training.shortcut``) over each fold's held-out sources,
     fitted on the other folds' rows, pooled per seed; also without the 32-px pictures (whose size alone names
-    them). Rows whose file is gone or unreadable are counted, not scored."""
+    them). Rows whose file is gone or unreadable are counted, not scored; rows of folders outside the shared data
+    (``--build-flags "--non-memes DIR"``: training-only) are neither."""
     import h5py
 
     from .metrics import roc_auc
@@ -220,8 +221,9 @@ def metadata_check(data: Path, shared: Path, sources: list[Source], folds_of: di
         every.append(roc_auc(labels[scored], odds[scored]))
         rest = scored & ~tiny
         without_tiny.append(roc_auc(labels[rest], odds[rest]) if len(set(labels[rest])) == 2 else None)
+    shared_rows = np.array([key in by_key for key in keys])
     return {"roc_auc": over_seeds(every), "roc_auc_without_tiny": over_seeds(without_tiny),
-            "rows": int(read.sum()), "unread": int((~read).sum())}
+            "rows": int(read.sum()), "unread": int((shared_rows & ~read).sum())}
 
 
 def _fmt(row: dict) -> tuple[str, str, str]:
