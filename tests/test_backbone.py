@@ -216,6 +216,7 @@ def test_lite0_takes_any_side_from_32_px(lite0):
     assert lite0.layers[1].name == "imagenet_scale"    # the trunk's input scaling is inside the model
 
 
+@pytest.mark.slow   # builds lite0
 def test_lite0_scales_its_pixels_exactly_as_the_trunk_was_trained(lite0):
     scale = lite0.get_layer("imagenet_scale")
     pixels = np.array([[[[0, 127, 255]]]], np.uint8)

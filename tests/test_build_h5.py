@@ -156,6 +156,7 @@ def test_bad_input_one_line_exit_2(corpus, tmp_path, make_args, expect):
     assert not (tmp_path / "o.h5").exists() and not (tmp_path / "o.h5.shards").exists()
 
 
+@pytest.mark.slow   # three builds
 def test_existing_output_refused_unless_overwrite(corpus, tmp_path):
     out = tmp_path / "o.h5"
     out.write_bytes(b"keep me")

@@ -494,6 +494,7 @@ def test_a_model_that_is_a_fifo_is_refused_unopened(tmp_path, capsys):
                                                f"not a .keras file: give a run folder or its model.keras")
 
 
+@pytest.mark.slow   # loads the model as a worker process does
 def test_worker_processes_build_the_app_from_the_environment(run_folder, monkeypatch):
     monkeypatch.setenv(SETTINGS_ENV, json.dumps({"model": str(run_folder), "threshold": 0.2, "max_images": 2}))
     with TestClient(app_from_env()) as c:
