@@ -695,7 +695,7 @@ def formula(picture: np.ndarray, rng: np.random.Generator, side: int, script: Sc
         if rng.random() < 0.2:
             y = matrix(draw, rng, margin, y, size) + size // 2
         else:
-            eq = typeset(pick(rng, FORMULAS), size)
+            eq = typeset(pick(rng, FORMULAS), size // 2 * 2)      # even sizes: the typeset formulas are cached
             if eq.width > width - 2 * margin:
                 eq = eq.resize((width - 2 * margin, max(1, eq.height * (width - 2 * margin) // eq.width)))
             img.paste(eq, (margin + int(rng.integers(0, max(1, width // 8))), y), eq)
