@@ -287,7 +287,7 @@ def untrained_run(folder: Path, loudness: float = 8.0, report: dict | None = Non
 def make_store_folders(args) -> int:
     """One of 8 processes: create the same store folders at the same moment, many times over."""
     root, barrier, rounds = args
-    from .pipelines import MemeFilesPipeline
+    from crawler.pipelines import MemeFilesPipeline
     errors = 0
     for r in range(rounds):
         barrier.wait()
