@@ -140,6 +140,14 @@ def test_aggregate_tables_add_up_to_the_sources(shared):
     assert "| classic | meme recall | 9 |" in md and "| `photos/set1` | specificity | 3 |" in md
 
 
+def test_class_prior_threshold_is_the_share_of_non_memes_trained_on():
+    labels = np.array([MEME, NON_MEME, NON_MEME, NON_MEME])
+    assert cv.prior_threshold(labels) == 0.75
+    # the Bayes decision for balanced-weight probabilities under a 1:3 prior: odds p/(1-p) x 1/3 > 1 <=> p > 0.75
+    for p in (0.7, 0.8):
+        assert (p / (1 - p) / 3 > 1) == (p > cv.prior_threshold(labels))
+
+
 def test_readme_block_is_replaced_or_added():
     text = "# x\n<!-- cv:end -->\ntail\n"
     once = cv.replace_block(text, "plain", "table 1")
@@ -186,9 +194,19 @@ def test_cross_validation_end_to_end(shared, tmp_path):
     assert meta["rows"] == 30 + 25 + 12 and meta["unread"] == 0 and 0 <= meta["roc_auc"]["mean"] <= 1
     assert "file metadata alone" in (out / "cv.md").read_text()
     assert "cv:smoke:start" in readme.read_text() and (out / "cv.png").stat().st_size > 1000
-    before = (out / "seed0" / "fold0" / "scores.json").stat().st_mtime_ns
+    for rule in ("at_val_threshold", "at_prior_threshold"):     # the same pictures under the other threshold rules
+        assert result[rule]["pooled"]["meme recall"]["count"] == result["pooled"]["meme recall"]["count"]
+    scores_file = out / "seed0" / "fold0" / "scores.json"
+    before = scores_file.stat().st_mtime_ns
     assert cv.main(argv) == 0     # a finished fold is not redone
-    assert (out / "seed0" / "fold0" / "scores.json").stat().st_mtime_ns == before
+    assert scores_file.stat().st_mtime_ns == before
+    old = json.loads(scores_file.read_text())                 # a fold scored before the class-prior threshold existed
+    prior = old.pop("prior_threshold")
+    scores_file.write_text(json.dumps(old))
+    model = (out / "seed0" / "fold0" / "run" / "model.keras").stat().st_mtime_ns
+    assert cv.main(argv) == 0
+    assert json.loads(scores_file.read_text())["prior_threshold"] == prior      # added back, from the fold's data
+    assert (out / "seed0" / "fold0" / "run" / "model.keras").stat().st_mtime_ns == model   # not retrained
 
 
 def test_comparison_puts_variants_side_by_side(tmp_path, capsys):

@@ -47,6 +47,9 @@ FOLDS, SEEDS, EPOCHS, TINY_TOTAL = 5, (0, 1), 4, 1500
 MIN_SIDE = 32     # every picture a user could send is scored, small stickers included
 TARGET = 0.90     # the issue's bar per family, drawn on cv.png
 TEST = SPLIT_NAMES.index("test")
+# the thresholds compared without retraining, beside the one each fold's model stores (0.5 by default)
+THRESHOLD_RULES = {"at_val_threshold": "at the threshold of best balanced accuracy on val",
+                   "at_prior_threshold": "at the class-prior threshold (the training data's share of non-memes)"}
 OWN_FLAGS = {"--data", "--out", "--seed", "--epochs", "--resume", "--overwrite", "--verbose"}   # per fold, set here
 
 
@@ -255,12 +258,13 @@ def markdown(result: dict, title: str) -> str:
     for measure in ("meme recall", "non-meme specificity"):
         row = pooled[measure]
         lines.append(f"| *all* | {measure} | {row['count'][0]} | " + " | ".join(_fmt(row)) + " |")
-    other = result.get("at_val_threshold")
-    if other:
-        rec, spec = (other["pooled"][m]["mean"] for m in ("meme recall", "non-meme specificity"))
-        worst = min(other["families"].items(), key=lambda kv: kv[1]["mean"] if kv[1]["mean"] is not None else 1)
-        lines.append(f"| *all, at the threshold of best balanced accuracy on val* | recall / specificity | | | "
-                     f"{rec:.3f} / {spec:.3f} | (weakest family {worst[0]} {worst[1]['mean']:.3f}) |")
+    for key, rule in THRESHOLD_RULES.items():
+        other = result.get(key)
+        if other:
+            rec, spec = (other["pooled"][m]["mean"] for m in ("meme recall", "non-meme specificity"))
+            worst = min(other["families"].items(), key=lambda kv: kv[1]["mean"] if kv[1]["mean"] is not None else 1)
+            lines.append(f"| *all, {rule}* | recall / specificity | | | {rec:.3f} / {spec:.3f} | "
+                         f"(weakest family {worst[0]} {worst[1]['mean']:.3f}) |")
     lines.append(_seed_row("*all*", "ROC-AUC", pooled["roc_auc"]))
     shortcut = result.get("metadata")
     if shortcut:
@@ -305,9 +309,9 @@ def comparison(results: list[dict]) -> str:
     for measure in ("meme recall", "non-meme specificity"):
         row("*all*", measure, [r["pooled"][measure] for r in results])
     row("*all*", "ROC-AUC", [r["pooled"]["roc_auc"] for r in results])
-    for measure in ("meme recall", "non-meme specificity"):
-        row("*all*", f"{measure}, threshold from val",
-            [r.get("at_val_threshold", {}).get("pooled", {}).get(measure) for r in results])
+    for key, short in (("at_val_threshold", "threshold from val"), ("at_prior_threshold", "class-prior threshold")):
+        for measure in ("meme recall", "non-meme specificity"):
+            row("*all*", f"{measure}, {short}", [r.get(key, {}).get("pooled", {}).get(measure) for r in results])
     minutes = " / ".join(f"{r['minutes']:.0f}" for r in results)
     lines += ["", f"Minutes of training and scoring on the 2-core machine, in column order: {minutes}."]
     return "\n".join(lines)
@@ -393,11 +397,28 @@ def score_fold(run: Path, data: Path, batch_size: int = 64) -> dict:
             "threshold": pre.threshold, "val_threshold": choose_threshold(val.labels.astype(int), val_probs)}
 
 
+def prior_threshold(train_labels: np.ndarray) -> float:
+    """The class-prior threshold: the share of non-memes among the training rows. The model learns with
+    balanced class weights, so its probability holds for equal priors; calling a picture a meme above this
+    threshold is the Bayes decision under the training data's own mix of memes and non-memes."""
+    return float(np.mean(np.asarray(train_labels) != MEME))
+
+
+def fold_prior_threshold(fold_data: Path) -> float:
+    import h5py
+
+    with h5py.File(fold_data, "r") as f:
+        return prior_threshold(f["labels"][:][f["split"][:] == SPLIT_NAMES.index("train")])
+
+
 def run_fold(data: Path, fold_dir: Path, seed: int, args) -> dict:
     done = fold_dir / "scores.json"
     previous = json.loads(done.read_text()) if done.exists() else {}
-    if "val_threshold" in previous:
-        return previous       # else scored before the val threshold was recorded: scored again, not retrained
+    if "val_threshold" in previous:   # else scored before the val threshold was recorded: scored again
+        if "prior_threshold" not in previous:     # needs no model: added to folds scored before it was
+            previous["prior_threshold"] = fold_prior_threshold(fold_dir / "data.h5")
+            atomic_write_json(done, previous)
+        return previous
     run = fold_dir / "run"
     resume = ["--resume"] if (run / "state.json").exists() and not (run / "model.keras").exists() else ["--overwrite"]
     t0 = time.time()
@@ -405,7 +426,8 @@ def run_fold(data: Path, fold_dir: Path, seed: int, args) -> dict:
         sh([sys.executable, "-m", "training.run", "--data", str(fold_dir / "data.h5"), "--out", str(run),
             "--seed", str(seed), "--epochs", str(args.epochs), "--verbose", "0", *args.train_flags, *resume],
            fold_dir / "train.log")
-    scores = {**score_fold(run, fold_dir / "data.h5"), "seconds": previous.get("seconds", round(time.time() - t0, 1))}
+    scores = {**score_fold(run, fold_dir / "data.h5"), "seconds": previous.get("seconds", round(time.time() - t0, 1)),
+              "prior_threshold": fold_prior_threshold(fold_dir / "data.h5")}
     atomic_write_json(done, scores)
     return scores
 
@@ -469,9 +491,10 @@ def cross_validate(args) -> dict:
             scores.append({**sc, "seed": seed, "fold": k})
             print(f"training.cv: seed {seed} fold {k + 1}/{args.folds}: {len(sc['prob'])} held-out pictures of "
                   f"{len(held)} sources ({time.time() - t:.0f} s)", file=sys.stderr)
-    at_val = aggregate(scores, sources, list(args.seeds), "val_threshold")
+    at_other = {key: aggregate(scores, sources, list(args.seeds), key.removeprefix("at_"))
+                for key in THRESHOLD_RULES}
     result = {"name": args.name, "folds": args.folds, **aggregate(scores, sources, list(args.seeds)),
-              "at_val_threshold": {"families": at_val["families"], "pooled": at_val["pooled"]},
+              **{key: {"families": a["families"], "pooled": a["pooled"]} for key, a in at_other.items()},
               "minutes": sum(sc["seconds"] for sc in scores) / 60, "fold_of": folds_of,
               "train_flags": args.train_flags, "build_flags": args.build_flags, "epochs": args.epochs,
               "tiny_count": args.tiny_count,
