@@ -23,6 +23,12 @@ def dataset(tmp_path_factory):
     return captioned_dataset(tmp_path_factory.mktemp("train"))
 
 
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """The same with 30 uncaptioned pictures of full size: non-memes the synthesis may draw on."""
+    return captioned_dataset(tmp_path_factory.mktemp("mixed"), photos=30)
+
+
 def cli(module, *args, timeout=600):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
@@ -273,7 +279,8 @@ def test_same_seed_same_model_on_cpu(dataset, tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
 
 
-def test_synthesised_memes_are_paired_with_their_uncaptioned_picture(dataset):
+def test_synthesised_memes_are_paired_with_their_uncaptioned_picture(mixed):
+    dataset = mixed
     plain = H5Batches(dataset, "train", 16, shuffle=True, seed=3)
     synth = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.5)
     again = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.5)
@@ -291,7 +298,8 @@ def test_synthesised_memes_are_paired_with_their_uncaptioned_picture(dataset):
     assert class_weights(np.array([0, 0, 0, 1]), 0.5) == {0: 4 / 3, 1: 4 / 5}
 
 
-def test_synthesised_text_nonmemes_stay_nonmemes(dataset):
+def test_synthesised_text_nonmemes_stay_nonmemes(mixed):
+    dataset = mixed
     plain = H5Batches(dataset, "train", 16, shuffle=True, seed=3)
     both = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.3, synth_nonmemes=0.3)
     again = H5Batches(dataset, "train", 16, shuffle=True, seed=3, synth_memes=0.3, synth_nonmemes=0.3)
@@ -309,7 +317,27 @@ def test_synthesised_text_nonmemes_stay_nonmemes(dataset):
     assert redrawn > 0                                                     # some redrawn pictures kept label 0
 
 
-def test_validation_stream_synthesises_the_same_every_epoch(dataset):
+def test_the_synthesis_never_draws_on_32px_pictures(mixed):
+    """A caption or a design on a 32-px picture (a blur at 128 px) would teach that a blur is a meme: the plan
+    captions and redraws only full-size non-memes, though a 32-px one may give its slot."""
+    from training.data import small_sources
+
+    assert small_sources(["tiny:t/cat", "cifar100", "folder:memes/x", "loc_archive"]).tolist() == [
+        True, True, False, False]
+    ds = H5Batches(mixed, "train", 32, shuffle=True, seed=1, synth_memes=0.5, synth_nonmemes=0.3)
+    assert ds.small_rows.any() and (~ds.small_rows & (ds.labels == 0)).any()
+    drawn = 0
+    for i in range(len(ds)):
+        pos = np.sort(ds._order[i * 32:(i + 1) * 32])
+        small = ds.small_rows[pos]
+        captions, texts = ds._plan(ds.labels[pos], small, np.random.default_rng([1, 0, i]))
+        assert not small[list(captions.values())].any() and not small[list(texts)].any()
+        drawn += len(captions) + len(texts)
+    assert drawn > 0
+
+
+def test_validation_stream_synthesises_the_same_every_epoch(mixed):
+    dataset = mixed
     val = H5Batches(dataset, "val", 8, seed=2, synth_memes=0.5, synth_nonmemes=0.3, same_every_epoch=True)
     first = [val[i] for i in range(len(val))]
     val.on_epoch_end()

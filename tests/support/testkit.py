@@ -79,16 +79,20 @@ def meme_jpeg(seed: int) -> bytes:
     return image_bytes(picture(250, 250, seed=seed, caption=f"MEME {seed}"), "JPEG", quality=90)
 
 
-def captioned_dataset(root: Path, split: str = "0.6,0.2,0.2") -> Path:
-    """40 captioned 'memes' (4 templates) and 60 tiny noise pictures, built by the real builder into root/ds.h5."""
+def captioned_dataset(root: Path, split: str = "0.6,0.2,0.2", photos: int = 0) -> Path:
+    """40 captioned 'memes' (4 templates), 60 tiny noise pictures and ``photos`` uncaptioned 200x150 pictures,
+    built by the real builder into root/ds.h5."""
     from processing import build_h5
 
     for i in range(40):
         save(picture(200, 200, seed=i, caption="ONE DOES NOT SIMPLY"), root / "memes" / f"t{i % 4}" / f"{i}.jpg")
     for i in range(60):
         save(picture(32, 32, seed=1000 + i, caption=None), root / "tiny" / f"c{i % 3}" / f"{i}.png")
+    for i in range(photos):
+        save(picture(200, 150, seed=2000 + i, caption=None), root / "photos" / f"p{i % 3}" / f"{i}.jpg")
     out = root / "ds.h5"
-    assert build_h5.main(["--memes", str(root / "memes"), "--tiny", str(root / "tiny"), "--out", str(out),
+    more = ["--non-memes", str(root / "photos")] if photos else []
+    assert build_h5.main(["--memes", str(root / "memes"), "--tiny", str(root / "tiny"), *more, "--out", str(out),
                           "--split", split, "--no-progress", "--workers", "1"]) == 0
     return out
 
