@@ -22,7 +22,6 @@ already there. Nothing is committed to the repository.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import os

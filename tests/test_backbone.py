@@ -9,7 +9,6 @@ import sys
 import types
 from argparse import Namespace
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
