@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from processing.cliutil import ArgumentParser, UsageError, count, positive_int, run_main  # noqa: E402
+from processing.files import escape_name, writable_folder  # noqa: E402
 
 # Debian 12's documentation packages with the most screenshots and manual pages (pinned: the same files each run)
 PACKAGES = ("gnumeric-doc=1.12.55-1", "octave-doc=7.3.0-2", "gnuplot-doc=5.4.4+dfsg1-2", "maxima-doc=5.46.0-11")
@@ -192,7 +193,11 @@ def main(argv=None) -> int:
                          f"(scripts/system-deps installs poppler-utils)")
     for deb in args.deb:
         if not deb.is_file():
-            raise UsageError(f"--deb {deb} is not a file: give a .deb package")
+            raise UsageError(f"--deb {escape_name(str(deb))} is not a file: give a .deb package")
+    place, problem = writable_folder(args.out)
+    if problem:
+        raise UsageError(f"--out {escape_name(str(args.out))}: {escape_name(str(place))} is {problem}: give a folder "
+                         f"to write the pictures in")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.deb:
         for deb in args.deb:

@@ -82,3 +82,11 @@ def test_pictures_and_pdf_pages_are_extracted_with_their_provenance(tmp_path):
 def test_a_deb_that_is_not_a_file_is_one_line(tmp_path):
     r = cli("--out", tmp_path / "out", "--deb", tmp_path / "none.deb")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is not a file: give a .deb package" in r.stderr
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = cli("--out", tmp_path / "file" / "sub", "--deb", tmp_path / "none.deb")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    r = cli("--out", tmp_path / "file")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "is a file: give a folder" in r.stderr, r.stderr
