@@ -197,3 +197,27 @@ def test_a_sign_is_large_text_seen_in_perspective(monkeypatch):
                                                                                                     font=font, **k))
     out = text_nonmeme(picture(3), np.random.default_rng(2), "sign")
     assert out.shape == (128, 128, 3) and sizes and min(sizes) >= 0.05 * 128 * synth.RENDER
+
+
+@pytest.mark.slow   # typesets 240 formulas
+def test_formulas_are_typeset_safely_from_several_reader_threads():
+    """The training reads batches in threads; matplotlib's mathtext parser is not thread-safe (it failed with a
+    ParseException in a cross-validation run): the typesetting is serialised."""
+    import threading
+
+    synth.typeset.cache_clear()
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(60):
+                synth.typeset(synth.FORMULAS[(i + k) % len(synth.FORMULAS)], 6 + 2 * ((i * 7 + k) % 20))
+        except ValueError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]

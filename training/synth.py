@@ -73,6 +73,7 @@ same meme on the same set of installed fonts.
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -650,6 +651,9 @@ FORMULAS = (r"$\int_0^\infty e^{-x^2}\,dx = \frac{\sqrt{\pi}}{2}$", r"$\sum_{n=1
             r"$\frac{\partial u}{\partial t} = \alpha \nabla^2 u$", r"$\oint_C \mathbf{F} \cdot d\mathbf{r}$")
 
 
+MATHTEXT = threading.Lock()   # mathtext's parser is not thread-safe, and the training's readers are threads
+
+
 @functools.cache
 def typeset(formula: str, size: int) -> Image.Image:
     """``formula`` typeset by matplotlib's mathtext (no TeX needed), black on transparent, about ``size`` px."""
@@ -659,7 +663,8 @@ def typeset(formula: str, size: int) -> Image.Image:
     from matplotlib.font_manager import FontProperties
 
     buf = io.BytesIO()
-    mathtext.math_to_image(formula, buf, prop=FontProperties(size=size), dpi=72, format="png")
+    with MATHTEXT:
+        mathtext.math_to_image(formula, buf, prop=FontProperties(size=size), dpi=72, format="png")
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGBA")
 
 
