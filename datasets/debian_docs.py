@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processing.cliutil import ArgumentParser, UsageError, count, positive_int, run_main  # noqa: E402
+from processing.cliutil import ArgumentParser, UsageError, count, file_digest, positive_int, run_main  # noqa: E402
 from processing.files import escape_name, writable_folder  # noqa: E402
 
 # Debian 12's documentation packages with the most screenshots and manual pages (pinned: the same files each run)
@@ -62,14 +62,6 @@ def flat_name(path: str, page: int | None = None) -> str:
     """A file name for ``path`` inside a package: its folders joined by ``__``, a PDF page as ``-pNNN.png``."""
     name = path.strip("/").replace("/", "__")
     return f"{name}-p{page:03d}.png" if page is not None else name
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def big_enough(path: Path, min_side: int) -> bool:
@@ -129,7 +121,7 @@ def extract(deb: Path, out: Path, args) -> list[dict]:
                 shutil.move(f"{stem}.png", out / flat_name(rel, page))
                 rows.append({"path": rel, "page": page, "file": flat_name(rel, page)})
                 room -= 1
-    return [{"package": name, "version": version, **r, "sha256": sha256(out / r["file"])} for r in rows]
+    return [{"package": name, "version": version, **r, "sha256": file_digest(out / r["file"])} for r in rows]
 
 
 def write_provenance(out: Path) -> int:

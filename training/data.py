@@ -238,7 +238,8 @@ class H5Batches(keras.utils.PyDataset):
         captions = {int(t): int(s) for s, t in zip(drawable[:m], targets)}
         texts = set()
         if self.synth_nonmemes:
-            free = [k for k in drawable[m:].tolist() if k not in set(targets)]
+            taken = set(targets)
+            free = [k for k in drawable[m:].tolist() if k not in taken]
             texts = {int(k) for k in free[:int(rng.binomial(len(non_memes), self.synth_nonmemes))]}
         return captions, texts
 
