@@ -508,6 +508,20 @@ def test_reencode_shrinks_and_recompresses_both_labels_alike(dataset):
     assert all(not np.array_equal(a, b) for a, b in zip(x0, x1))   # every picture, meme or not
 
 
+def test_degrade_all_blurs_both_labels_the_way_32px_pictures_arrive(dataset):
+    from training.data import degrade_smooth
+
+    rng = np.random.default_rng(4)
+    tiny = tiny_to_input(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    assert np.array_equal(degrade_smooth(tiny), smooth_upsample(tiny))   # a 32-px picture: exactly its smoothing
+    plain = H5Batches(dataset, "train", 64, seed=3)
+    every = H5Batches(dataset, "train", 64, seed=3, degrade_all=1.0)
+    (x0, y0), (x1, y1) = plain[0][:2], every[0][:2]
+    assert np.array_equal(y0, y1) and set(y0.tolist()) == {0, 1}
+    assert all(np.array_equal(degrade_smooth(a), b) for a, b in zip(x0, x1))   # every picture, meme or not
+    assert sum(np.array_equal(a, b) for a, b in zip(x0, x1)) < len(x0) // 4
+
+
 def test_no_crop_keeps_flips_only(dataset):
     crop = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=True)
     flips = H5Batches(dataset, "train", 8, shuffle=True, seed=3, augment=True, crop=False)
@@ -530,8 +544,8 @@ def test_the_defaults_are_the_plain_fine_tune(dataset, tmp_path):
     assert json.loads((out / "preprocess.json").read_text())["threshold"] == 0.5
     used = json.loads((out / "args.json").read_text())
     assert (used["synth_memes"], used["synth_nonmemes"], used["degrade_memes"], used["smooth_tiny"], used["crop"],
-            used["optimizer"], used["train_bn"], used["label_smoothing"], used["reencode"]) == \
-        (0, 0, 0, 1, False, "adamw", False, 0, 0)
+            used["optimizer"], used["train_bn"], used["label_smoothing"], used["reencode"], used["degrade_all"]) == \
+        (0, 0, 0, 1, False, "adamw", False, 0, 0, 0)
     import keras
     from training.classifier import load_classifier
     model, _ = load_classifier(out)

@@ -38,14 +38,23 @@ def degrade(image: np.ndarray, factor: int = 4) -> np.ndarray:
     return upsample_repeat(block_mean_pool(image, factor), factor)
 
 
+def degrade_smooth(image: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Through 32x32 and back bilinearly: what a 32-px picture becomes at the input side with ``--smooth-tiny 1``."""
+    return upsample_bilinear(block_mean_pool(image, factor), image.shape)
+
+
 def is_repeated(image: np.ndarray, factor: int = 4) -> bool:
     return np.array_equal(upsample_repeat(image[::factor, ::factor], factor), image)
 
 
 def smooth_upsample(image: np.ndarray, factor: int = 4) -> np.ndarray:
     """Re-upsample a pixel-repeated picture bilinearly (no blocks)."""
-    small = Image.fromarray(np.ascontiguousarray(image[::factor, ::factor]))
-    return np.asarray(small.resize(image.shape[:2][::-1], Image.Resampling.BILINEAR))
+    return upsample_bilinear(image[::factor, ::factor], image.shape)
+
+
+def upsample_bilinear(small: np.ndarray, shape) -> np.ndarray:
+    img = Image.fromarray(np.ascontiguousarray(small))
+    return np.asarray(img.resize(shape[:2][::-1], Image.Resampling.BILINEAR))
 
 
 def reencode(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +102,7 @@ class H5Batches(keras.utils.PyDataset):
 
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, crop: bool = True, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
-                 reencode: float = 0.0,
+                 degrade_all: float = 0.0, reencode: float = 0.0,
                  synth_memes: float = 0.0, synth_nonmemes: float = 0.0, fit: str = DEFAULT_FIT,
                  sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
                  shard: tuple[int, int] = (0, 1), pad_to: int = 1, **kwargs):
@@ -101,6 +110,7 @@ class H5Batches(keras.utils.PyDataset):
         self.path, self.split, self.batch_size = str(path), split, batch_size
         self.shuffle, self.seed, self.augment, self.crop = shuffle, seed, augment, crop
         self.degrade_memes, self.smooth_tiny, self.reencode = degrade_memes, smooth_tiny, reencode
+        self.degrade_all = degrade_all
         self.synth_memes, self.fit = min(synth_memes, MAX_SYNTH), fit
         self.synth_nonmemes = synth_nonmemes
         self.sizes = tuple(sizes)
@@ -208,8 +218,8 @@ class H5Batches(keras.utils.PyDataset):
 
     @property
     def _random(self) -> bool:
-        return bool(self.augment or self.degrade_memes or self.smooth_tiny or self.reencode or self.synth_memes
-                    or self.synth_nonmemes)
+        return bool(self.augment or self.degrade_memes or self.smooth_tiny or self.degrade_all or self.reencode
+                    or self.synth_memes or self.synth_nonmemes)
 
     def _plan(self, y: np.ndarray, small: np.ndarray, rng: np.random.Generator) -> tuple[dict[int, int], set[int]]:
         """Which rows of the batch become synthesised memes (target -> the non-meme captioned into it) and which
@@ -248,6 +258,8 @@ class H5Batches(keras.utils.PyDataset):
             image = degrade(image)
         elif label == NON_MEME and rng.random() < self.smooth_tiny and is_repeated(image):
             image = smooth_upsample(image)
+        elif self.degrade_all and rng.random() < self.degrade_all:
+            image = degrade_smooth(image)
         if self.reencode and rng.random() < self.reencode:
             image = reencode(image, rng)
         if self.augment:

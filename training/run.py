@@ -89,6 +89,10 @@ def parse_args(argv=None):
     p.add_argument("--smooth-tiny", type=fraction, default=1.0, metavar="P",
                    help="re-upsample a 32px non-meme bilinearly instead of by repetition with probability P "
                         "(default 1: always)")
+    p.add_argument("--degrade-all", type=fraction, default=0.0, metavar="P",
+                   help="pass a training picture of either label through 32x32 and back bilinearly with probability "
+                        "P, the way the 32-px pictures reach the input side, so that a blur names neither label "
+                        "(default 0: off)")
     p.add_argument("--reencode", type=fraction, default=REENCODE, metavar="P",
                    help="with probability P a training picture of either label is shrunk (to 50-100%% of its side) "
                         f"and back, then re-encoded as JPEG at quality 30-95: format is not a label (default {REENCODE})")
@@ -263,7 +267,7 @@ def train(args) -> dict:
             tf.config.experimental.enable_op_determinism()
         train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
                              crop=args.crop, degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
-                             reencode=args.reencode,
+                             degrade_all=args.degrade_all, reencode=args.reencode,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
                              balance_classes=True, shard=topology.shard, pad_to=topology.devices,
                              workers=args.workers, use_multiprocessing=False)
