@@ -23,6 +23,7 @@ from processing.manifest import read_manifests, status_counts
 from processing.reasons import OK
 
 from training import ARCHS, DEFAULT_ARCH, DEPRECATED_ARCHS, folder_arg
+from training.metrics import format_rates
 from training.ood import build_inputs, real_folders
 
 from .corpus import make_corpus, write_site
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
         mirror.terminate()
         mirror.wait()
     dataset = out / "dataset.h5"
-    own = own_folders(shared) if corpus.photos else []
+    own = [*own_folders(shared), "--source-root", str(shared)] if corpus.photos else []   # sources named by family
     timings["build_h5"] = run_stage("build_h5", [py, "-m", "processing.build_h5", "--manifest", str(crawl / "manifests"),
                                     "--cifar", str(site.cifar), "--cifar-md5", site.cifar_md5, "--cifar-count",
                                     str(len(corpus.tiny)), *own, "--group-by", "template", "--side", str(args.side), "--min-side", "32",
@@ -159,6 +160,7 @@ def print_summary(out: Path, corpus, site, timings: dict, seconds: float) -> Non
     lines.append(f"test split       : accuracy {report['accuracy']:.4f}, F1 {report['f1']:.4f}, "
                  f"ROC-AUC {report['roc_auc'] if report['roc_auc'] is None else round(report['roc_auc'], 4)} "
                  f"on {report['count']} images ({report['epochs_run']} epochs)")
+    lines.append(f"test by family   : {format_rates(report['by_family'])}")
     photos = out / "photos" / "report.json"
     if photos.exists():
         p = json.loads(photos.read_text())

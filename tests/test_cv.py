@@ -13,7 +13,7 @@ from processing import build_h5
 from processing.cliutil import UsageError
 from processing.schema import MEME, NON_MEME, SPLIT_NAMES
 from training import cv
-from training.realdata import build_args, discover, families
+from training.realdata import build_args, discover, families, family_of_source
 
 
 def put(root, rel, n, bright, size=(140, 170)):
@@ -78,6 +78,8 @@ def test_source_root_keeps_folders_of_one_name_apart(shared, tmp_path):
     with h5py.File(out) as f:
         names = {s.decode() for s in f["source"][:]}
     assert {s.key for s in discover(shared)} == names
+    assert {s.key: family_of_source(s.key) for s in discover(shared)} == {s.key: s.family for s in discover(shared)}
+    assert family_of_source("loc_archive") == "loc_archive" and family_of_source("folder:mine") == "folder:mine"
     assert "folder:memes/newfam/kind-a/owner_repo" in names and "folder:memes/newfam/kind-b/owner_repo" in names
     with pytest.raises(UsageError, match="--source-root .* is not a folder"):
         build_h5.main(["--memes", str(shared / "photos/set1"), "--source-root", str(tmp_path / "nope"),

@@ -34,4 +34,7 @@ def test_demo_end_to_end(tmp_path):
         assert int(f["labels"][:].sum()) == 27
     report = json.loads((out / "run" / "report.json").read_text())
     assert report["count"] > 0 and 0 <= report["accuracy"] <= 1
+    with h5py.File(out / "dataset.h5") as f:        # no shared data: each source (a crawl, CIFAR) its own family
+        assert {r["group"] for r in report["by_family"]} <= {s.decode() for s in f["source"][:]}
+    assert sum(r["images"] for r in report["by_family"]) == report["count"] and "test by family   : " in r.stdout
     assert (out / "run" / "model.keras").is_file() and (out / "logs" / "predict.log").read_text().count("\t") >= 6

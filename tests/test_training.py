@@ -15,7 +15,7 @@ from tests.support.testkit import ROOT, captioned_dataset, picture, save
 from processing import build_h5
 from processing.transform import tiny_to_input
 from training.data import H5Batches, class_weights, degrade, is_repeated, read_rows, smooth_upsample
-from training.metrics import binary_report, roc_auc
+from training.metrics import binary_report, rates_by_group, roc_auc
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,10 @@ def test_run_writes_model_report_and_plots(trained):
     assert report["count"] == 20 and report["memes"] == 8
     assert report["accuracy"] >= 0.9          # captions on noise vs blocky noise: easy
     assert "test: 20 images" in stdout and "ROC-AUC" in stdout
+    by_source = {(r["group"], r["label"]): r for r in report["by_source"]}      # every test row in one source row
+    assert sum(r["images"] for r in report["by_source"]) == sum(r["images"] for r in report["by_family"]) == 20
+    assert sum(r["correct"] for r in report["by_source"]) == round(report["accuracy"] * 20)
+    assert {label for _, label in by_source} == {"meme", "non_meme"} and "test by family" in stdout
     assert json.loads((out / "preprocess.json").read_text())["fit"] == "letterbox"
     with open(out / "log.csv") as fh:
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == list(range(report["epochs_run"]))
@@ -167,7 +171,7 @@ def test_evaluate_split_and_folders(trained, dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     split_report = json.loads(r.stdout)
     run_report = json.loads((out / "report.json").read_text())
-    for key in ("accuracy", "f1", "roc_auc", "confusion_matrix", "count"):
+    for key in ("accuracy", "f1", "roc_auc", "confusion_matrix", "count", "by_source", "by_family"):
         assert split_report[key] == run_report[key]
     memes = dataset.parent / "memes"
     photos = tmp_path / "photos"
@@ -249,6 +253,21 @@ def test_degrade_is_the_cifar_path_and_smoothing_removes_blocks():
     tiny = tiny_to_input(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
     assert is_repeated(tiny) and not is_repeated(smooth_upsample(tiny))
     assert class_weights(np.array([0, 0, 0, 1])) == {0: 4 / 6, 1: 2.0}
+
+
+def test_rates_by_group_against_a_plain_count():
+    rng = np.random.default_rng(2)
+    groups = rng.choice(["a", "b", "c"], 300)
+    y = rng.integers(0, 2, 300)
+    p = rng.random(300)
+    rows = rates_by_group(groups, y, p, 0.4)
+    for r in rows:
+        label = 1 if r["label"] == "meme" else 0
+        mine = [(pi >= 0.4) == bool(label) for g, yi, pi in zip(groups, y, p) if g == r["group"] and yi == label]
+        assert (r["images"], r["correct"]) == (len(mine), sum(mine)) and r["rate"] == pytest.approx(sum(mine) / len(mine))
+    assert sum(r["images"] for r in rows) == 300 and [r["group"] for r in rows] == sorted(r["group"] for r in rows)
+    assert rates_by_group(["x", "x"], [1, 1], [0.9, 0.1], 0.5) == [
+        {"group": "x", "label": "meme", "images": 2, "correct": 1, "rate": 0.5}]
 
 
 def test_metrics_against_brute_force():

@@ -378,11 +378,11 @@ def build(sources: list[Source], shared: Path, out: Path, args) -> Path:
 
 def score_fold(run: Path, data: Path, batch_size: int = 64) -> dict:
     """Probabilities of the fold's held-out rows, with their sources and labels, and the model's threshold."""
-    import h5py
     import keras
 
     from .classifier import load_classifier, predict_probs
     from .data import H5Batches
+    from .evaluate import read_sources
     from .metrics import choose_threshold
 
     model, pre = load_classifier(run)
@@ -390,8 +390,7 @@ def score_fold(run: Path, data: Path, batch_size: int = 64) -> dict:
     probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
     val = H5Batches(data, "val", batch_size)
     val_probs = predict_probs(model, (val[i][0] for i in range(len(val))))
-    with h5py.File(data, "r") as f:
-        sources = [s.decode() for s in f["source"][:][ds.indices]]
+    sources = read_sources(data, ds.indices)
     keras.backend.clear_session()
     return {"source": sources, "label": ds.labels.astype(int).tolist(), "prob": probs.astype(float).tolist(),
             "threshold": pre.threshold, "val_threshold": choose_threshold(val.labels.astype(int), val_probs)}

@@ -27,8 +27,9 @@ from processing.sources import Skip, from_folder
 from . import folder_arg, plots
 from .classifier import check_model, load_classifier, min_native_side, native_input, predict_array, predict_probs
 from .h5file import DatasetError, open_dataset
-from .metrics import binary_report, expected_calibration_error, reliability_bins
+from .metrics import binary_report, expected_calibration_error, format_rates, rates_by_group, reliability_bins
 from .preprocess import Preprocess
+from .realdata import family_of_source
 
 GRID = 9
 
@@ -39,7 +40,20 @@ def evaluate_split(model, data: str, split: str, batch_size: int = 64):
     ds = H5Batches(data, split, batch_size)
     probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
     grid = ds[0][0][:GRID]
-    return ds.labels.astype(int), probs, grid
+    return ds.labels.astype(int), probs, grid, read_sources(data, ds.indices)
+
+
+def read_sources(data: str, rows: np.ndarray) -> list[str]:
+    with open_dataset(data) as f:
+        return [s.decode() for s in f["source"][:][rows]]
+
+
+def by_source(sources: list[str], y, probs, threshold: float) -> dict:
+    """Meme recall or non-meme specificity per source and per family (``realdata.family_of_source``): which
+    kinds of picture the figures above hide."""
+    families = [family_of_source(s) for s in sources]
+    return {"by_family": rates_by_group(families, y, probs, threshold),
+            "by_source": rates_by_group(sources, y, probs, threshold)}
 
 
 def folder_jobs(memes: list[str], non_memes: list[str]):
@@ -190,8 +204,9 @@ def main(argv=None) -> int:
     threshold = pre.with_threshold(args.threshold).threshold
     try:
         if args.data:
-            y, probs, grid = evaluate_split(model, args.data, args.split, args.batch_size)
-            grid_y, grid_p, extra = y[:GRID], probs[:GRID], {"data": args.data, "split": args.split}
+            y, probs, grid, sources = evaluate_split(model, args.data, args.split, args.batch_size)
+            grid_y, grid_p = y[:GRID], probs[:GRID]
+            extra = {"data": args.data, "split": args.split, **by_source(sources, y, probs, threshold)}
         else:
             y, probs, grid, grid_y, grid_p, skipped = evaluate_folders(
                 model, pre, args.memes, args.non_memes, args.batch_size, args.max_side if args.native_size else None,
@@ -206,7 +221,12 @@ def main(argv=None) -> int:
                               extra)
     else:
         report = {**binary_report(y, probs, threshold), **extra}
-    print(json.dumps(report, sort_keys=True) if args.json else format_summary(report))
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print(format_summary(report))
+        if args.data:
+            print(f"by family (meme recall or specificity): {format_rates(report['by_family'])}")
     return 0
 
 

@@ -51,6 +51,27 @@ def binary_report(y_true, prob, threshold: float = DEFAULT_THRESHOLD) -> dict:
     }
 
 
+def rates_by_group(groups, y_true, prob, threshold: float) -> list[dict]:
+    """Per group and label, sorted by group: its images, how many the threshold gets right and that rate -- meme
+    recall for memes, specificity for non-memes."""
+    y = np.asarray(y_true).astype(int)
+    right = (np.asarray(prob) >= threshold).astype(int) == y
+    groups = np.asarray(groups, dtype=object)
+    out = []
+    for group in sorted(set(groups.tolist())):
+        for label in (1, 0):
+            mine = (groups == group) & (y == label)
+            if mine.any():
+                out.append({"group": group, "label": LABEL_NAMES[label], "images": int(mine.sum()),
+                            "correct": int(right[mine].sum()), "rate": float(right[mine].mean())})
+    return out
+
+
+def format_rates(rows: list[dict]) -> str:
+    """``rates_by_group``'s rows on one line: ``group rate (correct/images)``."""
+    return ", ".join(f"{r['group']} {r['rate']:.3f} ({r['correct']}/{r['images']})" for r in rows)
+
+
 def balanced_accuracy(y_true, prob, threshold: float) -> float:
     """Mean of meme recall and non-meme specificity at ``threshold`` (Youden's J = 2 x this - 1)."""
     y = np.asarray(y_true).astype(int)

@@ -73,6 +73,16 @@ def family_of(top: str, parts: tuple[str, ...]) -> tuple[str, int] | None:
     return None
 
 
+def family_of_source(key: str) -> str:
+    """The family of a dataset row's ``source``: its shared-data family where the source is a shared folder (a
+    dataset built with ``--source-root`` at the shared folder: ``folder:memes/world2/...``), else the source itself
+    (a crawl, CIFAR-100, a folder named without its place)."""
+    kind, _, name = key.partition(":")
+    parts = tuple(name.split("/")) if kind in ("folder", "tiny") else ()
+    found = family_of(parts[0], parts[1:]) if parts else None
+    return found[0] if found else key
+
+
 def discover(shared: str | Path) -> list[Source]:
     """Every source folder of the shared data, memes first, then non-memes, each in path order."""
     shared = Path(shared)

@@ -341,8 +341,8 @@ def finish(args, train_seconds: float, topology: dict) -> dict:
     """Best model -> model.keras, then the test-split report and plots."""
     from . import plots
     from .classifier import load_classifier
-    from .evaluate import GRID, evaluate_split, format_summary, write_report
-    from .metrics import balanced_accuracy, choose_threshold
+    from .evaluate import GRID, by_source, evaluate_split, format_summary, write_report
+    from .metrics import balanced_accuracy, choose_threshold, format_rates
 
     best = args.out / (BEST if (args.out / BEST).exists() else CHECKPOINT)
     shutil.copyfile(best, args.out / ".model.keras.tmp")
@@ -350,18 +350,20 @@ def finish(args, train_seconds: float, topology: dict) -> dict:
     model, pre = load_classifier(args.out)
     calibration = {"threshold_rule": "default"}
     if args.calibrate:
-        val_y, val_probs, _ = evaluate_split(model, args.data, "val", args.batch_size)
+        val_y, val_probs, _, _ = evaluate_split(model, args.data, "val", args.batch_size)
         pre = pre.with_threshold(choose_threshold(val_y, val_probs))
         pre.save(args.out)
         calibration = {"threshold_rule": "max balanced accuracy on val; within one val image of it, closest to 0.5",
                        "val_balanced_accuracy": balanced_accuracy(val_y, val_probs, pre.threshold)}
-    y, probs, grid = evaluate_split(model, args.data, "test", args.batch_size)
+    y, probs, grid, sources = evaluate_split(model, args.data, "test", args.batch_size)
     report = write_report(args.out, y, probs, grid, y[:GRID], probs[:GRID], pre.threshold, "test split",
                           {"data": str(args.data), "split": "test", "arch": args.arch, **calibration, **topology,
                            "train_seconds": round(train_seconds, 1),
-                           "epochs_run": json.loads((args.out / STATE).read_text())["epoch"] + 1})
+                           "epochs_run": json.loads((args.out / STATE).read_text())["epoch"] + 1,
+                           **by_source(sources, y, probs, pre.threshold)})
     plots.learning_curves(args.out / "log.csv", args.out / "learning_curves.png")
     print(f"test: {format_summary(report)}")
+    print(f"test by family (meme recall or specificity): {format_rates(report['by_family'])}")
     print(f"model: {args.out / 'model.keras'}; report: {args.out / 'report.json'}; plots: {args.out}/*.png")
     return report
 
