@@ -287,6 +287,7 @@ def test_metrics_against_brute_force():
 def test_same_seed_same_model_on_cpu(dataset, tmp_path):
     import keras
 
+    import training.optim  # noqa: F401  (registers the optimizer and the loss for loading)
     import training.spp  # noqa: F401  (registers the layer for loading)
 
     for name in ("a", "b"):
