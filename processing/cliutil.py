@@ -91,6 +91,19 @@ def distinct_list(item, example: str):
     return parse
 
 
+def choice_list(choices):
+    """argparse type: ``all``, or comma-separated distinct names from ``choices`` (``latin,ja``)."""
+    def parse(text: str) -> tuple:
+        if text == "all":
+            return tuple(choices)
+        values = tuple(text.split(","))
+        if any(v not in choices for v in values) or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"expected 'all' or distinct names from {','.join(choices)}, "
+                                             f"got {text!r}")
+        return values
+    return parse
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def test_every_script_has_fonts_that_cover_each_of_its_words():
 @pytest.mark.parametrize("name", sorted(SCRIPT_SHARES))
 def test_each_script_is_drawn_in_every_caption_style(name, monkeypatch):
     script = available_scripts()[name]
-    monkeypatch.setattr(synth, "pick_script", lambda rng: script)
+    monkeypatch.setattr(synth, "pick_script", lambda rng, allowed=None: script)
     monkeypatch.setattr(synth, "SMALL_CAPTIONS", 0.0)
     for style in STYLES:
         pic = picture(2)
@@ -147,6 +147,33 @@ def test_cjk_lines_break_between_characters_and_others_between_words():
     hindi = synth.font(available_scripts()["devanagari"].regular[0], 20)
     words = "आखिरकार मेरा कोड चलता है"
     assert " ".join(wrap(words, hindi, 90)) == words                 # clusters never split: whole words per line
+
+
+@needs_noto
+def test_synth_styles_and_scripts_restrict_what_is_drawn():
+    rng = np.random.default_rng(3)
+    assert {scripts.pick_script(rng, ("ja", "thai")).name for _ in range(60)} == {"ja", "thai"}
+    assert {scripts.pick_script(rng, ("latin",)).name for _ in range(20)} == {"latin"}
+    pic = picture(4)
+    for seed in range(3):                         # one allowed style: exactly that style's drawing
+        chosen = caption_meme(pic, np.random.default_rng(seed), styles=("sticker",), scripts=("ko",))
+        same_draws = np.random.default_rng(seed)
+        same_draws.integers(1)                        # the style draw among one
+        assert np.array_equal(chosen, caption_meme(pic, same_draws, "sticker", scripts=("ko",)))
+
+
+def test_synth_styles_and_scripts_flags_take_all_or_known_names(capsys):
+    from training.run import parse_args
+
+    args = parse_args(["--synth-styles", "subtitle,sticker", "--synth-scripts", "zh-hans,ja"])
+    assert args.synth_styles == ("subtitle", "sticker") and args.synth_scripts == ("zh-hans", "ja")
+    args = parse_args(["--synth-styles", "all"])
+    assert args.synth_styles == STYLES and args.synth_scripts == tuple(SCRIPT_SHARES)
+    for bad in ("klingon", "latin,latin", ""):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--synth-scripts", bad])
+        assert exc.value.code == 2
+    assert "expected 'all' or distinct names from latin,cyrillic" in capsys.readouterr().err
 
 
 def test_a_script_without_fonts_is_left_out_and_said_once(monkeypatch, capsys):

@@ -356,6 +356,22 @@ def test_the_synthesis_never_draws_on_32px_pictures(mixed):
     assert drawn > 0
 
 
+def test_the_stream_hands_its_styles_and_scripts_to_the_synthesis(mixed, monkeypatch):
+    import training.data as data
+
+    calls = []
+    real_caption, real_text = data.caption_meme, data.text_nonmeme
+    monkeypatch.setattr(data, "caption_meme", lambda *a, **k: calls.append(("caption", k)) or real_caption(*a, **k))
+    monkeypatch.setattr(data, "text_nonmeme", lambda *a, **k: calls.append(("text", k)) or real_text(*a, **k))
+    ds = H5Batches(mixed, "train", 32, shuffle=True, seed=1, synth_memes=0.1, synth_nonmemes=0.5,
+                   synth_styles=("subtitle",), synth_scripts=("latin", "ja"))
+    for i in range(len(ds)):
+        ds[i]
+    assert {kind for kind, _ in calls} == {"caption", "text"}
+    assert all(k["scripts"] == ("latin", "ja") for _, k in calls)
+    assert all(k["styles"] == ("subtitle",) for kind, k in calls if kind == "caption")
+
+
 def test_validation_stream_synthesises_the_same_every_epoch(mixed):
     dataset = mixed
     val = H5Batches(dataset, "val", 8, seed=2, synth_memes=0.5, synth_nonmemes=0.3, same_every_epoch=True)

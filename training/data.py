@@ -103,7 +103,8 @@ class H5Batches(keras.utils.PyDataset):
     def __init__(self, path, split: str, batch_size: int = 64, *, shuffle: bool = False, seed: int = 0,
                  augment: bool = False, crop: bool = True, degrade_memes: float = 0.0, smooth_tiny: float = 0.0,
                  degrade_all: float = 0.0, reencode: float = 0.0,
-                 synth_memes: float = 0.0, synth_nonmemes: float = 0.0, fit: str = DEFAULT_FIT,
+                 synth_memes: float = 0.0, synth_nonmemes: float = 0.0, synth_styles: tuple[str, ...] | None = None,
+                 synth_scripts: tuple[str, ...] | None = None, fit: str = DEFAULT_FIT,
                  sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
                  shard: tuple[int, int] = (0, 1), pad_to: int = 1, **kwargs):
         super().__init__(**kwargs)
@@ -113,6 +114,7 @@ class H5Batches(keras.utils.PyDataset):
         self.degrade_all = degrade_all
         self.synth_memes, self.fit = min(synth_memes, MAX_SYNTH), fit
         self.synth_nonmemes = synth_nonmemes
+        self.synth_styles, self.synth_scripts = synth_styles, synth_scripts
         self.sizes = tuple(sizes)
         self.same_every_epoch = same_every_epoch   # a validation stream: the same synthesis every epoch
         self.shard, self.pad_to = shard, pad_to     # (this process, processes); rows per batch a multiple of this
@@ -201,9 +203,10 @@ class H5Batches(keras.utils.PyDataset):
         for k, r in enumerate(rows.tolist()):
             rng = np.random.default_rng([self.seed, epoch, i, r]) if self._random else None
             if r in captions:
-                x[k], y[k] = caption_meme(pixels[captions[r]], rng, fit=self.fit), MEME
+                x[k], y[k] = caption_meme(pixels[captions[r]], rng, fit=self.fit, styles=self.synth_styles,
+                                          scripts=self.synth_scripts), MEME
             elif r in texts:
-                x[k] = text_nonmeme(pixels[r], rng, fit=self.fit)
+                x[k] = text_nonmeme(pixels[r], rng, fit=self.fit, scripts=self.synth_scripts)
             else:
                 x[k] = pixels[r]
             if rng is not None:

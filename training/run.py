@@ -19,14 +19,15 @@ import time
 from pathlib import Path
 
 from processing import paths
-from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, count, distinct_list, fraction,
-                                positive_float, positive_int, run_main)
+from processing.cliutil import (ArgumentParser, UsageError, atomic_write_json, choice_list, count, distinct_list,
+                                fraction, positive_float, positive_int, run_main)
 
 from . import ARCHS, DEFAULT_ARCH, DEPRECATED_ARCHS, canonical_arch, folder_arg
 from .h5file import DatasetError, open_dataset, split_names, untrainable
 from .parallel import cluster_from, fingerprint, setup
 from .preprocess import MAX_SIZE, MIN_SIZE, Preprocess
-from .synth import MAX_SYNTH
+from .scripts import SCRIPT_SHARES
+from .synth import MAX_SYNTH, STYLES
 
 CHECKPOINT = "checkpoint.keras"   # the last finished epoch, model + optimizer state
 BEST = "best.keras"               # lowest validation loss so far
@@ -105,6 +106,13 @@ def parse_args(argv=None):
                         "(posters, app screens, pages: training.synth.text_nonmeme), so text alone does not make a "
                         "meme (taken from the non-memes that captioning left untouched, so at most "
                         f"1 - 2 x --synth-memes; default {SYNTH_NONMEMES}; 0 turns it off)")
+    p.add_argument("--synth-styles", type=choice_list(STYLES), default=STYLES, metavar="NAMES",
+                   help=f"the caption styles --synth-memes draws from ('all', or some of {','.join(STYLES)}; "
+                        "default all)")
+    p.add_argument("--synth-scripts", type=choice_list(tuple(SCRIPT_SHARES)), default=tuple(SCRIPT_SHARES),
+                   metavar="NAMES",
+                   help="the scripts the synthesis writes captions and designed text in, drawn by their shares in "
+                        f"training/scripts.py ('all', or some of {','.join(SCRIPT_SHARES)}; default all)")
     p.add_argument("--sizes", help="training sizes, one per epoch in turn (e.g. 128,96,160; default: the dataset's "
                                    "side, build_h5 --side)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=False,
@@ -268,14 +276,16 @@ def train(args) -> dict:
         train_ds = H5Batches(args.data, "train", args.batch_size, shuffle=True, seed=args.seed, augment=args.augment,
                              crop=args.crop, degrade_memes=args.degrade_memes, smooth_tiny=args.smooth_tiny,
                              degrade_all=args.degrade_all, reencode=args.reencode,
-                             synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes, fit=fit, sizes=sizes,
+                             synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes,
+                             synth_styles=args.synth_styles, synth_scripts=args.synth_scripts, fit=fit, sizes=sizes,
                              balance_classes=True, shard=topology.shard, pad_to=topology.devices,
                              workers=args.workers, use_multiprocessing=False)
         # validation gets the training's synthesis, the same every epoch: the epoch kept is then the one that
         # best tells memes in every synthesised format from designed text, not only the real val templates
         # (the threshold is still chosen on the real val split alone: finish())
         val_ds = H5Batches(args.data, "val", args.batch_size, seed=args.seed, synth_memes=args.synth_memes,
-                           synth_nonmemes=args.synth_nonmemes, fit=fit, same_every_epoch=True,
+                           synth_nonmemes=args.synth_nonmemes, synth_styles=args.synth_styles,
+                           synth_scripts=args.synth_scripts, fit=fit, same_every_epoch=True,
                            shard=topology.shard, pad_to=topology.devices, workers=args.workers,
                            use_multiprocessing=False)
     except DatasetError as exc:

@@ -158,10 +158,11 @@ def available_scripts() -> dict[str, Script]:
     return found
 
 
-def pick_script(rng: np.random.Generator) -> Script:
-    """A script drawn by ``SCRIPT_SHARES`` among the installed ones."""
+def pick_script(rng: np.random.Generator, allowed: tuple[str, ...] | None = None) -> Script:
+    """A script drawn by ``SCRIPT_SHARES`` among the installed ones (of ``allowed`` if given; Latin, always
+    installed, where none of them is)."""
     scripts = available_scripts()
-    names = list(scripts)
+    names = [n for n in scripts if allowed is None or n in allowed] or ["latin"]
     shares = np.array([SCRIPT_SHARES[n] for n in names])
     return scripts[names[int(rng.choice(len(names), p=shares / shares.sum()))]]
 

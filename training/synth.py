@@ -809,27 +809,29 @@ NONMEME_RENDERERS = {"poster": poster, "screen": screen, "page": page, "receipt"
 
 
 def render(table: dict, kind: str, picture: np.ndarray, rng: np.random.Generator, style: str | None,
-           fit: str) -> np.ndarray:
-    """``picture`` (square uint8 RGB) drawn by ``table[style]`` (a random style if None), fitted back to its side.
+           fit: str, styles: tuple[str, ...] | None = None, scripts: tuple[str, ...] | None = None) -> np.ndarray:
+    """``picture`` (square uint8 RGB) drawn by ``table[style]`` (if None, a random one of ``styles``, by default
+    every style of ``table``) in a script of ``scripts`` (``scripts.pick_script``), fitted back to its side.
 
     Letterbox bands are trimmed first, so the drawing uses the picture, not the grey; the canvas is sized from
     the square's side, so a picture far wider than tall is drawn as large as any other.
     """
-    style = style or pick(rng, tuple(table))
+    style = style or pick(rng, styles or tuple(table))
     if style not in table:
         raise ValueError(f"unknown {kind} style {style!r}; choose from {tuple(table)}")
     side = picture.shape[0]
-    drawn = table[style](trim_fill(picture), rng, side * RENDER, pick_script(rng))
+    drawn = table[style](trim_fill(picture), rng, side * RENDER, pick_script(rng, scripts))
     return fit_image(np.asarray(drawn), fit, side)
 
 
 def caption_meme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
-                 fit: str = DEFAULT_FIT) -> np.ndarray:
-    """``picture`` captioned in one of ``STYLES``: a meme."""
-    return render(RENDERERS, "caption", picture, rng, style, fit)
+                 fit: str = DEFAULT_FIT, styles: tuple[str, ...] | None = None,
+                 scripts: tuple[str, ...] | None = None) -> np.ndarray:
+    """``picture`` captioned in one of ``STYLES`` (or of ``styles``): a meme."""
+    return render(RENDERERS, "caption", picture, rng, style, fit, styles, scripts)
 
 
 def text_nonmeme(picture: np.ndarray, rng: np.random.Generator, style: str | None = None,
-                 fit: str = DEFAULT_FIT) -> np.ndarray:
+                 fit: str = DEFAULT_FIT, scripts: tuple[str, ...] | None = None) -> np.ndarray:
     """``picture`` made into designed text in one of ``NONMEME_STYLES``: still not a meme."""
-    return render(NONMEME_RENDERERS, "text non-meme", picture, rng, style, fit)
+    return render(NONMEME_RENDERERS, "text non-meme", picture, rng, style, fit, scripts=scripts)
