@@ -222,13 +222,16 @@ def test_comparison_puts_variants_side_by_side(tmp_path, capsys):
                            "roc_auc": {"per_seed": [0.9] * len(seeds), "mean": 0.9, "spread": 0.0}}}
     table = cv.comparison([result("a", [8, 6], 1, [0, 1]), result("b", [9], 0, [0])])
     lines = table.splitlines()
-    assert lines[0] == "| family | measure | `a` (2 seeds) | `b` (1 seed) |"
-    assert lines[2] == "| zfam | meme recall | 0.700 (0.200) | **0.900** |"     # memes first, tiny last
-    assert lines[3] == "| tiny | specificity | **1.000** (0.000) | 0.000 |"
+    assert lines[0].startswith("| variant | seeds | minutes | recall | specificity | ROC-AUC | recall, val threshold |")
+    assert lines[0].endswith(" | zfam | tiny |")                                          # memes first, tiny last
+    assert lines[2] == ("| `a` | 2 | 3 | 0.700 (0.200) | **1.000** (0.000) | **0.900** (0.000) | n/a | n/a | n/a "
+                        "| n/a | 0.700 (0.200) | **1.000** (0.000) |")
+    assert lines[3] == "| `b` | 1 | 3 | **0.900** | 0.000 | **0.900** | n/a | n/a | n/a | n/a | **0.900** | 0.000 |"
+    assert "meme recall for zfam; specificity for the others" in table
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(result("a", [8, 6], 1, [0, 1])))
     b.write_text("not json")
-    assert cv.main(["--compare", str(a)]) == 0 and "`a` (2 seeds)" in capsys.readouterr().out
+    assert cv.main(["--compare", str(a)]) == 0 and "| `a` | 2 | 3 |" in capsys.readouterr().out
     with pytest.raises(UsageError, match="not a cv.json"):
         cv.main(["--compare", str(a), str(b)])
     with pytest.raises(SystemExit) as exc:

@@ -287,34 +287,37 @@ def markdown(result: dict, title: str) -> str:
 
 
 def comparison(results: list[dict]) -> str:
-    """Variants side by side: per family and pooled, the mean over seeds (spread in brackets); the best of each
-    row in bold. A difference smaller than the spreads is a tie."""
-    names = [f"`{r['name']}` ({len(r['seeds'])} seed{'s' * (len(r['seeds']) > 1)})" for r in results]
-    lines = ["| family | measure | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(results)]
+    """Variants side by side, one row each: pooled recall, specificity and ROC-AUC (at the stored threshold, then
+    at the val and class-prior thresholds), then per family (meme recall for a meme family, specificity for a
+    non-meme family); the mean over seeds, the spread in brackets, the best of each column in bold. A difference
+    smaller than the spreads is a tie."""
+    labels = {f: v["label"] for r in results for f, v in r["families"].items()}
+    fams = sorted(labels, key=lambda f: (labels[f] != MEME, f == "tiny", f))
+    columns = [("recall", lambda r: r["pooled"]["meme recall"]),
+               ("specificity", lambda r: r["pooled"]["non-meme specificity"]),
+               ("ROC-AUC", lambda r: r["pooled"]["roc_auc"])]
+    for key, short in (("at_val_threshold", "val threshold"), ("at_prior_threshold", "class-prior threshold")):
+        for measure, word in (("meme recall", "recall"), ("non-meme specificity", "specificity")):
+            columns.append((f"{word}, {short}",
+                            lambda r, key=key, measure=measure: r.get(key, {}).get("pooled", {}).get(measure)))
+    columns += [(fam, lambda r, fam=fam: r["families"].get(fam)) for fam in fams]
+    cells = [[get(r) for r in results] for _, get in columns]
+    best = [max((c["mean"] for c in col if c and c["mean"] is not None), default=None) for col in cells]
 
-    def shown(cell, best) -> str:
+    def shown(cell, top) -> str:
         if not cell or cell["mean"] is None:
             return "n/a"
-        text = f"**{cell['mean']:.3f}**" if cell["mean"] == best else f"{cell['mean']:.3f}"
+        text = f"**{cell['mean']:.3f}**" if cell["mean"] == top else f"{cell['mean']:.3f}"
         seeds = cell.get("rates") or cell.get("per_seed") or []
         return text + (f" ({cell['spread']:.3f})" if len(seeds) > 1 else "")
 
-    def row(label, measure, cells):
-        best = max((c["mean"] for c in cells if c and c["mean"] is not None), default=None)
-        lines.append(f"| {label} | {measure} | " + " | ".join(shown(c, best) for c in cells) + " |")
-
-    labels = {f: v["label"] for r in results for f, v in r["families"].items()}
-    for fam in sorted(labels, key=lambda f: (labels[f] != MEME, f == "tiny", f)):
-        row(fam, "meme recall" if labels[fam] == MEME else "specificity", [r["families"].get(fam) for r in results])
-    for measure in ("meme recall", "non-meme specificity"):
-        row("*all*", measure, [r["pooled"][measure] for r in results])
-    row("*all*", "ROC-AUC", [r["pooled"]["roc_auc"] for r in results])
-    for key, short in (("at_val_threshold", "threshold from val"), ("at_prior_threshold", "class-prior threshold")):
-        for measure in ("meme recall", "non-meme specificity"):
-            row("*all*", f"{measure}, {short}", [r.get(key, {}).get("pooled", {}).get(measure) for r in results])
-    minutes = " / ".join(f"{r['minutes']:.0f}" for r in results)
-    lines += ["", f"Minutes of training and scoring on the 2-core machine, in column order: {minutes}."]
-    return "\n".join(lines)
+    lines = ["| variant | seeds | minutes | " + " | ".join(name for name, _ in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for i, r in enumerate(results):
+        lines.append(f"| `{r['name']}` | {len(r['seeds'])} | {r['minutes']:.0f} | "
+                     + " | ".join(shown(col[i], top) for col, top in zip(cells, best)) + " |")
+    return "\n".join(lines + ["", "Family columns: meme recall for " + ", ".join(f for f in fams if labels[f] == MEME)
+                               + "; specificity for the others. Minutes: training and scoring on the 2-core machine."])
 
 
 def readme_block(name: str) -> tuple[str, str]:
