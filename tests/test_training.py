@@ -255,6 +255,20 @@ def test_degrade_is_the_cifar_path_and_smoothing_removes_blocks():
     assert class_weights(np.array([0, 0, 0, 1])) == {0: 4 / 6, 1: 2.0}
 
 
+def test_sources_that_are_not_text_are_a_damaged_dataset(dataset, tmp_path):
+    import shutil
+
+    from training.h5file import DatasetError, read_sources
+
+    copy = tmp_path / "d.h5"
+    shutil.copyfile(dataset, copy)
+    assert read_sources(copy, np.array([0, 1])) == read_sources(dataset, np.array([0, 1]))
+    with h5py.File(copy, "r+") as f:
+        f["source"][0] = b"\xff\xfe"
+    with pytest.raises(DatasetError, match="is damaged or not a dataset from processing.build_h5"):
+        read_sources(copy, np.array([0, 1]))
+
+
 def test_rates_by_group_against_a_plain_count():
     rng = np.random.default_rng(2)
     groups = rng.choice(["a", "b", "c"], 300)

@@ -385,7 +385,7 @@ def score_fold(run: Path, data: Path, batch_size: int = 64) -> dict:
 
     from .classifier import load_classifier, predict_probs
     from .data import H5Batches
-    from .evaluate import read_sources
+    from .h5file import read_sources
     from .metrics import choose_threshold
 
     model, pre = load_classifier(run)

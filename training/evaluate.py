@@ -26,7 +26,7 @@ from processing.sources import Skip, from_folder
 
 from . import folder_arg, plots
 from .classifier import check_model, load_classifier, min_native_side, native_input, predict_array, predict_probs
-from .h5file import DatasetError, open_dataset
+from .h5file import DatasetError, open_dataset, read_sources
 from .metrics import binary_report, expected_calibration_error, format_rates, rates_by_group, reliability_bins
 from .preprocess import Preprocess
 from .realdata import family_of_source
@@ -41,11 +41,6 @@ def evaluate_split(model, data: str, split: str, batch_size: int = 64):
     probs = predict_probs(model, (ds[i][0] for i in range(len(ds))))
     grid = ds[0][0][:GRID]
     return ds.labels.astype(int), probs, grid, read_sources(data, ds.indices)
-
-
-def read_sources(data: str, rows: np.ndarray) -> list[str]:
-    with open_dataset(data) as f:
-        return [s.decode() for s in f["source"][:][rows]]
 
 
 def by_source(sources: list[str], y, probs, threshold: float) -> dict:

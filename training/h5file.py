@@ -152,6 +152,15 @@ def split_indices(path, split: str) -> tuple[np.ndarray, np.ndarray]:
 MAX_GAP = 8  # read through gaps this small (rows of other splits) rather than start a new read
 
 
+def read_sources(path, rows: np.ndarray) -> list[str]:
+    """The ``source`` of rows ``rows``; a damaged column is the one-line DatasetError."""
+    with open_dataset(path) as f:
+        try:
+            return [s.decode() for s in f["source"][:][rows]]
+        except H5_ERRORS as exc:   # UnicodeDecodeError is a ValueError
+            raise damaged(path, exc) from None
+
+
 def read_rows(ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
     """Rows ``idx`` (sorted) as one array.
 
