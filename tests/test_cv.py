@@ -250,3 +250,17 @@ def test_bad_out_and_train_flags_are_one_line_before_any_work(tmp_path):
         with pytest.raises(UsageError, match=said):
             cv.main(argv)
     assert not (tmp_path / "o").exists()
+
+
+def test_epochs_default_to_what_the_variants_own_training_run_trains(tmp_path):
+    from training.run import EPOCHS
+
+    def epochs(*argv):
+        args = cv.parse_args(["--out", str(tmp_path / "o"), *argv])
+        cv.check_args(args)
+        return args.epochs
+
+    assert epochs() == EPOCHS["lite0"]
+    assert epochs("--train-flags", "--arch memenet") == EPOCHS["memenet"]
+    assert epochs("--epochs", "7", "--train-flags", "--arch memenet") == 7
+    assert epochs("--quick") == 1

@@ -43,7 +43,7 @@ from processing.schema import MEME, SPLIT_NAMES
 from .realdata import Source, build_args, discover, families
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDS, SEEDS, EPOCHS, TINY_TOTAL = 5, (0, 1), 4, 1500
+FOLDS, SEEDS, TINY_TOTAL = 5, (0, 1), 1500
 MIN_SIDE = 32     # every picture a user could send is scored, small stickers included
 TARGET = 0.90     # the bar per family, drawn on cv.png
 TEST = SPLIT_NAMES.index("test")
@@ -446,7 +446,7 @@ def check_args(args) -> None:
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
-            run_args([*args.train_flags, "--data", "x", "--out", "x"])
+            variant = run_args([*args.train_flags, "--data", "x", "--out", "x"])
     except SystemExit as exc:
         lines = said.getvalue().strip().splitlines()
         why = lines[-1].removeprefix("python -m training.run: error: ") if exc.code and lines else "not a training flag"
@@ -454,6 +454,7 @@ def check_args(args) -> None:
     taken = sorted({f.split("=")[0] for f in args.train_flags} & OWN_FLAGS)
     if taken:
         raise UsageError(f"--train-flags: {', '.join(taken)} are set by training.cv itself (use its own options)")
+    args.epochs = args.epochs or variant.epochs     # by default what the variant's own training.run would train
 
 
 def cross_validate(args) -> dict:
@@ -534,7 +535,9 @@ def parse_args(argv=None):
     p.add_argument("--folds", type=positive_int, default=FOLDS, help=f"K (default {FOLDS})")
     p.add_argument("--seeds", type=distinct_list(count, "0,1"), default=SEEDS, help="seeds, each its own folds and training "
                                                                   "(default 0,1)")
-    p.add_argument("--epochs", type=positive_int, default=EPOCHS, help=f"epochs per fold (default {EPOCHS})")
+    p.add_argument("--epochs", type=positive_int,
+                   help="epochs per fold (default: training.run's for the variant's --arch, so the CV measures "
+                        "what a user's run trains)")
     p.add_argument("--tiny-count", type=count, default=TINY_TOTAL,
                    help=f"32x32 pictures in all from tiny/ (default {TINY_TOTAL})")
     p.add_argument("--min-side", type=positive_int, default=MIN_SIDE,
