@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 from tests.support.testkit import ROOT, captioned_dataset, picture, save
 from processing import build_h5
 from processing.transform import tiny_to_input
-from training.data import H5Batches, class_weights, degrade, is_repeated, read_rows, smooth_upsample
+from training.data import (H5Batches, class_weights, degrade, group_weights, is_repeated, read_rows,
+                           smooth_upsample)
 from training.metrics import binary_report, rates_by_group, roc_auc
 
 
@@ -267,6 +269,56 @@ def test_sources_that_are_not_text_are_a_damaged_dataset(dataset, tmp_path):
         f["source"][0] = b"\xff\xfe"
     with pytest.raises(DatasetError, match="is damaged or not a dataset from processing.build_h5"):
         read_sources(copy, np.array([0, 1]))
+
+
+def test_group_weights_against_a_plain_reference():
+    rng = np.random.default_rng(4)
+    groups = rng.choice(["a", "b", "b", "c", "c", "c", "c"], 400).tolist()
+    labels = rng.integers(0, 2, 400)
+    assert np.allclose(group_weights(groups, labels, 0.0), 1.0)
+    for power in (0.5, 1.0):
+        w = group_weights(groups, labels, power)
+        for y in (0, 1):
+            mine = labels == y
+            n = Counter(g for g, m in zip(groups, mine) if m)
+            raw = np.array([n[g] ** -power for g, m in zip(groups, mine) if m])
+            assert np.allclose(w[mine], raw / raw.mean())        # mean 1 within each label
+    w = group_weights(groups, labels, 1.0)
+    totals = {(y, g): w[(labels == y) & (np.array(groups) == g)].sum() for y in (0, 1) for g in "abc"}
+    assert np.allclose([totals[0, g] for g in "abc"], totals[0, "a"])     # power 1: every group of a label alike
+
+
+def test_balance_families_weighs_each_family_of_a_label_alike(mixed, tmp_path):
+    """Non-memes of two families (36 tiny, 18 photos in train): with power 1 each family's rows weigh the same in
+    all, and the class weights still balance the labels."""
+    from training.h5file import DatasetError, read_sources
+    from training.realdata import family_of_source
+
+    plain = H5Batches(mixed, "train", 16, balance_classes=True)
+    even = H5Batches(mixed, "train", 16, balance_classes=True, balance_families=1.0)
+    families = [family_of_source(s) for s in read_sources(mixed, even.indices)]
+    totals, by_label = Counter(), Counter()
+    for i in range(len(even)):
+        _, y, w = even[i]
+        rows = np.sort(even._order[i * 16:(i + 1) * 16])
+        for family, label, weight in zip([families[r] for r in rows], y, w):
+            totals[label, family] += float(weight)
+            by_label[label] += float(weight)
+    assert np.isclose(totals[0, "tiny"], totals[0, "photos"]) and totals[0, "tiny"] > 0
+    plain_by_label = Counter()
+    for i in range(len(plain)):
+        _, y, w = plain[i]
+        for label, weight in zip(y, w):
+            plain_by_label[label] += float(weight)
+    assert np.allclose([by_label[0], by_label[1]], [plain_by_label[0], plain_by_label[1]])
+    bare = tmp_path / "no-source.h5"
+    with h5py.File(mixed, "r") as src, h5py.File(bare, "w") as f:
+        for name in src:
+            if name != "source":
+                src.copy(src[name], f, name)
+        f.attrs.update(src.attrs)
+    with pytest.raises(DatasetError, match="no source column"):
+        H5Batches(bare, "train", 16, balance_families=1.0)
 
 
 def test_rates_by_group_against_a_plain_count():

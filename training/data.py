@@ -24,7 +24,8 @@ from processing.neardup import content_bounds
 from processing.schema import INPUT_SIZE, MEME, NON_MEME
 from processing.transform import DEFAULT_FIT, block_mean_pool, fit_image, upsample_repeat
 
-from .h5file import H5_ERRORS, DatasetError, damaged, read_rows, split_indices  # noqa: F401  (re-exported)
+from .h5file import H5_ERRORS, DatasetError, damaged, read_rows, read_sources, split_indices  # noqa: F401
+from .realdata import family_of_source
 from .synth import MAX_SYNTH, caption_meme, text_nonmeme
 
 BLOCK = 16      # rows that stay neighbours within one epoch's shuffle
@@ -105,7 +106,8 @@ class H5Batches(keras.utils.PyDataset):
                  degrade_all: float = 0.0, reencode: float = 0.0,
                  synth_memes: float = 0.0, synth_nonmemes: float = 0.0, synth_styles: tuple[str, ...] | None = None,
                  synth_scripts: tuple[str, ...] | None = None, fit: str = DEFAULT_FIT,
-                 sizes=(INPUT_SIZE,), balance_classes: bool = False, same_every_epoch: bool = False,
+                 sizes=(INPUT_SIZE,), balance_classes: bool = False, balance_families: float = 0.0,
+                 same_every_epoch: bool = False,
                  shard: tuple[int, int] = (0, 1), pad_to: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.path, self.split, self.batch_size = str(path), split, batch_size
@@ -124,6 +126,14 @@ class H5Batches(keras.utils.PyDataset):
         # balance_classes: yield inverse-frequency sample weights as a third element, for the label mix
         # after synthesis (a fraction synth_memes of the non-memes turns into memes)
         self.class_weight = class_weights(self.labels, self.synth_memes) if balance_classes else None
+        self.family_weight = None    # balance_families: a factor per row, so small families weigh more
+        if balance_families:
+            with h5py.File(self.path, "r") as f:
+                if "source" not in f:
+                    raise DatasetError(f"{path} has no source column to find families by: rebuild it with "
+                                       "processing.build_h5, or train without --balance-families")
+            groups = [family_of_source(s) for s in read_sources(self.path, self.indices)]
+            self.family_weight = group_weights(groups, self.labels, balance_families)
         self.small_rows = np.zeros(len(self.indices), bool)     # 32-px pictures: the synthesis draws on none
         if synth_memes or synth_nonmemes:
             with h5py.File(self.path, "r") as f:
@@ -213,9 +223,11 @@ class H5Batches(keras.utils.PyDataset):
                 x[k] = self._transform(x[k], y[k], rng)
         x = resize_batch(x, self.size)
         w = weight[mine]
+        if self.family_weight is not None:
+            w = w * self.family_weight[pos[rows]]
         if self.class_weight is not None:
             w = w * np.array([self.class_weight[int(v)] for v in y], dtype=np.float32)
-        elif self.pad_to == 1:
+        elif self.pad_to == 1 and self.family_weight is None:
             return x, y
         return x, y, w
 
@@ -291,3 +303,18 @@ def class_weights(labels: np.ndarray, synth_memes: float = 0.0) -> dict[int, flo
     moved = counts[NON_MEME] * synth_memes
     counts = {NON_MEME: counts[NON_MEME] - moved, MEME: counts[MEME] + moved}
     return {c: (n / (2 * counts[c]) if counts[c] else 0.0) for c in (0, 1)}
+
+
+def group_weights(groups, labels: np.ndarray, power: float) -> np.ndarray:
+    """A factor per row, ``n ** -power`` for the ``n`` rows of its label in its group, scaled to mean 1 within each
+    label (the class balance stays as it was): power 0 weighs every row alike, 1 gives every group of a label the
+    same total weight, 0.5 weighs a group by the square root of its size."""
+    labels = np.asarray(labels)
+    keys = np.array([f"{int(y)}\x00{g}" for y, g in zip(labels, groups)])
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    raw = counts[inverse].astype(np.float64) ** -power
+    out = np.ones(len(labels), np.float32)
+    for label in np.unique(labels):
+        mine = labels == label
+        out[mine] = raw[mine] / raw[mine].mean()
+    return out

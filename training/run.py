@@ -42,6 +42,7 @@ WARMUP_EPOCHS = 0                 # lite0: epochs that train the head alone on t
 TRUNK_LR_SCALE = 0.1              # lite0: once unfrozen, the trunk trains at this fraction of --lr ...
 HEAD_LR_SCALE = 1.0               # ... and the head at this fraction
 SPP_LEVELS = (1,)                 # one level (global pooling): [1,2,4] was no better on the CV (README)
+BALANCE_FAMILIES = 0.0            # every row weighs alike within its label
 TRAIN_BN = False                  # the trunk's batch-norm layers keep their ImageNet statistics
 LABEL_SMOOTHING = 0.0
 REENCODE = 0.0
@@ -97,6 +98,10 @@ def parse_args(argv=None):
     p.add_argument("--reencode", type=fraction, default=REENCODE, metavar="P",
                    help="with probability P a training picture of either label is shrunk (to 50-100%% of its side) "
                         f"and back, then re-encoded as JPEG at quality 30-95: format is not a label (default {REENCODE})")
+    p.add_argument("--balance-families", type=fraction, default=BALANCE_FAMILIES, metavar="POWER",
+                   help="weigh each training row by n**-POWER, n the rows of its label in its family (a shared-data "
+                        "family, else its source), so small families count more; each label keeps its total weight "
+                        f"(0: off, 1: every family alike; default {BALANCE_FAMILIES})")
     p.add_argument("--synth-memes", type=fraction, default=SYNTH_MEMES, metavar="RATIO",
                    help="turn this fraction of each training batch's non-memes into memes by captioning another "
                         f"non-meme of the batch (training.synth: the same picture seen as both; at most {MAX_SYNTH}; "
@@ -278,7 +283,8 @@ def train(args) -> dict:
                              degrade_all=args.degrade_all, reencode=args.reencode,
                              synth_memes=args.synth_memes, synth_nonmemes=args.synth_nonmemes,
                              synth_styles=args.synth_styles, synth_scripts=args.synth_scripts, fit=fit, sizes=sizes,
-                             balance_classes=True, shard=topology.shard, pad_to=topology.devices,
+                             balance_classes=True, balance_families=args.balance_families,
+                             shard=topology.shard, pad_to=topology.devices,
                              workers=args.workers, use_multiprocessing=False)
         # validation gets the training's synthesis, the same every epoch: the epoch kept is then the one that
         # best tells memes in every synthesised format from designed text, not only the real val templates
