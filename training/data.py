@@ -128,10 +128,6 @@ class H5Batches(keras.utils.PyDataset):
         self.class_weight = class_weights(self.labels, self.synth_memes) if balance_classes else None
         self.family_weight = None    # balance_families: a factor per row, so small families weigh more
         if balance_families:
-            with h5py.File(self.path, "r") as f:
-                if "source" not in f:
-                    raise DatasetError(f"{path} has no source column to find families by: rebuild it with "
-                                       "processing.build_h5, or train without --balance-families")
             groups = [family_of_source(s) for s in read_sources(self.path, self.indices)]
             self.family_weight = group_weights(groups, self.labels, balance_families)
         self.small_rows = np.zeros(len(self.indices), bool)     # 32-px pictures: the synthesis draws on none

@@ -153,8 +153,11 @@ MAX_GAP = 8  # read through gaps this small (rows of other splits) rather than s
 
 
 def read_sources(path, rows: np.ndarray) -> list[str]:
-    """The ``source`` of rows ``rows``; a damaged column is the one-line DatasetError."""
+    """The ``source`` of rows ``rows``; a missing or damaged column is the one-line DatasetError."""
     with open_dataset(path) as f:
+        if "source" not in f:
+            raise DatasetError(f"{path} has no source column (the picture's origin, by which sources and families "
+                               "are told apart): rebuild it with processing.build_h5")
         try:
             return [s.decode() for s in f["source"][:][rows]]
         except H5_ERRORS as exc:   # UnicodeDecodeError is a ValueError
